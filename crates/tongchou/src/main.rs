@@ -1,1 +1,20 @@
-fn main() {}
+//! `tongchou`: one binary that runs the whole platform. It only parses the command line
+//! and hands each command to the crate that does the work.
+
+mod cli;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("错误 error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
