@@ -103,7 +103,7 @@ impl Scale {
                 months: 24,
                 resources: 1_083,
                 fields: Some(12_706),
-                filler_rows: 28_000_000,
+                filler_rows: 29_500_000,
                 vendor_background: 60_000,
                 planted: Planted {
                     arrears_applicants: 40,

@@ -23,6 +23,8 @@ pub struct Cli {
 enum Command {
     /// Create the data directory (初始化数据目录).
     Init,
+    /// Set up the simulated district and show it (演示): the README's main command.
+    Demo(DemoArgs),
     /// The simulated district (模拟区).
     Sim {
         #[command(subcommand)]
@@ -34,6 +36,18 @@ enum Command {
 enum SimCommand {
     /// Generate the district's department exports and ground truth (生成模拟数据).
     Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// tiny, small or nanhai (the seed's 65 units, 1,083 resources, 12,706 fields).
+    #[arg(long, default_value = "small")]
+    scale: String,
+    #[arg(long, default_value_t = 2015)]
+    seed: u64,
+    /// Exit when set up instead of serving the portal.
+    #[arg(long)]
+    no_serve: bool,
 }
 
 #[derive(Args)]
@@ -68,6 +82,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init => init(&cli.data_dir),
+        Command::Demo(args) => demo(&cli.data_dir, &args),
         Command::Sim { command: SimCommand::Generate(args) } => generate(&args),
     }
 }
@@ -79,6 +94,31 @@ fn init(data_dir: &Path) -> Result<()> {
         println!("数据目录已存在 already initialised: {} (format version {})", data_dir.display(), tongchou_store::FORMAT_VERSION);
     } else {
         println!("已创建数据目录 created data directory: {} (format version {})", data_dir.display(), tongchou_store::FORMAT_VERSION);
+    }
+    Ok(())
+}
+
+fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
+    let scale = parse_scale(&args.scale)?;
+    let dir = runtime()?.block_on(DataDir::init(data_dir))?;
+    let district = dir.root().join("district");
+    if !district.exists() {
+        println!("正在生成模拟区 generating the {} district …", scale.as_str());
+        let bar = Bar::rows("生成 generating");
+        let result = tongchou_sim::generate(scale, args.seed, &district, &bar);
+        bar.finish();
+        result?;
+    }
+    let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(district.join(tongchou_sim::GROUND_TRUTH_FILE))?)
+        .context("the demo district's ground truth cannot be read; delete the district/ folder of the data directory to regenerate it")?;
+    let inventory = &truth["inventory"];
+    println!("南海区模拟数据 simulated district ({}, seed {}) in {}", truth["scale"].as_str().unwrap_or("?"), truth["seed"], district.display());
+    println!("  单位 units: {}", inventory["units"]);
+    println!("  信息资源 resources: {}", inventory["resources"]);
+    println!("  信息项 fields: {}", inventory["fields"]);
+    println!("  记录 records: {}", inventory["records"]);
+    if !args.no_serve {
+        println!("（门户将在后续版本提供 the portal is not part of this build yet; exiting）");
     }
     Ok(())
 }
