@@ -3,15 +3,15 @@
 //! enterprises, so that every resource can be registered, loaded and linked.
 
 use jiff::civil::Date;
-use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand_chacha::ChaCha8Rng;
 use tongchou_model::{DataType, Field, OpenType, Role, Sensitivity, ShareType, UpdateCycle};
 
-use crate::output::{format_date, DateStyle, Encoding, ExportSpec, Format};
-use crate::schema::{field, FieldExt};
+use crate::output::{DateStyle, Encoding, ExportSpec, Format, format_date};
+use crate::schema::{FieldExt, field};
 use crate::vocab::{self, COMMUNITIES, TOWNS};
-use crate::world::{random_date, World};
+use crate::world::{World, random_date};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Subject {
@@ -27,9 +27,21 @@ const PATTERNS: [(&str, Subject, &str); 14] = [
     ("注销信息", Subject::Enterprise, "的注销、撤销情况"),
     ("年度统计", Subject::Statistics, "按镇街和年度的汇总统计"),
     ("月度统计", Subject::Statistics, "按镇街和月份的汇总统计"),
-    ("许可审批信息", Subject::Enterprise, "相关行政许可的申请和审批结果"),
-    ("检查记录", Subject::Enterprise, "的日常监督检查记录和检查结果"),
-    ("行政处罚信息", Subject::Enterprise, "的行政处罚决定和罚没金额"),
+    (
+        "许可审批信息",
+        Subject::Enterprise,
+        "相关行政许可的申请和审批结果",
+    ),
+    (
+        "检查记录",
+        Subject::Enterprise,
+        "的日常监督检查记录和检查结果",
+    ),
+    (
+        "行政处罚信息",
+        Subject::Enterprise,
+        "的行政处罚决定和罚没金额",
+    ),
     ("奖励表彰信息", Subject::Person, "获得的奖励和表彰"),
     ("投诉举报信息", Subject::Person, "的投诉举报及处理结果"),
     ("补贴发放明细", Subject::Person, "的补贴申领和发放明细"),
@@ -78,26 +90,92 @@ struct PoolField {
     generate: Gen,
 }
 
-const fn pf(name: &'static str, label: &'static str, data_type: DataType, role: Option<Role>, generate: Gen) -> PoolField {
-    PoolField { name, label, data_type, role, generate }
+const fn pf(
+    name: &'static str,
+    label: &'static str,
+    data_type: DataType,
+    role: Option<Role>,
+    generate: Gen,
+) -> PoolField {
+    PoolField {
+        name,
+        label,
+        data_type,
+        role,
+        generate,
+    }
 }
 
 use DataType as T;
 
 const PERSON_FIELDS: [PoolField; 6] = [
-    pf("person_id", "公民身份号码", T::String, Some(Role::PersonId), Gen::PersonId),
-    pf("person_name", "姓名", T::String, Some(Role::PersonName), Gen::PersonName),
+    pf(
+        "person_id",
+        "公民身份号码",
+        T::String,
+        Some(Role::PersonId),
+        Gen::PersonId,
+    ),
+    pf(
+        "person_name",
+        "姓名",
+        T::String,
+        Some(Role::PersonName),
+        Gen::PersonName,
+    ),
     pf("gender", "性别", T::String, None, Gen::Gender),
-    pf("birth_date", "出生日期", T::Date, Some(Role::BirthDate), Gen::BirthDate),
-    pf("mobile", "手机号码", T::String, Some(Role::Phone), Gen::Phone),
-    pf("home_address", "居住地址", T::String, Some(Role::Address), Gen::PersonAddress),
+    pf(
+        "birth_date",
+        "出生日期",
+        T::Date,
+        Some(Role::BirthDate),
+        Gen::BirthDate,
+    ),
+    pf(
+        "mobile",
+        "手机号码",
+        T::String,
+        Some(Role::Phone),
+        Gen::Phone,
+    ),
+    pf(
+        "home_address",
+        "居住地址",
+        T::String,
+        Some(Role::Address),
+        Gen::PersonAddress,
+    ),
 ];
 
 const ENTERPRISE_FIELDS: [PoolField; 4] = [
-    pf("credit_code", "统一社会信用代码", T::String, Some(Role::EnterpriseId), Gen::CreditCode),
-    pf("enterprise_name", "单位名称", T::String, Some(Role::EnterpriseName), Gen::EnterpriseName),
-    pf("legal_rep", "法定代表人", T::String, Some(Role::PersonName), Gen::LegalRep),
-    pf("enterprise_address", "单位地址", T::String, Some(Role::Address), Gen::EnterpriseAddress),
+    pf(
+        "credit_code",
+        "统一社会信用代码",
+        T::String,
+        Some(Role::EnterpriseId),
+        Gen::CreditCode,
+    ),
+    pf(
+        "enterprise_name",
+        "单位名称",
+        T::String,
+        Some(Role::EnterpriseName),
+        Gen::EnterpriseName,
+    ),
+    pf(
+        "legal_rep",
+        "法定代表人",
+        T::String,
+        Some(Role::PersonName),
+        Gen::LegalRep,
+    ),
+    pf(
+        "enterprise_address",
+        "单位地址",
+        T::String,
+        Some(Role::Address),
+        Gen::EnterpriseAddress,
+    ),
 ];
 
 const STATUS: &[&str] = &["有效", "注销", "暂停", "待审核"];
@@ -118,34 +196,112 @@ const GENERIC_FIELDS: [PoolField; 38] = [
     pf("valid_from", "有效期起", T::Date, None, Gen::Day),
     pf("valid_to", "有效期止", T::Date, None, Gen::Day),
     pf("status", "状态", T::String, None, Gen::Choice(STATUS)),
-    pf("handler", "经办人", T::String, Some(Role::PersonName), Gen::PersonName),
+    pf(
+        "handler",
+        "经办人",
+        T::String,
+        Some(Role::PersonName),
+        Gen::PersonName,
+    ),
     pf("amount", "金额(元)", T::Decimal, None, Gen::Money),
     pf("quantity", "数量", T::Integer, None, Gen::Count),
     pf("area", "面积(平方米)", T::Decimal, None, Gen::Area),
     pf("stat_year", "统计年度", T::Integer, None, Gen::Year),
     pf("stat_month", "统计月份", T::String, None, Gen::Month),
-    pf("remark", "备注", T::String, None, Gen::Choice(&["", "", "无", "已核实", "待补充材料"])),
+    pf(
+        "remark",
+        "备注",
+        T::String,
+        None,
+        Gen::Choice(&["", "", "无", "已核实", "待补充材料"]),
+    ),
     pf("category", "类别", T::String, None, Gen::Choice(CATEGORIES)),
     pf("grade", "等级", T::String, None, Gen::Choice(GRADES)),
-    pf("approval_no", "批准文号", T::String, None, Gen::Serial("南府审")),
-    pf("certificate_no", "证书编号", T::String, None, Gen::Serial("ZS")),
+    pf(
+        "approval_no",
+        "批准文号",
+        T::String,
+        None,
+        Gen::Serial("南府审"),
+    ),
+    pf(
+        "certificate_no",
+        "证书编号",
+        T::String,
+        None,
+        Gen::Serial("ZS"),
+    ),
     pf("updated_at", "更新时间", T::Timestamp, None, Gen::Timestamp),
-    pf("source_system", "来源系统", T::String, None, Gen::Choice(SYSTEMS)),
+    pf(
+        "source_system",
+        "来源系统",
+        T::String,
+        None,
+        Gen::Choice(SYSTEMS),
+    ),
     pf("result", "办理结果", T::String, None, Gen::Choice(RESULTS)),
     pf("reason", "事由", T::String, None, Gen::Choice(REASONS)),
     pf("is_valid", "是否有效", T::Boolean, None, Gen::Bool),
-    pf("longitude", "经度", T::Decimal, Some(Role::Coordinates), Gen::Lon),
-    pf("latitude", "纬度", T::Decimal, Some(Role::Coordinates), Gen::Lat),
+    pf(
+        "longitude",
+        "经度",
+        T::Decimal,
+        Some(Role::Coordinates),
+        Gen::Lon,
+    ),
+    pf(
+        "latitude",
+        "纬度",
+        T::Decimal,
+        Some(Role::Coordinates),
+        Gen::Lat,
+    ),
     pf("object_no", "{}编号", T::String, None, Gen::Serial("BH")),
     pf("object_name", "{}名称", T::String, None, Gen::ObjectName),
-    pf("object_type", "{}类型", T::String, None, Gen::Choice(CATEGORIES)),
-    pf("contact_phone", "联系电话", T::String, Some(Role::Phone), Gen::Phone),
-    pf("email", "电子邮箱", T::String, Some(Role::Email), Gen::Email),
-    pf("bank_account", "银行账号", T::String, Some(Role::BankCard), Gen::BankCard),
+    pf(
+        "object_type",
+        "{}类型",
+        T::String,
+        None,
+        Gen::Choice(CATEGORIES),
+    ),
+    pf(
+        "contact_phone",
+        "联系电话",
+        T::String,
+        Some(Role::Phone),
+        Gen::Phone,
+    ),
+    pf(
+        "email",
+        "电子邮箱",
+        T::String,
+        Some(Role::Email),
+        Gen::Email,
+    ),
+    pf(
+        "bank_account",
+        "银行账号",
+        T::String,
+        Some(Role::BankCard),
+        Gen::BankCard,
+    ),
     pf("employees", "从业人数", T::Integer, None, Gen::Count),
     pf("batch_no", "批次号", T::String, None, Gen::Serial("PC")),
-    pf("channel", "办理渠道", T::String, None, Gen::Choice(CHANNELS)),
-    pf("priority", "紧急程度", T::String, None, Gen::Choice(PRIORITIES)),
+    pf(
+        "channel",
+        "办理渠道",
+        T::String,
+        None,
+        Gen::Choice(CHANNELS),
+    ),
+    pf(
+        "priority",
+        "紧急程度",
+        T::String,
+        None,
+        Gen::Choice(PRIORITIES),
+    ),
     pf("finished_on", "办结日期", T::Date, None, Gen::Day),
     pf("score", "评分", T::Decimal, None, Gen::Score),
 ];
@@ -173,13 +329,21 @@ pub fn objects(unit: usize) -> Vec<&'static str> {
 
 /// Plans `count` resources with `fields` fields in all (or a natural number when `None`)
 /// and about `rows` rows in all, spread over the units by weight.
-pub fn plan(rng: &mut ChaCha8Rng, count: usize, fields: Option<usize>, rows: u64, taken_per_unit: &[usize], everyone: bool) -> Vec<FillerResource> {
+pub fn plan(
+    rng: &mut ChaCha8Rng,
+    count: usize,
+    fields: Option<usize>,
+    rows: u64,
+    taken_per_unit: &[usize],
+    everyone: bool,
+) -> Vec<FillerResource> {
     let per_unit = allocate_units(rng, count, taken_per_unit, everyone);
     let mut resources = Vec::with_capacity(count);
     for (unit, n) in per_unit.into_iter().enumerate() {
         let objects = objects(unit);
-        let mut combos: Vec<(usize, usize)> =
-            (0..objects.len()).flat_map(|o| (0..PATTERNS.len()).map(move |p| (o, p))).collect();
+        let mut combos: Vec<(usize, usize)> = (0..objects.len())
+            .flat_map(|o| (0..PATTERNS.len()).map(move |p| (o, p)))
+            .collect();
         combos.shuffle(rng);
         combos.truncate(n);
         combos.sort();
@@ -189,7 +353,9 @@ pub fn plan(rng: &mut ChaCha8Rng, count: usize, fields: Option<usize>, rows: u64
     }
     let mut counts: Vec<usize> = resources.iter().map(|_| rng.random_range(5..=20)).collect();
     if let Some(total) = fields {
-        let max = |r: &FillerResource| subject_fields(PATTERNS[r.pattern].1).len() + GENERIC_FIELDS.len() + 1;
+        let max = |r: &FillerResource| {
+            subject_fields(PATTERNS[r.pattern].1).len() + GENERIC_FIELDS.len() + 1
+        };
         let mut sum: usize = counts.iter().sum();
         while sum != total {
             let i = rng.random_range(0..counts.len());
@@ -202,7 +368,10 @@ pub fn plan(rng: &mut ChaCha8Rng, count: usize, fields: Option<usize>, rows: u64
             }
         }
     }
-    let weights: Vec<f64> = resources.iter().map(|_| (rng.random_range(0.0..5.0f64)).exp()).collect();
+    let weights: Vec<f64> = resources
+        .iter()
+        .map(|_| (rng.random_range(0.0..5.0f64)).exp())
+        .collect();
     let weight_sum: f64 = weights.iter().sum();
     for ((r, n), w) in resources.iter_mut().zip(counts).zip(weights) {
         fill_fields(rng, r, n);
@@ -212,7 +381,12 @@ pub fn plan(rng: &mut ChaCha8Rng, count: usize, fields: Option<usize>, rows: u64
     resources
 }
 
-fn allocate_units(rng: &mut ChaCha8Rng, count: usize, taken: &[usize], everyone: bool) -> Vec<usize> {
+fn allocate_units(
+    rng: &mut ChaCha8Rng,
+    count: usize,
+    taken: &[usize],
+    everyone: bool,
+) -> Vec<usize> {
     let capacity = |u: usize| objects(u).len() * PATTERNS.len();
     let mut per_unit = vec![0usize; vocab::UNITS.len()];
     let mut remaining = count;
@@ -224,9 +398,13 @@ fn allocate_units(rng: &mut ChaCha8Rng, count: usize, taken: &[usize], everyone:
             }
         }
     }
-    let weights: Vec<(usize, u32)> = vocab::UNITS.iter().enumerate().map(|(u, d)| (u, d.weight)).collect();
+    let weights: Vec<(usize, u32)> = vocab::UNITS
+        .iter()
+        .enumerate()
+        .map(|(u, d)| (u, d.weight))
+        .collect();
     while remaining > 0 {
-        let u = *crate::world::pick_weighted(rng, &weights);
+        let u = crate::world::pick_weighted(rng, &weights);
         if per_unit[u] < capacity(u) {
             per_unit[u] += 1;
             remaining -= 1;
@@ -248,12 +426,26 @@ fn skeleton(rng: &mut ChaCha8Rng, unit: usize, object: usize, pattern: usize) ->
     let (suffix, subject, about) = PATTERNS[pattern];
     let (share, open) = match subject {
         Subject::Person => (
-            *[ShareType::Conditional, ShareType::Conditional, ShareType::None].choose(rng).expect("share"),
+            *[
+                ShareType::Conditional,
+                ShareType::Conditional,
+                ShareType::None,
+            ]
+            .choose(rng)
+            .expect("share"),
             OpenType::None,
         ),
         Subject::Enterprise => (
-            *[ShareType::Unconditional, ShareType::Conditional].choose(rng).expect("share"),
-            *[OpenType::Unconditional, OpenType::Conditional, OpenType::None].choose(rng).expect("open"),
+            *[ShareType::Unconditional, ShareType::Conditional]
+                .choose(rng)
+                .expect("share"),
+            *[
+                OpenType::Unconditional,
+                OpenType::Conditional,
+                OpenType::None,
+            ]
+            .choose(rng)
+            .expect("open"),
         ),
         Subject::Statistics => (ShareType::Unconditional, OpenType::Unconditional),
     };
@@ -270,7 +462,13 @@ fn skeleton(rng: &mut ChaCha8Rng, unit: usize, object: usize, pattern: usize) ->
         gens: Vec::new(),
         object_name,
         rows: 0,
-        spec: ExportSpec { file: String::new(), format: Format::Csv, encoding: Encoding::Utf8, title: None, date_style: DateStyle::Iso },
+        spec: ExportSpec {
+            file: String::new(),
+            format: Format::Csv,
+            encoding: Encoding::Utf8,
+            title: None,
+            date_style: DateStyle::Iso,
+        },
     }
 }
 
@@ -297,7 +495,10 @@ fn fill_fields(rng: &mut ChaCha8Rng, r: &mut FillerResource, count: usize) {
     let mut fields = vec![to_field(&record_no, &r.object_name).unique()];
     let mut gens = vec![Gen::Serial("JL")];
     let core = subject_fields(subject);
-    let core_take = core.len().min(count - 1).min(2 + rng.random_range(0..=core.len().saturating_sub(2)));
+    let core_take = core
+        .len()
+        .min(count - 1)
+        .min(2 + rng.random_range(0..=core.len().saturating_sub(2)));
     chosen.extend(core.iter().take(core_take));
     let mut generic: Vec<&PoolField> = GENERIC_FIELDS.iter().collect();
     generic.shuffle(rng);
@@ -329,7 +530,9 @@ fn export_spec(rng: &mut ChaCha8Rng, r: &FillerResource) -> ExportSpec {
         _ => (Format::Ndjson, Encoding::Utf8),
     };
     let title = match format {
-        Format::Xlsx if rng.random_bool(0.5) => Some(format!("{}{}", vocab::UNITS[r.unit].name, r.name)),
+        Format::Xlsx if rng.random_bool(0.5) => {
+            Some(format!("{}{}", vocab::UNITS[r.unit].name, r.name))
+        }
         Format::Csv if rng.random_bool(0.1) => Some(format!("{}（导出）", r.name)),
         _ => None,
     };
@@ -343,9 +546,15 @@ fn export_spec(rng: &mut ChaCha8Rng, r: &FillerResource) -> ExportSpec {
         format,
         encoding,
         title,
-        date_style: *[DateStyle::Iso, DateStyle::Iso, DateStyle::Slash, DateStyle::Chinese, DateStyle::Mixed]
-            .choose(rng)
-            .expect("style"),
+        date_style: *[
+            DateStyle::Iso,
+            DateStyle::Iso,
+            DateStyle::Slash,
+            DateStyle::Chinese,
+            DateStyle::Mixed,
+        ]
+        .choose(rng)
+        .expect("style"),
     }
 }
 
@@ -360,8 +569,22 @@ impl FillerResource {
             let town = ctx.rng.random_range(0..TOWNS.len());
             for (f, generator) in self.fields.iter().zip(&self.gens) {
                 let value: String = match *generator {
-                    Gen::PersonId => ctx.mess.maybe_corrupt(&mut ctx.rng, &ctx.writer, &ctx.file, &f.name, &person.id, 0.003),
-                    Gen::CreditCode => ctx.mess.maybe_corrupt(&mut ctx.rng, &ctx.writer, &ctx.file, &f.name, &enterprise.code, 0.003),
+                    Gen::PersonId => ctx.mess.maybe_corrupt(
+                        &mut ctx.rng,
+                        &ctx.writer,
+                        &ctx.file,
+                        &f.name,
+                        &person.id,
+                        0.003,
+                    ),
+                    Gen::CreditCode => ctx.mess.maybe_corrupt(
+                        &mut ctx.rng,
+                        &ctx.writer,
+                        &ctx.file,
+                        &f.name,
+                        &enterprise.code,
+                        0.003,
+                    ),
                     Gen::PersonName => person.name.clone(),
                     Gen::Gender => (if person.male { "男" } else { "女" }).to_string(),
                     Gen::BirthDate => format_date(person.birth, ctx.style, &mut ctx.rng),
@@ -378,22 +601,46 @@ impl FillerResource {
                     }
                     Gen::Timestamp => {
                         let d = random_date(&mut ctx.rng, window.0, window.1);
-                        format!("{d} {:02}:{:02}:{:02}", ctx.rng.random_range(8..19), ctx.rng.random_range(0..60), ctx.rng.random_range(0..60))
+                        format!(
+                            "{d} {:02}:{:02}:{:02}",
+                            ctx.rng.random_range(8..19),
+                            ctx.rng.random_range(0..60),
+                            ctx.rng.random_range(0..60)
+                        )
                     }
-                    Gen::Choice(values) => values[ctx.rng.random_range(0..values.len())].to_string(),
+                    Gen::Choice(values) => {
+                        values[ctx.rng.random_range(0..values.len())].to_string()
+                    }
                     Gen::Money => format!("{:.2}", ctx.rng.random_range(100.0..200_000.0)),
                     Gen::Count => ctx.rng.random_range(1..500).to_string(),
                     Gen::Area => format!("{:.2}", ctx.rng.random_range(20.0..5_000.0)),
                     Gen::Year => ctx.rng.random_range(2010..=2015).to_string(),
                     Gen::Month => format!("2015-{:02}", ctx.rng.random_range(1..=6)),
                     Gen::Serial(prefix) => format!("{prefix}{:08}", n + 1),
-                    Gen::Bool => (if ctx.rng.random_bool(0.8) { "是" } else { "否" }).to_string(),
-                    Gen::Lon => format!("{:.6}", vocab::TOWN_CENTRES[town].1 + ctx.rng.random_range(-0.05..0.05)),
-                    Gen::Lat => format!("{:.6}", vocab::TOWN_CENTRES[town].0 + ctx.rng.random_range(-0.05..0.05)),
-                    Gen::ObjectName => format!("{}{}{}", TOWNS[town], self.object_name, ctx.rng.random_range(1..200)),
+                    Gen::Bool => (if ctx.rng.random_bool(0.8) {
+                        "是"
+                    } else {
+                        "否"
+                    })
+                    .to_string(),
+                    Gen::Lon => format!(
+                        "{:.6}",
+                        vocab::TOWN_CENTRES[town].1 + ctx.rng.random_range(-0.05..0.05)
+                    ),
+                    Gen::Lat => format!(
+                        "{:.6}",
+                        vocab::TOWN_CENTRES[town].0 + ctx.rng.random_range(-0.05..0.05)
+                    ),
+                    Gen::ObjectName => format!(
+                        "{}{}{}",
+                        TOWNS[town],
+                        self.object_name,
+                        ctx.rng.random_range(1..200)
+                    ),
                     Gen::Email => format!("user{}@example.cn", ctx.rng.random_range(1000..999_999)),
                     Gen::BankCard => {
-                        let body = format!("622202{:010}", ctx.rng.random_range(0..10_000_000_000u64));
+                        let body =
+                            format!("622202{:010}", ctx.rng.random_range(0..10_000_000_000u64));
                         let check = tongchou_ids::bank_card::luhn_check_digit(&body);
                         format!("{body}{check}")
                     }

@@ -53,7 +53,9 @@ pub enum SimError {
         path: String,
         source: std::io::Error,
     },
-    #[error("the disk is full while writing {path}; free some space or choose another --out (the partial output was removed)")]
+    #[error(
+        "the disk is full while writing {path}; free some space or choose another --out (the partial output was removed)"
+    )]
     DiskFull { path: String },
     #[error("cannot write {path}: {source}")]
     Io {
@@ -69,8 +71,12 @@ impl SimError {
     fn classify(self) -> SimError {
         const ENOSPC: i32 = 28;
         match self {
-            SimError::Io { path, source } if source.raw_os_error() == Some(ENOSPC) => SimError::DiskFull { path },
-            SimError::Xlsx { path, message } if message.contains("No space left") => SimError::DiskFull { path },
+            SimError::Io { path, source } if source.raw_os_error() == Some(ENOSPC) => {
+                SimError::DiskFull { path }
+            }
+            SimError::Xlsx { path, message } if message.contains("No space left") => {
+                SimError::DiskFull { path }
+            }
             other => other,
         }
     }
@@ -115,7 +121,12 @@ enum Source<'a> {
 
 /// Generates the district into `out`, which must not exist. Everything is written to a
 /// temporary sibling first and renamed into place only when complete.
-pub fn generate(scale: Scale, seed: u64, out: &Path, progress: &dyn Progress) -> Result<Summary, SimError> {
+pub fn generate(
+    scale: Scale,
+    seed: u64,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<Summary, SimError> {
     if out.exists() {
         return Err(SimError::OutputExists(out.display().to_string()));
     }
@@ -123,7 +134,10 @@ pub fn generate(scale: Scale, seed: u64, out: &Path, progress: &dyn Progress) ->
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "district".into());
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "district".into());
     let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::create_dir_all(&staging).map_err(|source| SimError::NotWritable {
         path: parent.display().to_string(),
@@ -153,7 +167,12 @@ fn sync_dir(dir: &Path) -> Result<(), SimError> {
         })
 }
 
-fn generate_into(scale: Scale, seed: u64, root: &Path, progress: &dyn Progress) -> Result<Summary, SimError> {
+fn generate_into(
+    scale: Scale,
+    seed: u64,
+    root: &Path,
+    progress: &dyn Progress,
+) -> Result<Summary, SimError> {
     let sizes = scale.sizes();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let world = world::build(&mut rng, &sizes);
@@ -162,7 +181,8 @@ fn generate_into(scale: Scale, seed: u64, root: &Path, progress: &dyn Progress) 
     let filler = plan_filler(scale, seed, &scenario);
     let jobs = jobs(&units, &scenario, &filler, &mut rng);
 
-    let estimated: u64 = filler.iter().map(|f| f.rows).sum::<u64>() + estimate_scenario_rows(&world, sizes.months);
+    let estimated: u64 =
+        filler.iter().map(|f| f.rows).sum::<u64>() + estimate_scenario_rows(&world, sizes.months);
     progress.start(estimated);
     let results: Vec<(ExportReport, FileMess)> = jobs
         .par_iter()
@@ -177,7 +197,10 @@ fn generate_into(scale: Scale, seed: u64, root: &Path, progress: &dyn Progress) 
         ..Default::default()
     };
     let file_of = |kind: Kind| -> (&Job<'_>, &ExportReport) {
-        let i = jobs.iter().position(|j| matches!(j.source, Source::Scenario(k) if k == kind)).expect("scenario job");
+        let i = jobs
+            .iter()
+            .position(|j| matches!(j.source, Source::Scenario(k) if k == kind))
+            .expect("scenario job");
         (&jobs[i], &results[i].0)
     };
     scenarios(&world, seed, &sizes, &units, &mut truth, &file_of);
@@ -192,9 +215,17 @@ fn generate_into(scale: Scale, seed: u64, root: &Path, progress: &dyn Progress) 
     truth.inventory.invalid_rows = truth.invalid_rows.len();
 
     let resources: Vec<&Resource> = jobs.iter().map(|j| &j.resource).collect();
-    write_json(root, CATALOG_FILE, &serde_json::json!({ "units": units, "resources": resources }))?;
+    write_json(
+        root,
+        CATALOG_FILE,
+        &serde_json::json!({ "units": units, "resources": resources }),
+    )?;
     let exports: Vec<&ExportReport> = results.iter().map(|(r, _)| r).collect();
-    write_json(root, MANIFEST_FILE, &serde_json::json!({ "scale": scale, "seed": seed, "exports": exports }))?;
+    write_json(
+        root,
+        MANIFEST_FILE,
+        &serde_json::json!({ "scale": scale, "seed": seed, "exports": exports }),
+    )?;
     write_json(root, GROUND_TRUTH_FILE, &truth)?;
     let bytes = dir_size(root)?;
     Ok(Summary {
@@ -234,7 +265,8 @@ fn plan_filler(scale: Scale, seed: u64, scenario: &[Dataset]) -> Vec<FillerResou
 pub fn inventory(scale: Scale, seed: u64) -> (usize, usize, usize) {
     let scenario = datasets::scenario_datasets();
     let filler = plan_filler(scale, seed, &scenario);
-    let fields = scenario.iter().map(|d| d.fields.len()).sum::<usize>() + filler.iter().map(|f| f.fields.len()).sum::<usize>();
+    let fields = scenario.iter().map(|d| d.fields.len()).sum::<usize>()
+        + filler.iter().map(|f| f.fields.len()).sum::<usize>();
     (vocab::UNITS.len(), scenario.len() + filler.len(), fields)
 }
 
@@ -246,11 +278,21 @@ fn estimate_scenario_rows(world: &world::World, months: u32) -> u64 {
 
 const PUBLISHED: [&str; 4] = ["2015-03-31", "2015-04-30", "2015-05-29", "2015-06-05"];
 
-fn jobs<'a>(units: &[Unit], scenario: &[Dataset], filler: &'a [FillerResource], rng: &mut ChaCha8Rng) -> Vec<Job<'a>> {
+fn jobs<'a>(
+    units: &[Unit],
+    scenario: &[Dataset],
+    filler: &'a [FillerResource],
+    rng: &mut ChaCha8Rng,
+) -> Vec<Job<'a>> {
     let mut sequence = 0;
     let mut next = |class: u8, item: u8, catalog: u16, subcatalog: u16| {
         sequence += 1;
-        let c = Classification { class, item, catalog, subcatalog };
+        let c = Classification {
+            class,
+            item,
+            catalog,
+            subcatalog,
+        };
         (c.resource_code(sequence), c)
     };
     let mut jobs = Vec::with_capacity(scenario.len() + filler.len());
@@ -260,25 +302,79 @@ fn jobs<'a>(units: &[Unit], scenario: &[Dataset], filler: &'a [FillerResource], 
             Some(item) => next(1, item, 1, 1),
             None => next(3, (u + 1) as u8, 1, (i + 1) as u16),
         };
-        let resource = resource(&units[u], code, class, d.name, d.summary.to_string(), d.share, d.open, d.cycle, d.tags.iter().map(|t| t.to_string()).collect(), d.key, d.fields.clone(), &d.spec, rng);
-        jobs.push(Job { resource, spec: d.spec.clone(), source: Source::Scenario(d.kind) });
+        let resource = resource(
+            &units[u],
+            code,
+            class,
+            d.name,
+            d.summary.to_string(),
+            d.share,
+            d.open,
+            d.cycle,
+            d.tags.iter().map(|t| t.to_string()).collect(),
+            d.key,
+            d.fields.clone(),
+            &d.spec,
+            rng,
+        );
+        jobs.push(Job {
+            resource,
+            spec: d.spec.clone(),
+            source: Source::Scenario(d.kind),
+        });
     }
     link_related(&mut jobs, Kind::PowerAccounts, Kind::PowerUsage);
     link_related(&mut jobs, Kind::SocialInsurance, Kind::Arrears);
     link_related(&mut jobs, Kind::EnterpriseRegistry, Kind::Licences);
     for f in filler {
-        let (code, class) = next(3, (f.unit + 1) as u8, (f.object + 2) as u16, (f.pattern + 1) as u16);
-        let tags = vec![filler::objects(f.unit)[f.object].to_string(), vocab::UNITS[f.unit].name.trim_start_matches("佛山市南海区").to_string()];
-        let resource = resource(&units[f.unit], code, class, &f.name, f.summary.clone(), f.share, f.open, f.cycle, tags, &["record_no"], f.fields.clone(), &f.spec, rng);
-        jobs.push(Job { resource, spec: f.spec.clone(), source: Source::Filler(f) });
+        let (code, class) = next(
+            3,
+            (f.unit + 1) as u8,
+            (f.object + 2) as u16,
+            (f.pattern + 1) as u16,
+        );
+        let tags = vec![
+            filler::objects(f.unit)[f.object].to_string(),
+            vocab::UNITS[f.unit]
+                .name
+                .trim_start_matches("佛山市南海区")
+                .to_string(),
+        ];
+        let resource = resource(
+            &units[f.unit],
+            code,
+            class,
+            &f.name,
+            f.summary.clone(),
+            f.share,
+            f.open,
+            f.cycle,
+            tags,
+            &["record_no"],
+            f.fields.clone(),
+            &f.spec,
+            rng,
+        );
+        jobs.push(Job {
+            resource,
+            spec: f.spec.clone(),
+            source: Source::Filler(f),
+        });
     }
     jobs
 }
 
 fn link_related(jobs: &mut [Job<'_>], a: Kind, b: Kind) {
-    let find = |jobs: &[Job<'_>], k: Kind| jobs.iter().position(|j| matches!(j.source, Source::Scenario(x) if x == k)).expect("scenario");
+    let find = |jobs: &[Job<'_>], k: Kind| {
+        jobs.iter()
+            .position(|j| matches!(j.source, Source::Scenario(x) if x == k))
+            .expect("scenario")
+    };
     let (ia, ib) = (find(jobs, a), find(jobs, b));
-    let (ca, cb) = (jobs[ia].resource.code.clone().expect("code"), jobs[ib].resource.code.clone().expect("code"));
+    let (ca, cb) = (
+        jobs[ia].resource.code.clone().expect("code"),
+        jobs[ib].resource.code.clone().expect("code"),
+    );
     jobs[ia].resource.related.push(cb);
     jobs[ib].resource.related.push(ca);
 }
@@ -312,11 +408,17 @@ fn resource(
             Format::Ndjson => "接口数据/JSON".to_string(),
         }),
         share_type,
-        share_condition: (share_type == ShareType::Conditional).then(|| "仅用于依法履职的比对核查，须经提供单位审核同意".to_string()),
+        share_condition: (share_type == ShareType::Conditional)
+            .then(|| "仅用于依法履职的比对核查，须经提供单位审核同意".to_string()),
         legal_basis: restricted.then(|| "《广东省政务数据资源共享管理办法（试行）》".to_string()),
-        share_method: Some(*[ShareMethod::Api, ShareMethod::TableSync, ShareMethod::File].choose(rng).expect("method")),
+        share_method: Some(
+            *[ShareMethod::Api, ShareMethod::TableSync, ShareMethod::File]
+                .choose(rng)
+                .expect("method"),
+        ),
         open_type,
-        open_condition: (open_type == tongchou_model::OpenType::Conditional).then(|| "经申请审核后向特定对象开放".to_string()),
+        open_condition: (open_type == tongchou_model::OpenType::Conditional)
+            .then(|| "经申请审核后向特定对象开放".to_string()),
         update_cycle,
         published: Some(PUBLISHED[rng.random_range(0..PUBLISHED.len())].to_string()),
         related: Vec::new(),
@@ -329,7 +431,9 @@ fn resource(
 /// A seed for one export, from the run's seed and the export's file name (FNV-1a), so that
 /// each file is the same whatever order the files are written in.
 fn file_seed(seed: u64, file: &str) -> u64 {
-    file.bytes().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    file.bytes().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn write_job(
@@ -365,7 +469,10 @@ fn write_job(
 
 fn write_json<T: Serialize>(root: &Path, name: &str, value: &T) -> Result<(), SimError> {
     let path = root.join(name);
-    let io = |source| SimError::Io { path: path.display().to_string(), source };
+    let io = |source| SimError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let file = std::fs::File::create(&path).map_err(io)?;
     let mut writer = std::io::BufWriter::new(&file);
     serde_json::to_writer_pretty(&mut writer, value).map_err(|e| io(e.into()))?;
@@ -376,12 +483,19 @@ fn write_json<T: Serialize>(root: &Path, name: &str, value: &T) -> Result<(), Si
 }
 
 fn dir_size(dir: &Path) -> Result<u64, SimError> {
-    let io = |source| SimError::Io { path: dir.display().to_string(), source };
+    let io = |source| SimError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
     let mut total = 0;
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let meta = entry.metadata().map_err(io)?;
-        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
     }
     Ok(total)
 }
@@ -419,7 +533,12 @@ fn scenarios<'j>(
             relative_id: relative.id.clone(),
             relative_name: relative.name.clone(),
             relation: "wife's brother (配偶的兄弟)",
-            certificates: surge.dates.iter().enumerate().map(|(j, d)| datasets::surge_certificate(k, j, d.year())).collect(),
+            certificates: surge
+                .dates
+                .iter()
+                .enumerate()
+                .map(|(j, d)| datasets::surge_certificate(k, j, d.year()))
+                .collect(),
             first_registered: surge.dates[0].to_string(),
             last_registered: surge.dates[surge.dates.len() - 1].to_string(),
         });
@@ -434,7 +553,10 @@ fn scenarios<'j>(
             });
         }
         if ent.status == "存续" {
-            truth.electricity_accounts.push(AccountLink { account_no: datasets::account_no(e), credit_code: ent.code.clone() });
+            truth.electricity_accounts.push(AccountLink {
+                account_no: datasets::account_no(e),
+                credit_code: ent.code.clone(),
+            });
         }
     }
     for h in &world.hotspots {
@@ -494,29 +616,52 @@ fn scenarios<'j>(
 /// Parent–child pairs for "my mother is my mother", and pairs that only look related.
 fn family_pairs(world: &world::World, seed: u64, count: usize, s: &mut Scenarios) {
     let mut rng = ChaCha8Rng::seed_from_u64(file_seed(seed, "family-pairs"));
-    let with_parents: Vec<usize> = (0..world.persons.len()).filter(|&i| world.persons[i].mother.is_some()).collect();
+    let with_parents: Vec<usize> = (0..world.persons.len())
+        .filter(|&i| world.persons[i].mother.is_some())
+        .collect();
     for k in 0..count {
         let child = &world.persons[*with_parents.choose(&mut rng).expect("children")];
-        let (parent, relation) = if k % 2 == 0 { (child.mother, "mother") } else { (child.father, "father") };
+        let (parent, relation) = if k % 2 == 0 {
+            (child.mother, "mother")
+        } else {
+            (child.father, "father")
+        };
         let parent = world.person(parent.expect("both parents recorded"));
-        s.parent_child_pairs.push(ParentChildPair { parent_id: parent.id.clone(), child_id: child.id.clone(), relation });
+        s.parent_child_pairs.push(ParentChildPair {
+            parent_id: parent.id.clone(),
+            child_id: child.id.clone(),
+            relation,
+        });
         let other = match k % 3 {
             0 => {
                 let siblings = &world.children[child.mother.expect("mother") as usize];
-                siblings.iter().map(|&x| world.person(x)).find(|p| p.id != child.id).map(|p| (p.id.clone(), "sibling"))
+                siblings
+                    .iter()
+                    .map(|&x| world.person(x))
+                    .find(|p| p.id != child.id)
+                    .map(|p| (p.id.clone(), "sibling"))
             }
-            1 => world.person(child.mother.expect("mother")).mother.map(|g| (world.person(g).id.clone(), "grandparent")),
+            1 => world
+                .person(child.mother.expect("mother"))
+                .mother
+                .map(|g| (world.person(g).id.clone(), "grandparent")),
             _ => None,
         };
-        let (person_a, actual) = other.unwrap_or_else(|| loop {
-            let p = &world.persons[rng.random_range(0..world.persons.len())];
-            if Some(p.id.as_str()) != child.mother.map(|m| world.person(m).id.as_str())
-                && Some(p.id.as_str()) != child.father.map(|f| world.person(f).id.as_str())
-                && p.id != child.id
-            {
-                break (p.id.clone(), "unrelated");
+        let (person_a, actual) = other.unwrap_or_else(|| {
+            loop {
+                let p = &world.persons[rng.random_range(0..world.persons.len())];
+                if Some(p.id.as_str()) != child.mother.map(|m| world.person(m).id.as_str())
+                    && Some(p.id.as_str()) != child.father.map(|f| world.person(f).id.as_str())
+                    && p.id != child.id
+                {
+                    break (p.id.clone(), "unrelated");
+                }
             }
         });
-        s.non_parent_pairs.push(NonParentPair { person_a, person_b: child.id.clone(), actual });
+        s.non_parent_pairs.push(NonParentPair {
+            person_a,
+            person_b: child.id.clone(),
+            actual,
+        });
     }
 }

@@ -74,7 +74,9 @@ pub enum DateStyle {
 
 pub fn format_date(date: Date, style: DateStyle, rng: &mut ChaCha8Rng) -> String {
     let style = match style {
-        DateStyle::Mixed => [DateStyle::Iso, DateStyle::Slash, DateStyle::Chinese][rng.random_range(0..3)],
+        DateStyle::Mixed => {
+            [DateStyle::Iso, DateStyle::Slash, DateStyle::Chinese][rng.random_range(0..3)]
+        }
         other => other,
     };
     let (y, m, d) = (date.year(), date.month(), date.day());
@@ -112,7 +114,7 @@ pub struct ExportReport {
 }
 
 enum Sink {
-    Csv(csv::Writer<CsvOut>),
+    Csv(Box<csv::Writer<CsvOut>>),
     Xlsx {
         workbook: Box<rust_xlsxwriter::Workbook>,
         sheet: Box<rust_xlsxwriter::Worksheet>,
@@ -155,7 +157,11 @@ fn xlsx_error(path: &Path) -> impl Fn(rust_xlsxwriter::XlsxError) -> SimError + 
 }
 
 impl TableWriter {
-    pub fn create(root: &Path, spec: &ExportSpec, resource: &Resource) -> Result<TableWriter, SimError> {
+    pub fn create(
+        root: &Path,
+        spec: &ExportSpec,
+        resource: &Resource,
+    ) -> Result<TableWriter, SimError> {
         let path = root.join(&spec.file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io_error(parent))?;
@@ -169,26 +175,37 @@ impl TableWriter {
         let title_rows = u64::from(spec.title.is_some());
         let sink = match spec.format {
             Format::Csv => {
-                let mut file = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(io_error(&path))?);
+                let mut file = BufWriter::with_capacity(
+                    1 << 20,
+                    File::create(&path).map_err(io_error(&path))?,
+                );
                 if spec.encoding == Encoding::Utf8Bom {
                     file.write_all(b"\xEF\xBB\xBF").map_err(io_error(&path))?;
                 }
                 let out = match spec.encoding {
-                    Encoding::Gbk => CsvOut::Gbk { file, pending: Vec::new() },
+                    Encoding::Gbk => CsvOut::Gbk {
+                        file,
+                        pending: Vec::new(),
+                    },
                     _ => CsvOut::Plain(file),
                 };
                 let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(out);
                 if let Some(title) = &spec.title {
                     let mut line = vec![title.as_str()];
                     line.resize(labels.len(), "");
-                    writer.write_record(&line).map_err(|e| csv_error(&path, e))?;
+                    writer
+                        .write_record(&line)
+                        .map_err(|e| csv_error(&path, e))?;
                 }
-                writer.write_record(&labels).map_err(|e| csv_error(&path, e))?;
-                Sink::Csv(writer)
+                writer
+                    .write_record(&labels)
+                    .map_err(|e| csv_error(&path, e))?;
+                Sink::Csv(Box::new(writer))
             }
             Format::Xlsx => {
                 let mut workbook = rust_xlsxwriter::Workbook::new();
-                let created = rust_xlsxwriter::ExcelDateTime::from_ymd(2015, 6, 9).map_err(xlsx_error(&path))?;
+                let created = rust_xlsxwriter::ExcelDateTime::from_ymd(2015, 6, 9)
+                    .map_err(xlsx_error(&path))?;
                 workbook.set_properties(
                     &rust_xlsxwriter::DocProperties::new()
                         .set_title(resource.name.as_str())
@@ -200,7 +217,14 @@ impl TableWriter {
                 if let Some(title) = &spec.title {
                     let last = (labels.len().max(2) - 1) as u16;
                     sheet
-                        .merge_range(0, 0, 0, last, title, &rust_xlsxwriter::Format::new().set_bold())
+                        .merge_range(
+                            0,
+                            0,
+                            0,
+                            last,
+                            title,
+                            &rust_xlsxwriter::Format::new().set_bold(),
+                        )
                         .map_err(xlsx_error(&path))?;
                 }
                 for (col, label) in labels.iter().enumerate() {
@@ -215,7 +239,10 @@ impl TableWriter {
                 }
             }
             Format::Ndjson => Sink::Ndjson {
-                file: BufWriter::with_capacity(1 << 20, File::create(&path).map_err(io_error(&path))?),
+                file: BufWriter::with_capacity(
+                    1 << 20,
+                    File::create(&path).map_err(io_error(&path))?,
+                ),
                 names: resource.fields.iter().map(|f| f.name.clone()).collect(),
                 numeric,
             },
@@ -253,7 +280,9 @@ impl TableWriter {
         let line = self.next_line();
         match &mut self.sink {
             Sink::Csv(writer) => {
-                writer.write_record(row.fields()).map_err(|e| csv_error(&self.path, e))?;
+                writer
+                    .write_record(row.fields())
+                    .map_err(|e| csv_error(&self.path, e))?;
             }
             Sink::Xlsx { sheet, numeric, .. } => {
                 let r = (line - 1) as u32;
@@ -267,7 +296,11 @@ impl TableWriter {
                     .map_err(xlsx_error(&self.path))?;
                 }
             }
-            Sink::Ndjson { file, names, numeric } => {
+            Sink::Ndjson {
+                file,
+                names,
+                numeric,
+            } => {
                 let mut object = serde_json::Map::new();
                 for ((name, value), numeric) in names.iter().zip(row.fields()).zip(numeric.iter()) {
                     let json = match value.parse::<f64>() {
@@ -294,13 +327,24 @@ impl TableWriter {
         let path = self.path;
         match self.sink {
             Sink::Csv(writer) => {
-                let out = writer.into_inner().map_err(|e| io_error(&path)(e.into_error()))?;
-                out.into_file().map_err(io_error(&path))?.sync_all().map_err(io_error(&path))?;
+                let out = writer
+                    .into_inner()
+                    .map_err(|e| io_error(&path)(e.into_error()))?;
+                out.into_file()
+                    .map_err(io_error(&path))?
+                    .sync_all()
+                    .map_err(io_error(&path))?;
             }
-            Sink::Xlsx { mut workbook, sheet, .. } => {
+            Sink::Xlsx {
+                mut workbook,
+                sheet,
+                ..
+            } => {
                 workbook.push_worksheet(*sheet);
                 let file = File::create(&path).map_err(io_error(&path))?;
-                workbook.save_to_writer(BufWriter::new(&file)).map_err(xlsx_error(&path))?;
+                workbook
+                    .save_to_writer(BufWriter::new(&file))
+                    .map_err(xlsx_error(&path))?;
                 file.sync_all().map_err(io_error(&path))?;
             }
             Sink::Ndjson { mut file, .. } => {
@@ -322,7 +366,10 @@ fn csv_error(path: &Path, e: csv::Error) -> SimError {
 /// Where CSV text goes: straight to the file, or transcoded to GBK on the way.
 enum CsvOut {
     Plain(BufWriter<File>),
-    Gbk { file: BufWriter<File>, pending: Vec<u8> },
+    Gbk {
+        file: BufWriter<File>,
+        pending: Vec<u8>,
+    },
 }
 
 impl CsvOut {

@@ -42,9 +42,12 @@ impl FieldExt for Field {
         self.default_mask = default_mask(role).map(str::to_string);
         self.sensitivity = match role {
             Role::EnterpriseId | Role::EnterpriseName => Sensitivity::Public,
-            Role::PersonId | Role::PersonName | Role::Phone | Role::Address | Role::BirthDate | Role::Email => {
-                Sensitivity::Sensitive
-            }
+            Role::PersonId
+            | Role::PersonName
+            | Role::Phone
+            | Role::Address
+            | Role::BirthDate
+            | Role::Email => Sensitivity::Sensitive,
             Role::BankCard => Sensitivity::Secret,
             Role::Coordinates => Sensitivity::Internal,
         };
@@ -107,7 +110,10 @@ impl FileMess {
             return id.to_string();
         }
         let validate = |s: &str| -> Result<(), String> {
-            if id.len() == 18 && id.as_bytes()[..17].iter().all(u8::is_ascii_digit) && citizen_id::validate(id).is_ok() {
+            if id.len() == 18
+                && id.as_bytes()[..17].iter().all(u8::is_ascii_digit)
+                && citizen_id::validate(id).is_ok()
+            {
                 citizen_id::validate(s).map_err(|e| e.to_string())
             } else {
                 credit_code::validate(s).map_err(|e| e.to_string())
@@ -128,7 +134,14 @@ impl FileMess {
         }
     }
 
-    pub fn duplicate(&mut self, writer: &TableWriter, file: &str, entity: (&'static str, &str), variant: &'static str, value: &str) {
+    pub fn duplicate(
+        &mut self,
+        writer: &TableWriter,
+        file: &str,
+        entity: (&'static str, &str),
+        variant: &'static str,
+        value: &str,
+    ) {
         self.duplicates.push(DuplicateRecord {
             file: file.to_string(),
             line: writer.next_line(),

@@ -153,16 +153,16 @@ impl World {
     }
 }
 
-pub fn pick_weighted<'a, T>(rng: &mut ChaCha8Rng, items: &'a [(T, u32)]) -> &'a T {
+pub fn pick_weighted<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, u32)]) -> T {
     let total: u32 = items.iter().map(|(_, w)| w).sum();
     let mut roll = rng.random_range(0..total);
-    for (item, w) in items {
-        if roll < *w {
+    for &(item, w) in items {
+        if roll < w {
             return item;
         }
         roll -= w;
     }
-    &items[items.len() - 1].0
+    items[items.len() - 1].0
 }
 
 pub fn random_date(rng: &mut ChaCha8Rng, from: Date, to: Date) -> Date {
@@ -172,9 +172,13 @@ pub fn random_date(rng: &mut ChaCha8Rng, from: Date, to: Date) -> Date {
 }
 
 pub fn chinese_name(rng: &mut ChaCha8Rng, surname: &str, male: bool) -> String {
-    let pool: Vec<char> = if male { vocab::MALE_GIVEN } else { vocab::FEMALE_GIVEN }
-        .chars()
-        .collect();
+    let pool: Vec<char> = if male {
+        vocab::MALE_GIVEN
+    } else {
+        vocab::FEMALE_GIVEN
+    }
+    .chars()
+    .collect();
     let mut name = surname.to_string();
     for _ in 0..if rng.random_bool(0.8) { 2 } else { 1 } {
         name.push(*pool.choose(rng).expect("pool"));
@@ -183,8 +187,14 @@ pub fn chinese_name(rng: &mut ChaCha8Rng, surname: &str, male: bool) -> String {
 }
 
 pub fn mobile(rng: &mut ChaCha8Rng) -> String {
-    const PREFIXES: [&str; 10] = ["133", "135", "137", "138", "139", "150", "158", "186", "189", "136"];
-    format!("{}{:08}", PREFIXES.choose(rng).expect("prefix"), rng.random_range(0..100_000_000u32))
+    const PREFIXES: [&str; 10] = [
+        "133", "135", "137", "138", "139", "150", "158", "186", "189", "136",
+    ];
+    format!(
+        "{}{:08}",
+        PREFIXES.choose(rng).expect("prefix"),
+        rng.random_range(0..100_000_000u32)
+    )
 }
 
 pub fn street_address(rng: &mut ChaCha8Rng, town: u8) -> String {
@@ -209,7 +219,7 @@ struct Builder<'r> {
 
 impl Builder<'_> {
     fn new_person(&mut self, surname: &str, male: bool, birth: Date) -> PersonIx {
-        let region = *pick_weighted(self.rng, &vocab::BIRTH_REGIONS);
+        let region = pick_weighted(self.rng, &vocab::BIRTH_REGIONS);
         let id = loop {
             let seq = self.rng.random_range(0..500) * 2 + u32::from(male);
             let id = citizen_id::build(
@@ -239,7 +249,7 @@ impl Builder<'_> {
             town,
             address: String::new(),
             phone: mobile(self.rng),
-            ethnic: *pick_weighted(self.rng, &vocab::ETHNIC),
+            ethnic: pick_weighted(self.rng, &vocab::ETHNIC),
         };
         self.persons.push(person);
         self.children.push(Vec::new());
@@ -247,7 +257,7 @@ impl Builder<'_> {
     }
 
     fn surname(&mut self) -> &'static str {
-        *pick_weighted(self.rng, &vocab::SURNAMES)
+        pick_weighted(self.rng, &vocab::SURNAMES)
     }
 
     fn birth_in(&mut self, from_year: i16, to_year: i16) -> Date {
@@ -262,7 +272,9 @@ impl Builder<'_> {
         let younger = self.persons[husband as usize]
             .birth
             .max(self.persons[wife as usize].birth);
-        let from = younger.checked_add(jiff::Span::new().years(22)).expect("date");
+        let from = younger
+            .checked_add(jiff::Span::new().years(22))
+            .expect("date");
         let to = younger
             .checked_add(jiff::Span::new().years(30))
             .expect("date")
@@ -303,7 +315,11 @@ impl Builder<'_> {
         if let Some(s) = spouse {
             members.push((s, "配偶"));
         }
-        let mother = if self.persons[head as usize].male { spouse } else { Some(head) };
+        let mother = if self.persons[head as usize].male {
+            spouse
+        } else {
+            Some(head)
+        };
         if let Some(mother) = mother {
             let kids: Vec<PersonIx> = self.children[mother as usize]
                 .iter()
@@ -311,7 +327,11 @@ impl Builder<'_> {
                 .filter(|&c| self.persons[c as usize].spouse.is_none())
                 .collect();
             for kid in kids {
-                let relation = if self.persons[kid as usize].male { "子" } else { "女" };
+                let relation = if self.persons[kid as usize].male {
+                    "子"
+                } else {
+                    "女"
+                };
                 members.push((kid, relation));
             }
         }
@@ -345,13 +365,15 @@ fn people(rng: &mut ChaCha8Rng, target: usize) -> (Vec<Person>, Vec<Vec<PersonIx
         let wife_birth = b.birth_in(wife_year, wife_year);
         let wife = b.new_person(wife_surname, false, wife_birth);
         b.marry(husband, wife);
-        let kids = *pick_weighted(b.rng, &[(1usize, 25), (2, 40), (3, 25), (4, 10)]);
+        let kids = pick_weighted(b.rng, &[(1usize, 25), (2, 40), (3, 25), (4, 10)]);
         b.children(husband, wife, kids, 1996);
         elder_couples.push(husband);
     }
     let middle_end = b.persons.len() as PersonIx;
     let (mut men, mut women): (Vec<PersonIx>, Vec<PersonIx>) = (0..middle_end)
-        .filter(|&i| b.persons[i as usize].father.is_some() && b.persons[i as usize].birth.year() <= 1992)
+        .filter(|&i| {
+            b.persons[i as usize].father.is_some() && b.persons[i as usize].birth.year() <= 1992
+        })
         .partition(|&i| b.persons[i as usize].male);
     men.shuffle(b.rng);
     women.shuffle(b.rng);
@@ -364,7 +386,7 @@ fn people(rng: &mut ChaCha8Rng, target: usize) -> (Vec<Person>, Vec<Vec<PersonIx
             continue;
         }
         b.marry(m, w);
-        let kids = *pick_weighted(b.rng, &[(0usize, 15), (1, 45), (2, 35), (3, 5)]);
+        let kids = pick_weighted(b.rng, &[(0usize, 15), (1, 45), (2, 35), (3, 5)]);
         b.children(m, w, kids, 2015);
         young_couples.push(m);
     }
@@ -391,13 +413,27 @@ fn enterprise_name(rng: &mut ChaCha8Rng, industry: usize, taken: &mut HashSet<St
     loop {
         let a = *trade.choose(rng).expect("trade");
         let c = *trade.choose(rng).expect("trade");
-        let suffix = *pick_weighted(rng, &[(vocab::COMPANY_SUFFIXES[0], 80), (vocab::COMPANY_SUFFIXES[1], 15), (vocab::COMPANY_SUFFIXES[2], 5)]);
-        let name = format!("佛山市南海区{a}{c}{}{suffix}", vocab::INDUSTRIES[industry].0);
+        let suffix = pick_weighted(
+            rng,
+            &[
+                (vocab::COMPANY_SUFFIXES[0], 80),
+                (vocab::COMPANY_SUFFIXES[1], 15),
+                (vocab::COMPANY_SUFFIXES[2], 5),
+            ],
+        );
+        let name = format!(
+            "佛山市南海区{a}{c}{}{suffix}",
+            vocab::INDUSTRIES[industry].0
+        );
         if taken.insert(name.clone()) {
             return name;
         }
         if taken.len() > 20_000 {
-            let numbered = format!("佛山市南海区{a}{c}{}{}号{suffix}", vocab::INDUSTRIES[industry].0, taken.len());
+            let numbered = format!(
+                "佛山市南海区{a}{c}{}{}号{suffix}",
+                vocab::INDUSTRIES[industry].0,
+                taken.len()
+            );
             taken.insert(numbered.clone());
             return numbered;
         }
@@ -437,8 +473,12 @@ fn enterprises(rng: &mut ChaCha8Rng, persons: &[Person], count: usize) -> Vec<En
                 address: street_address(rng, town),
                 town,
                 capital_wan: [50, 100, 200, 500, 1000, 3000][rng.random_range(0..6)],
-                established: random_date(rng, Date::constant(1995, 1, 1), Date::constant(2014, 12, 31)),
-                status: *pick_weighted(rng, &[("存续", 92), ("注销", 5), ("吊销", 3)]),
+                established: random_date(
+                    rng,
+                    Date::constant(1995, 1, 1),
+                    Date::constant(2014, 12, 31),
+                ),
+                status: pick_weighted(rng, &[("存续", 92), ("注销", 5), ("吊销", 3)]),
                 employees,
                 phone: if rng.random_bool(0.5) {
                     mobile(rng)
@@ -463,7 +503,8 @@ pub fn build(rng: &mut ChaCha8Rng, sizes: &Sizes) -> World {
     // Background arrears (about 3%) and funding applicants that are not in arrears.
     let mut order: Vec<usize> = (0..enterprises.len()).collect();
     order.shuffle(rng);
-    let (arrears_set, rest) = order.split_at(enterprises.len() * 3 / 100 + planted.arrears_applicants);
+    let (arrears_set, rest) =
+        order.split_at(enterprises.len() * 3 / 100 + planted.arrears_applicants);
     for &e in arrears_set {
         let months = rng.random_range(2..=sizes.months.min(9));
         enterprises[e].arrears = Some((sizes.months - months, months));
@@ -472,7 +513,12 @@ pub fn build(rng: &mut ChaCha8Rng, sizes: &Sizes) -> World {
     let mut funding_applicants: Vec<(usize, Date)> = arrears_set[..planted.arrears_applicants]
         .iter()
         .chain(&rest[..planted.arrears_applicants * 4])
-        .map(|&e| (e, random_date(rng, application_window.0, application_window.1)))
+        .map(|&e| {
+            (
+                e,
+                random_date(rng, application_window.0, application_window.1),
+            )
+        })
         .collect();
     funding_applicants.shuffle(rng);
 
@@ -488,7 +534,13 @@ pub fn build(rng: &mut ChaCha8Rng, sizes: &Sizes) -> World {
     let rest = &rest[planted.tax_outliers..];
     let conflicts = plant_conflicts(rng, &persons, &enterprises, &rest[..planted.conflicts]);
 
-    let surges = plant_surges(rng, &persons, &children, &officials, planted.property_surges);
+    let surges = plant_surges(
+        rng,
+        &persons,
+        &children,
+        &officials,
+        planted.property_surges,
+    );
     let macau = plant_macau(rng, &officials, &surges, planted.macau_travellers);
     let hotspots = (0..planted.vendor_hotspots)
         .map(|i| {
@@ -504,7 +556,8 @@ pub fn build(rng: &mut ChaCha8Rng, sizes: &Sizes) -> World {
         })
         .collect();
     let inspection_reports = (sizes.enterprises / 6).max(planted.fake_licences * 10);
-    let fake_licences = plant_fake_licences(rng, &enterprises, inspection_reports, planted.fake_licences);
+    let fake_licences =
+        plant_fake_licences(rng, &enterprises, inspection_reports, planted.fake_licences);
     World {
         persons,
         children,
@@ -536,7 +589,10 @@ fn officials(rng: &mut ChaCha8Rng, persons: &[Person]) -> Vec<Official> {
             position: vocab::POSITIONS.choose(rng).expect("position"),
             hired: random_date(
                 rng,
-                persons[person as usize].birth.checked_add(jiff::Span::new().years(22)).expect("date"),
+                persons[person as usize]
+                    .birth
+                    .checked_add(jiff::Span::new().years(22))
+                    .expect("date"),
                 Date::constant(2014, 12, 31),
             ),
         })
@@ -575,31 +631,63 @@ fn plant_surges(
             let start = random_date(rng, Date::constant(2014, 3, 1), Date::constant(2014, 12, 1));
             let n = rng.random_range(3..=4);
             let mut dates: Vec<Date> = (0..n)
-                .map(|_| random_date(rng, start, start.checked_add(jiff::Span::new().days(150)).expect("date")))
+                .map(|_| {
+                    random_date(
+                        rng,
+                        start,
+                        start
+                            .checked_add(jiff::Span::new().days(150))
+                            .expect("date"),
+                    )
+                })
                 .collect();
             dates.sort();
-            PropertySurge { official, wife, relative, dates }
+            PropertySurge {
+                official,
+                wife,
+                relative,
+                dates,
+            }
         })
         .collect()
 }
 
-fn plant_macau(rng: &mut ChaCha8Rng, officials: &[Official], surges: &[PropertySurge], count: usize) -> Vec<MacauTraveller> {
+fn plant_macau(
+    rng: &mut ChaCha8Rng,
+    officials: &[Official],
+    surges: &[PropertySurge],
+    count: usize,
+) -> Vec<MacauTraveller> {
     let taken: HashSet<usize> = surges.iter().map(|s| s.official).collect();
-    let mut pool: Vec<usize> = (0..officials.len()).filter(|o| !taken.contains(o)).collect();
+    let mut pool: Vec<usize> = (0..officials.len())
+        .filter(|o| !taken.contains(o))
+        .collect();
     pool.shuffle(rng);
     pool.into_iter()
         .take(count)
-        .map(|official| MacauTraveller { official, trips: rng.random_range(40..=60) })
+        .map(|official| MacauTraveller {
+            official,
+            trips: rng.random_range(40..=60),
+        })
         .collect()
 }
 
-fn plant_conflicts(rng: &mut ChaCha8Rng, persons: &[Person], enterprises: &[Enterprise], chosen: &[usize]) -> Vec<Conflict> {
+fn plant_conflicts(
+    rng: &mut ChaCha8Rng,
+    persons: &[Person],
+    enterprises: &[Enterprise],
+    chosen: &[usize],
+) -> Vec<Conflict> {
     chosen
         .iter()
         .map(|&e| {
-            let attribute = *[ConflictAttribute::LegalRep, ConflictAttribute::Address, ConflictAttribute::Phone]
-                .choose(rng)
-                .expect("attribute");
+            let attribute = *[
+                ConflictAttribute::LegalRep,
+                ConflictAttribute::Address,
+                ConflictAttribute::Phone,
+            ]
+            .choose(rng)
+            .expect("attribute");
             let ent = &enterprises[e];
             let wrong_value = match attribute {
                 ConflictAttribute::LegalRep => loop {
@@ -621,12 +709,22 @@ fn plant_conflicts(rng: &mut ChaCha8Rng, persons: &[Person], enterprises: &[Ente
                     }
                 },
             };
-            Conflict { enterprise: e, attribute, wrong_source: rng.random_range(0..3), wrong_value }
+            Conflict {
+                enterprise: e,
+                attribute,
+                wrong_source: rng.random_range(0..3),
+                wrong_value,
+            }
         })
         .collect()
 }
 
-fn plant_fake_licences(rng: &mut ChaCha8Rng, enterprises: &[Enterprise], reports: usize, count: usize) -> Vec<FakeLicence> {
+fn plant_fake_licences(
+    rng: &mut ChaCha8Rng,
+    enterprises: &[Enterprise],
+    reports: usize,
+    count: usize,
+) -> Vec<FakeLicence> {
     let registered: HashSet<&str> = enterprises.iter().map(|e| e.code.as_str()).collect();
     let mut slots: Vec<usize> = (0..reports).collect();
     slots.shuffle(rng);
@@ -637,19 +735,32 @@ fn plant_fake_licences(rng: &mut ChaCha8Rng, enterprises: &[Enterprise], reports
             0 => loop {
                 let code = random_credit_code(rng);
                 if !registered.contains(code.as_str()) {
-                    break FakeLicence { report, typed: code, kind: "unregistered", true_code: None };
+                    break FakeLicence {
+                        report,
+                        typed: code,
+                        kind: "unregistered",
+                        true_code: None,
+                    };
                 }
             },
             1 => {
                 let mut code = random_credit_code(rng).into_bytes();
                 code[17] = if code[17] == b'0' { b'1' } else { b'0' };
-                FakeLicence { report, typed: String::from_utf8(code).expect("ascii"), kind: "bad_checksum", true_code: None }
+                FakeLicence {
+                    report,
+                    typed: String::from_utf8(code).expect("ascii"),
+                    kind: "bad_checksum",
+                    true_code: None,
+                }
             }
             _ => {
                 let real = &enterprises[rng.random_range(0..enterprises.len())].code;
                 let mut typed = real.clone().into_bytes();
                 let pos = rng.random_range(8..17);
-                let old = credit_code::CHARSET.iter().position(|&c| c == typed[pos]).expect("charset");
+                let old = credit_code::CHARSET
+                    .iter()
+                    .position(|&c| c == typed[pos])
+                    .expect("charset");
                 typed[pos] = credit_code::CHARSET[(old + rng.random_range(1..31)) % 31];
                 FakeLicence {
                     report,

@@ -10,10 +10,19 @@ use tongchou_store::DataDir;
 use crate::progress::Bar;
 
 #[derive(Parser)]
-#[command(name = "tongchou", version, about = "统筹 Tongchou: register, find, share, exchange and query government data without giving up control of it")]
+#[command(
+    name = "tongchou",
+    version,
+    about = "统筹 Tongchou: register, find, share, exchange and query government data without giving up control of it"
+)]
 pub struct Cli {
     /// The data directory (数据目录) holding everything the platform keeps.
-    #[arg(long, global = true, env = "TONGCHOU_DATA", default_value = "./tongchou-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "TONGCHOU_DATA",
+        default_value = "./tongchou-data"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -83,7 +92,9 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init => init(&cli.data_dir),
         Command::Demo(args) => demo(&cli.data_dir, &args),
-        Command::Sim { command: SimCommand::Generate(args) } => generate(&args),
+        Command::Sim {
+            command: SimCommand::Generate(args),
+        } => generate(&args),
     }
 }
 
@@ -91,9 +102,17 @@ fn init(data_dir: &Path) -> Result<()> {
     let existed = data_dir.join(tongchou_store::MARKER_FILE).exists();
     runtime()?.block_on(DataDir::init(data_dir))?;
     if existed {
-        println!("数据目录已存在 already initialised: {} (format version {})", data_dir.display(), tongchou_store::FORMAT_VERSION);
+        println!(
+            "数据目录已存在 already initialised: {} (format version {})",
+            data_dir.display(),
+            tongchou_store::FORMAT_VERSION
+        );
     } else {
-        println!("已创建数据目录 created data directory: {} (format version {})", data_dir.display(), tongchou_store::FORMAT_VERSION);
+        println!(
+            "已创建数据目录 created data directory: {} (format version {})",
+            data_dir.display(),
+            tongchou_store::FORMAT_VERSION
+        );
     }
     Ok(())
 }
@@ -103,7 +122,10 @@ fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
     let dir = runtime()?.block_on(DataDir::init(data_dir))?;
     let district = dir.root().join("district");
     if !district.exists() {
-        println!("正在生成模拟区 generating the {} district …", scale.as_str());
+        println!(
+            "正在生成模拟区 generating the {} district …",
+            scale.as_str()
+        );
         let bar = Bar::rows("生成 generating");
         let result = tongchou_sim::generate(scale, args.seed, &district, &bar);
         bar.finish();
@@ -112,7 +134,12 @@ fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
     let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(district.join(tongchou_sim::GROUND_TRUTH_FILE))?)
         .context("the demo district's ground truth cannot be read; delete the district/ folder of the data directory to regenerate it")?;
     let inventory = &truth["inventory"];
-    println!("南海区模拟数据 simulated district ({}, seed {}) in {}", truth["scale"].as_str().unwrap_or("?"), truth["seed"], district.display());
+    println!(
+        "南海区模拟数据 simulated district ({}, seed {}) in {}",
+        truth["scale"].as_str().unwrap_or("?"),
+        truth["seed"],
+        district.display()
+    );
     println!("  单位 units: {}", inventory["units"]);
     println!("  信息资源 resources: {}", inventory["resources"]);
     println!("  信息项 fields: {}", inventory["fields"]);
@@ -142,7 +169,13 @@ fn generate(args: &GenerateArgs) -> Result<()> {
         println!("  信息项 fields {:>11}", summary.fields);
         println!("  记录 records {:>12}", summary.records);
         println!("  无效行 invalid rows {:>5}", summary.invalid_rows);
-        println!("  {} files, {:.1} MB, {:.1} s ({:.0} records/s)", summary.files, summary.bytes as f64 / 1e6, seconds, summary.records as f64 / seconds);
+        println!(
+            "  {} files, {:.1} MB, {:.1} s ({:.0} records/s)",
+            summary.files,
+            summary.bytes as f64 / 1e6,
+            seconds,
+            summary.records as f64 / seconds
+        );
     }
     Ok(())
 }

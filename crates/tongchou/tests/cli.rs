@@ -26,7 +26,10 @@ fn version_is_printed() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tongchou(tmp.path(), &["--version"]);
     assert!(out.status.success());
-    assert_eq!(stdout(&out).trim(), format!("tongchou {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("tongchou {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -42,10 +45,18 @@ fn init_creates_and_reopens_a_data_directory_and_refuses_other_versions() {
 
     let marker = data.join("tongchou.toml");
     let text = std::fs::read_to_string(&marker).unwrap();
-    std::fs::write(&marker, text.replace("format_version = 1", "format_version = 2")).unwrap();
+    std::fs::write(
+        &marker,
+        text.replace("format_version = 1", "format_version = 2"),
+    )
+    .unwrap();
     let out = tongchou(&data, &["demo", "--scale", "tiny", "--no-serve"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("format version 2"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("format version 2"),
+        "{}",
+        stderr(&out)
+    );
 
     std::fs::write(&marker, "format_version = \"one\"").unwrap();
     let out = tongchou(&data, &["demo", "--scale", "tiny", "--no-serve"]);
@@ -67,20 +78,42 @@ fn sim_generate_writes_the_district_and_reports_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("district");
     let out_arg = out_dir.to_str().unwrap();
-    let out = tongchou(tmp.path(), &["sim", "generate", "--scale", "tiny", "--seed", "3", "--out", out_arg, "--json"]);
+    let out = tongchou(
+        tmp.path(),
+        &[
+            "sim", "generate", "--scale", "tiny", "--seed", "3", "--out", out_arg, "--json",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(summary["units"], 65);
     assert_eq!(summary["resources"], 100);
     assert!(out_dir.join("ground_truth.json").is_file());
 
-    let out = tongchou(tmp.path(), &["sim", "generate", "--scale", "tiny", "--out", out_arg]);
+    let out = tongchou(
+        tmp.path(),
+        &["sim", "generate", "--scale", "tiny", "--out", out_arg],
+    );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 
-    let out = tongchou(tmp.path(), &["sim", "generate", "--scale", "huge", "--out", tmp.path().join("x").to_str().unwrap()]);
+    let out = tongchou(
+        tmp.path(),
+        &[
+            "sim",
+            "generate",
+            "--scale",
+            "huge",
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown scale 'huge'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown scale 'huge'"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!tmp.path().join("x").exists());
 }
 
