@@ -117,6 +117,77 @@ vocabulary!(
     }
 );
 
+vocabulary!(
+    /// What a user account may do on the platform.
+    UserRole {
+        PlatformAdmin = "platform_admin" / "平台管理员",
+        Steward = "steward" / "单位数据管理员",
+        Analyst = "analyst" / "业务分析人员",
+        Leader = "leader" / "领导",
+        Inspector = "inspector" / "综合巡查员",
+    }
+);
+
+impl Role {
+    /// How sensitive data of this role is unless the steward says otherwise.
+    pub fn default_sensitivity(self) -> Sensitivity {
+        match self {
+            Role::EnterpriseId | Role::EnterpriseName => Sensitivity::Public,
+            Role::PersonId
+            | Role::PersonName
+            | Role::Phone
+            | Role::Address
+            | Role::BirthDate
+            | Role::Email => Sensitivity::Sensitive,
+            Role::BankCard => Sensitivity::Secret,
+            Role::Coordinates => Sensitivity::Internal,
+        }
+    }
+
+    /// The mask a steward would pick first for data of this role.
+    pub fn default_mask(self) -> Option<&'static str> {
+        match self {
+            Role::PersonId => Some("citizen_id"),
+            Role::PersonName => Some("chinese_name"),
+            Role::Phone => Some("mobile"),
+            Role::Address => Some("address_town"),
+            Role::BirthDate => Some("date_year"),
+            Role::BankCard => Some("bank_card"),
+            Role::Email => Some("keep_first_last(1,0)"),
+            Role::EnterpriseId | Role::EnterpriseName | Role::Coordinates => None,
+        }
+    }
+}
+
+/// Masks a grant or a field default may name (DESIGN.md §5); arguments in parentheses.
+pub const MASKS: [&str; 15] = [
+    "keep_first_last",
+    "chinese_name",
+    "citizen_id",
+    "mobile",
+    "address_district",
+    "address_town",
+    "bank_card",
+    "date_year",
+    "date_month",
+    "round",
+    "bucket",
+    "null",
+    "constant",
+    "pseudonym",
+    "fpe",
+];
+
+/// True when `mask` names a known mask, e.g. `mobile` or `keep_first_last(1,0)`.
+pub fn is_known_mask(mask: &str) -> bool {
+    let name = mask.split('(').next().unwrap_or("").trim();
+    let args_ok = match mask.find('(') {
+        None => true,
+        Some(open) => mask.ends_with(')') && open < mask.len() - 1,
+    };
+    args_ok && MASKS.contains(&name)
+}
+
 /// 信息资源分类: 类 (1 digit), 项 (2), 目 (3), 细目 (3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -39,18 +39,8 @@ pub trait FieldExt {
 
 impl FieldExt for Field {
     fn role(mut self, role: Role) -> Self {
-        self.default_mask = default_mask(role).map(str::to_string);
-        self.sensitivity = match role {
-            Role::EnterpriseId | Role::EnterpriseName => Sensitivity::Public,
-            Role::PersonId
-            | Role::PersonName
-            | Role::Phone
-            | Role::Address
-            | Role::BirthDate
-            | Role::Email => Sensitivity::Sensitive,
-            Role::BankCard => Sensitivity::Secret,
-            Role::Coordinates => Sensitivity::Internal,
-        };
+        self.default_mask = role.default_mask().map(str::to_string);
+        self.sensitivity = role.default_sensitivity();
         self.role = Some(role);
         self
     }
@@ -70,20 +60,6 @@ impl FieldExt for Field {
     fn allowed(mut self, values: &[&str]) -> Self {
         self.allowed_values = values.iter().map(|v| v.to_string()).collect();
         self
-    }
-}
-
-/// The mask a steward would pick first for data of this role.
-pub fn default_mask(role: Role) -> Option<&'static str> {
-    match role {
-        Role::PersonId => Some("citizen_id"),
-        Role::PersonName => Some("chinese_name"),
-        Role::Phone => Some("mobile"),
-        Role::Address => Some("address_town"),
-        Role::BirthDate => Some("date_year"),
-        Role::BankCard => Some("bank_card"),
-        Role::Email => Some("keep_first_last(1,0)"),
-        Role::EnterpriseId | Role::EnterpriseName | Role::Coordinates => None,
     }
 }
 

@@ -7,6 +7,7 @@
 //!   tables/           one versioned table per resource
 //!   ledger/           the audit ledger's segments and checkpoints
 //!   config/           keys and settings
+//!   index/            search indexes, rebuilt from the metadata when stale
 //! ```
 //!
 //! [`DataDir::open`] refuses a directory of another format version or a damaged one with a
@@ -21,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 pub const FORMAT_VERSION: u32 = 1;
 pub const MARKER_FILE: &str = "tongchou.toml";
 pub const METADATA_FILE: &str = "metadata.sqlite";
-pub const SUBDIRS: [&str; 3] = ["tables", "ledger", "config"];
+pub const SUBDIRS: [&str; 4] = ["tables", "ledger", "config", "index"];
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -161,6 +162,10 @@ impl DataDir {
 
     pub fn config_dir(&self) -> PathBuf {
         self.root.join("config")
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.root.join("index")
     }
 }
 
