@@ -9,7 +9,7 @@ use tongchou_model::{DataType, Role, Sensitivity};
 use crate::sample::Sample;
 use crate::values;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Suggestion {
     pub name: String,
     pub label: String,
@@ -25,10 +25,11 @@ pub struct Suggestion {
     pub reasons: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Inference {
     pub header_row: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub encoding: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sheet: Option<String>,

@@ -96,6 +96,8 @@ impl Actor {
 pub struct Batch {
     pub units: Vec<Unit>,
     pub resources: Vec<(String, Resource)>,
+    /// Problems already found in the input, so that one pass reports them all.
+    pub problems: Vec<Problem>,
 }
 
 impl Batch {
@@ -139,29 +141,35 @@ impl Batch {
                 Err(p) => problems.extend(p),
             }
         }
-        if problems.is_empty() {
-            Ok(Batch { units, resources })
-        } else {
-            Err(problems)
-        }
+        Ok(Batch {
+            units,
+            resources,
+            problems,
+        })
     }
 
     /// Reads a filled-in catalog workbook.
     pub fn from_workbook(bytes: &[u8]) -> Result<Batch, Vec<Problem>> {
-        let resources = workbook::parse(bytes)?;
+        let (resources, problems) = workbook::parse(bytes)?;
         Ok(Batch {
             units: Vec::new(),
-            resources: resources
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| (format!("{} 资源 {}", workbook::RESOURCE_SHEET, i + 1), r))
-                .collect(),
+            resources,
+            problems,
         })
+    }
+
+    /// The batch, or every problem found in its input.
+    pub fn checked(self) -> Result<Batch, Vec<Problem>> {
+        if self.problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(self.problems)
+        }
     }
 }
 
 /// A registered resource with its catalog state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Record {
     #[serde(flatten)]
     pub resource: Resource,
@@ -172,7 +180,7 @@ pub struct Record {
     pub has_data: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     pub version: i64,
     pub changed_at: String,
@@ -181,14 +189,16 @@ pub struct VersionInfo {
 }
 
 /// One difference between two versions of a resource.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Change {
     pub path: String,
+    #[schema(value_type = Object)]
     pub from: Value,
+    #[schema(value_type = Object)]
     pub to: Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UnitInfo {
     pub code: String,
     pub name: String,
@@ -201,7 +211,7 @@ pub struct UnitInfo {
 }
 
 /// The bureau's view of the stock (清家底).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Inventory {
     pub units: i64,
     pub resources: i64,
@@ -346,7 +356,7 @@ impl Catalog {
             .iter()
             .filter_map(|(_, r)| r.code.clone())
             .collect();
-        let mut problems = Vec::new();
+        let mut problems = batch.problems;
         let mut claimed: HashMap<String, String> = HashMap::new();
         for (at, r) in &batch.resources {
             let mut problem = |field: &str, message: String| {

@@ -10,7 +10,7 @@ use tongchou_model::{
 };
 
 /// One thing wrong with the input, located as precisely as the input allows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// Where the resource came from: "资源 3" for the 3rd of a JSON array, "信息资源 row 5".
     pub at: String,

@@ -305,8 +305,13 @@ fn field_value(values: &BTreeMap<&'static str, String>) -> Value {
     Value::Object(obj)
 }
 
-/// Reads a filled-in workbook into resources, all or nothing.
-pub fn parse(bytes: &[u8]) -> Result<Vec<Resource>, Vec<Problem>> {
+/// Well-formed resources with their places, and the problems of the rest.
+pub type Parsed = (Vec<(String, Resource)>, Vec<Problem>);
+
+/// Reads a filled-in workbook: the resources that are well-formed (each with its place)
+/// and the problems of the others; a workbook that is not of the template's shape is
+/// refused outright.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Problem>> {
     let mut xlsx: Xlsx<Cursor<&[u8]>> = match Xlsx::new(Cursor::new(bytes)) {
         Ok(x) => x,
         Err(e) => {
@@ -386,16 +391,13 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Resource>, Vec<Problem>> {
     ordered.sort_by_key(|(row, _, _)| *row);
     let mut out = Vec::new();
     for (row, value, field_rows) in ordered {
-        match validate::resource(&format!("{RESOURCE_SHEET} 第{row}行"), &value) {
-            Ok(r) => out.push(r),
+        let at = format!("{RESOURCE_SHEET} 第{row}行");
+        match validate::resource(&at, &value) {
+            Ok(r) => out.push((at, r)),
             Err(found) => problems.extend(found.into_iter().map(|p| relocate(p, &field_rows))),
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    Ok((out, problems))
 }
 
 /// Points a field's problem at its own row of the 信息项 sheet.

@@ -471,6 +471,7 @@ async fn a_filled_in_workbook_registers_and_bad_ones_are_reported_by_row() {
         false,
     );
     let problems: Vec<String> = Batch::from_workbook(&bad_values)
+        .and_then(Batch::checked)
         .unwrap_err()
         .iter()
         .map(|p| p.to_string())
@@ -515,6 +516,7 @@ async fn a_filled_in_workbook_registers_and_bad_ones_are_reported_by_row() {
         false,
     );
     let problems: Vec<String> = Batch::from_workbook(&missing_resource)
+        .and_then(Batch::checked)
         .unwrap_err()
         .iter()
         .map(|p| p.to_string())
@@ -536,7 +538,9 @@ async fn a_filled_in_workbook_registers_and_bad_ones_are_reported_by_row() {
         None,
         false,
     );
-    let problems = Batch::from_workbook(&no_type_column).unwrap_err();
+    let problems = Batch::from_workbook(&no_type_column)
+        .and_then(Batch::checked)
+        .unwrap_err();
     assert!(
         problems
             .iter()
@@ -546,7 +550,9 @@ async fn a_filled_in_workbook_registers_and_bad_ones_are_reported_by_row() {
     );
     let extra = workbook(&[RES_HEADER], &[FIELD_HEADER], Some("Sheet3"), false);
     assert!(
-        Batch::from_workbook(&extra).unwrap_err()[0]
+        Batch::from_workbook(&extra)
+            .and_then(Batch::checked)
+            .unwrap_err()[0]
             .message
             .contains("extra sheet 'Sheet3'")
     );
@@ -571,12 +577,16 @@ async fn a_filled_in_workbook_registers_and_bad_ones_are_reported_by_row() {
         true,
     );
     assert!(
-        Batch::from_workbook(&merged).unwrap_err()[0]
+        Batch::from_workbook(&merged)
+            .and_then(Batch::checked)
+            .unwrap_err()[0]
             .message
             .contains("A3:A4 are merged")
     );
     assert!(
-        Batch::from_workbook(b"not a workbook").unwrap_err()[0]
+        Batch::from_workbook(b"not a workbook")
+            .and_then(Batch::checked)
+            .unwrap_err()[0]
             .message
             .contains("not an .xlsx workbook")
     );

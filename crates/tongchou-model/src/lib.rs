@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A government body that provides or consumes data (单位 / 部门).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unit {
     /// Unified social credit code of the unit (GB 32100, category 11 for organs).
     pub code: String,
@@ -23,7 +23,7 @@ pub struct Unit {
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal / $zh:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
@@ -189,7 +189,7 @@ pub fn is_known_mask(mask: &str) -> bool {
 }
 
 /// 信息资源分类: 类 (1 digit), 项 (2), 目 (3), 细目 (3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Classification {
     pub class: u8,
@@ -214,7 +214,7 @@ impl Classification {
 }
 
 /// 信息项: a column of a resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Field {
     pub name: String,
@@ -243,7 +243,7 @@ fn default_sensitivity() -> Sensitivity {
 }
 
 /// 信息资源: a registered data table with its catalog metadata.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resource {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,1 +1,385 @@
-//! placeholder
+//! `tongchou serve`: the HTTP front door. axum on tokio, bound to 127.0.0.1 unless told
+//! otherwise, serving the REST API (JSON) and its OpenAPI document at `/openapi.json`.
+//!
+//! Sign-in arrives with identity and access; until then the API acts as the local operator
+//! and must only be reachable from the machine itself (the default bind address).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tongchou_catalog::infer::Inference;
+use tongchou_catalog::{
+    Actor, Batch, Catalog, CatalogError, Change, Hit, Inventory, Problem, Record, SearchQuery,
+    UnitInfo, VersionInfo,
+};
+use tongchou_model::{OpenType, Resource, ShareType, Unit, UpdateCycle};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// Shared state of a running server.
+pub struct AppState {
+    pub catalog: Catalog,
+}
+
+/// An API error: status, message and, for rejected input, every problem found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiError {
+    #[serde(skip)]
+    status: u16,
+    pub error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status: status.as_u16(),
+            error: error.into(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn rejected(problems: Vec<Problem>) -> ApiError {
+        ApiError {
+            status: 422,
+            error: format!("{} problem(s); nothing was registered", problems.len()),
+            problems,
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> ApiError {
+        match e {
+            CatalogError::Rejected(problems) => ApiError::rejected(problems),
+            CatalogError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            CatalogError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(self),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+type Shared = State<Arc<AppState>>;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    /// The first (or only) resource code.
+    pub code: String,
+    pub codes: Vec<String>,
+    pub registered: usize,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CodeParam {
+    /// Resource code, e.g. 307001004/000012.
+    pub code: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DiffParams {
+    pub code: String,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SearchParams {
+    /// Words in Chinese or English; every word must match.
+    #[serde(default)]
+    pub q: String,
+    pub unit: Option<String>,
+    pub share_type: Option<String>,
+    pub open_type: Option<String>,
+    pub update_cycle: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UnitParam {
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InferParams {
+    /// The sample's file name; `.xlsx` is read as a workbook, anything else as CSV.
+    pub name: String,
+    pub sheet: Option<String>,
+    pub rows: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionReply {
+    pub code: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnitsAdded {
+    pub added: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "统筹 Tongchou API",
+        description = "Register, find, share, exchange and query government data without giving up control of it."
+    ),
+    paths(
+        healthz,
+        list_units,
+        add_units,
+        list_resources,
+        register,
+        get_resource,
+        update_resource,
+        history,
+        diff,
+        search,
+        stats,
+        template,
+        register_workbook,
+        infer
+    ),
+    components(schemas(
+        ApiError,
+        Registered,
+        VersionReply,
+        UnitsAdded,
+        Resource,
+        Unit,
+        Record,
+        Hit,
+        Inventory,
+        UnitInfo,
+        VersionInfo,
+        Change,
+        Problem,
+        Inference
+    ))
+)]
+pub struct ApiDoc;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/api/catalog/units", get(list_units).post(add_units))
+        .route("/api/catalog/resources", get(list_resources).post(register))
+        .route(
+            "/api/catalog/resource",
+            get(get_resource).put(update_resource),
+        )
+        .route("/api/catalog/history", get(history))
+        .route("/api/catalog/diff", get(diff))
+        .route("/api/catalog/search", get(search))
+        .route("/api/catalog/stats", get(stats))
+        .route("/api/catalog/template.xlsx", get(template))
+        .route("/api/catalog/workbook", post(register_workbook))
+        .route("/api/catalog/infer", post(infer))
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(state)
+}
+
+/// Serves until the process is stopped.
+pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(state)).await
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The server is up", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/api/catalog/units", responses((status = 200, body = [UnitInfo])))]
+async fn list_units(State(s): Shared) -> ApiResult<Vec<UnitInfo>> {
+    Ok(Json(s.catalog.units().await?))
+}
+
+#[utoipa::path(post, path = "/api/catalog/units", request_body = [Unit], responses((status = 200, body = UnitsAdded), (status = 422, body = ApiError)))]
+async fn add_units(State(s): Shared, Json(units): Json<Vec<Unit>>) -> ApiResult<UnitsAdded> {
+    Ok(Json(UnitsAdded {
+        added: s.catalog.add_units(&units, &Actor::Operator).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/catalog/resources", params(UnitParam), responses((status = 200, body = [Record])))]
+async fn list_resources(State(s): Shared, Query(p): Query<UnitParam>) -> ApiResult<Vec<Record>> {
+    Ok(Json(match p.unit {
+        Some(unit) => s.catalog.resources_of_unit(&unit).await?,
+        None => s.catalog.all_records().await?,
+    }))
+}
+
+async fn register_batch(
+    s: &AppState,
+    batch: Result<Batch, Vec<Problem>>,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    let codes = s
+        .catalog
+        .register(batch.map_err(ApiError::rejected)?, &Actor::Operator)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            code: codes.first().cloned().unwrap_or_default(),
+            registered: codes.len(),
+            codes,
+        }),
+    ))
+}
+
+/// Registers one resource, an array of them, or `{"units": [...], "resources": [...]}`,
+/// all or nothing. A resource code is generated when absent.
+#[utoipa::path(post, path = "/api/catalog/resources", request_body = Resource, responses((status = 201, body = Registered), (status = 422, description = "Every problem, with its place", body = ApiError)))]
+async fn register(
+    State(s): Shared,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    register_batch(&s, Batch::from_json(&body)).await
+}
+
+#[utoipa::path(get, path = "/api/catalog/resource", params(CodeParam), responses((status = 200, body = Record), (status = 404, body = ApiError)))]
+async fn get_resource(State(s): Shared, Query(p): Query<CodeParam>) -> ApiResult<Record> {
+    Ok(Json(s.catalog.get(&p.code).await?))
+}
+
+/// Replaces a resource's metadata; a new version is recorded when anything changed.
+#[utoipa::path(put, path = "/api/catalog/resource", params(CodeParam), request_body = Resource, responses((status = 200, body = VersionReply), (status = 422, body = ApiError)))]
+async fn update_resource(
+    State(s): Shared,
+    Query(p): Query<CodeParam>,
+    body: Bytes,
+) -> ApiResult<VersionReply> {
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let resource =
+        tongchou_catalog::validate::resource(&p.code, &value).map_err(ApiError::rejected)?;
+    let version = s
+        .catalog
+        .update(&p.code, resource, &Actor::Operator)
+        .await?;
+    Ok(Json(VersionReply {
+        code: p.code,
+        version,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/catalog/history", params(CodeParam), responses((status = 200, body = [VersionInfo])))]
+async fn history(State(s): Shared, Query(p): Query<CodeParam>) -> ApiResult<Vec<VersionInfo>> {
+    Ok(Json(s.catalog.history(&p.code).await?))
+}
+
+#[utoipa::path(get, path = "/api/catalog/diff", params(DiffParams), responses((status = 200, body = [Change])))]
+async fn diff(State(s): Shared, Query(p): Query<DiffParams>) -> ApiResult<Vec<Change>> {
+    Ok(Json(s.catalog.diff(&p.code, p.from, p.to).await?))
+}
+
+fn parse_filter<T>(
+    value: Option<String>,
+    parse: fn(&str) -> Option<T>,
+    choices: fn() -> String,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            parse(&v).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} '{v}' is not one of {}", choices()),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Search in Chinese or English, ranked, with filters.
+#[utoipa::path(get, path = "/api/catalog/search", params(SearchParams), responses((status = 200, body = [Hit]), (status = 400, body = ApiError)))]
+async fn search(State(s): Shared, Query(p): Query<SearchParams>) -> ApiResult<Vec<Hit>> {
+    let query = SearchQuery {
+        text: p.q,
+        unit: p.unit.filter(|u| !u.is_empty()),
+        share_type: parse_filter(
+            p.share_type,
+            ShareType::parse,
+            ShareType::choices,
+            "share_type",
+        )?,
+        open_type: parse_filter(p.open_type, OpenType::parse, OpenType::choices, "open_type")?,
+        update_cycle: parse_filter(
+            p.update_cycle,
+            UpdateCycle::parse,
+            UpdateCycle::choices,
+            "update_cycle",
+        )?,
+        limit: p.limit.unwrap_or(20).min(500),
+    };
+    Ok(Json(s.catalog.search(&query).await?))
+}
+
+#[utoipa::path(get, path = "/api/catalog/stats", responses((status = 200, body = Inventory)))]
+async fn stats(State(s): Shared) -> ApiResult<Inventory> {
+    Ok(Json(s.catalog.inventory().await?))
+}
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// The catalog workbook template to fill in Excel.
+#[utoipa::path(get, path = "/api/catalog/template.xlsx", responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Vec<u8>)))]
+async fn template() -> Result<Response, ApiError> {
+    let bytes = tongchou_catalog::workbook::template()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, XLSX),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"catalog-template.xlsx\"",
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Registers a filled-in catalog workbook (the request body is the .xlsx file), all or nothing.
+#[utoipa::path(post, path = "/api/catalog/workbook", request_body(content = Vec<u8>, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), responses((status = 201, body = Registered), (status = 422, body = ApiError)))]
+async fn register_workbook(
+    State(s): Shared,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    register_batch(&s, Batch::from_workbook(&body)).await
+}
+
+/// Proposes fields and detects personal data in a sample file (the request body).
+#[utoipa::path(post, path = "/api/catalog/infer", params(InferParams), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, body = Inference), (status = 400, body = ApiError)))]
+async fn infer(Query(p): Query<InferParams>, body: Bytes) -> ApiResult<Inference> {
+    let rows = p.rows.unwrap_or(10_000).min(100_000);
+    let sample = tongchou_catalog::sample::read(&p.name, &body, p.sheet.as_deref(), rows)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(Json(tongchou_catalog::infer::infer(&sample)))
+}

@@ -179,7 +179,7 @@ fn generate_into(
     let units = vocab::units();
     let scenario = datasets::scenario_datasets();
     let filler = plan_filler(scale, seed, &scenario);
-    let jobs = jobs(&units, &scenario, &filler, &mut rng);
+    let jobs = jobs(&units, &scenario, &filler, seed);
 
     let estimated: u64 =
         filler.iter().map(|f| f.rows).sum::<u64>() + estimate_scenario_rows(&world, sizes.months);
@@ -263,11 +263,25 @@ fn plan_filler(scale: Scale, seed: u64, scenario: &[Dataset]) -> Vec<FillerResou
 
 /// The catalog a generation will produce, without generating: (units, resources, fields).
 pub fn inventory(scale: Scale, seed: u64) -> (usize, usize, usize) {
+    let (units, resources) = catalog(scale, seed);
+    (
+        units.len(),
+        resources.len(),
+        resources.iter().map(|r| r.fields.len()).sum(),
+    )
+}
+
+/// The units and resources a generation will register (its `catalog.json`), without
+/// generating any data.
+pub fn catalog(scale: Scale, seed: u64) -> (Vec<Unit>, Vec<Resource>) {
+    let units = vocab::units();
     let scenario = datasets::scenario_datasets();
     let filler = plan_filler(scale, seed, &scenario);
-    let fields = scenario.iter().map(|d| d.fields.len()).sum::<usize>()
-        + filler.iter().map(|f| f.fields.len()).sum::<usize>();
-    (vocab::UNITS.len(), scenario.len() + filler.len(), fields)
+    let resources = jobs(&units, &scenario, &filler, seed)
+        .into_iter()
+        .map(|j| j.resource)
+        .collect();
+    (units, resources)
 }
 
 fn estimate_scenario_rows(world: &world::World, months: u32) -> u64 {
@@ -282,8 +296,9 @@ fn jobs<'a>(
     units: &[Unit],
     scenario: &[Dataset],
     filler: &'a [FillerResource],
-    rng: &mut ChaCha8Rng,
+    seed: u64,
 ) -> Vec<Job<'a>> {
+    let rng = &mut ChaCha8Rng::seed_from_u64(file_seed(seed, "catalog"));
     let mut sequence = 0;
     let mut next = |class: u8, item: u8, catalog: u16, subcatalog: u16| {
         sequence += 1;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use tongchou_sim::Scale;
 use tongchou_store::DataDir;
 
+use crate::catalog_cmd::{self, CatalogCommand};
 use crate::progress::Bar;
 
 #[derive(Parser)]
@@ -32,8 +33,20 @@ pub struct Cli {
 enum Command {
     /// Create the data directory (初始化数据目录).
     Init,
-    /// Set up the simulated district and show it (演示): the README's main command.
+    /// Set up the simulated district, register its catalog and serve it (演示).
     Demo(DemoArgs),
+    /// The resource catalog (资源目录): register, search, inventory.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+    /// User accounts (用户).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Serve the REST API (and, later, the portal) (启动服务).
+    Serve(ServeArgs),
     /// The simulated district (模拟区).
     Sim {
         #[command(subcommand)]
@@ -47,6 +60,27 @@ enum SimCommand {
     Generate(GenerateArgs),
 }
 
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        name: String,
+        #[arg(long)]
+        unit: String,
+        /// platform_admin, steward, analyst, leader or inspector.
+        #[arg(long)]
+        role: String,
+        /// Leaders only: the level (1–10) resources may be opened to.
+        #[arg(long)]
+        level: Option<i64>,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Args)]
 struct DemoArgs {
     /// tiny, small or nanhai (the seed's 65 units, 1,083 resources, 12,706 fields).
@@ -54,9 +88,18 @@ struct DemoArgs {
     scale: String,
     #[arg(long, default_value_t = 2015)]
     seed: u64,
-    /// Exit when set up instead of serving the portal.
+    /// Exit when set up instead of serving.
     #[arg(long)]
     no_serve: bool,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address of the web portal and REST API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: std::net::SocketAddr,
 }
 
 #[derive(Args)]
@@ -81,7 +124,7 @@ pub fn parse_scale(text: &str) -> Result<Scale> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,7 +134,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init => init(&cli.data_dir),
-        Command::Demo(args) => demo(&cli.data_dir, &args),
+        Command::Demo(args) => runtime()?.block_on(demo(&cli.data_dir, &args)),
+        Command::Catalog { command } => {
+            runtime()?.block_on(catalog_cmd::run(&cli.data_dir, command))
+        }
+        Command::User { command } => runtime()?.block_on(user(&cli.data_dir, command)),
+        Command::Serve(args) => runtime()?.block_on(serve(&cli.data_dir, &args)),
         Command::Sim {
             command: SimCommand::Generate(args),
         } => generate(&args),
@@ -101,25 +149,22 @@ pub fn run(cli: Cli) -> Result<()> {
 fn init(data_dir: &Path) -> Result<()> {
     let existed = data_dir.join(tongchou_store::MARKER_FILE).exists();
     runtime()?.block_on(DataDir::init(data_dir))?;
-    if existed {
-        println!(
-            "数据目录已存在 already initialised: {} (format version {})",
-            data_dir.display(),
-            tongchou_store::FORMAT_VERSION
-        );
+    let what = if existed {
+        "数据目录已存在 already initialised"
     } else {
-        println!(
-            "已创建数据目录 created data directory: {} (format version {})",
-            data_dir.display(),
-            tongchou_store::FORMAT_VERSION
-        );
-    }
+        "已创建数据目录 created data directory"
+    };
+    println!(
+        "{what}: {} (format version {})",
+        data_dir.display(),
+        tongchou_store::FORMAT_VERSION
+    );
     Ok(())
 }
 
-fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
+async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
     let scale = parse_scale(&args.scale)?;
-    let dir = runtime()?.block_on(DataDir::init(data_dir))?;
+    let dir = DataDir::init(data_dir).await?;
     let district = dir.root().join("district");
     if !district.exists() {
         println!(
@@ -131,21 +176,93 @@ fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
         bar.finish();
         result?;
     }
-    let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(district.join(tongchou_sim::GROUND_TRUTH_FILE))?)
-        .context("the demo district's ground truth cannot be read; delete the district/ folder of the data directory to regenerate it")?;
-    let inventory = &truth["inventory"];
+    let catalog = tongchou_catalog::Catalog::open(dir.clone()).await?;
+    if catalog.inventory().await?.resources == 0 {
+        let started = std::time::Instant::now();
+        let bytes = std::fs::read(district.join(tongchou_sim::CATALOG_FILE)).context("the demo district has no catalog.json; delete the district/ folder of the data directory to regenerate it")?;
+        let batch = tongchou_catalog::Batch::from_json(&bytes)
+            .map_err(tongchou_catalog::CatalogError::Rejected)?;
+        let codes = catalog
+            .register(batch, &tongchou_catalog::Actor::Operator)
+            .await?;
+        println!(
+            "已登记目录 registered {} resources of 65 units in {:.1} s",
+            codes.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    catalog_cmd::print_inventory(&catalog.inventory().await?);
+    if args.no_serve {
+        return Ok(());
+    }
+    drop(catalog);
+    serve(data_dir, &args.serve).await
+}
+
+async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
+    let dir = DataDir::open(data_dir).await?;
+    let catalog = tongchou_catalog::Catalog::open(dir).await?;
+    let state = std::sync::Arc::new(tongchou_server::AppState { catalog });
     println!(
-        "南海区模拟数据 simulated district ({}, seed {}) in {}",
-        truth["scale"].as_str().unwrap_or("?"),
-        truth["seed"],
-        district.display()
+        "统筹 Tongchou 服务地址 serving at http://{}/  (REST API under /api, OpenAPI at /openapi.json; Ctrl-C to stop)",
+        args.http
     );
-    println!("  单位 units: {}", inventory["units"]);
-    println!("  信息资源 resources: {}", inventory["resources"]);
-    println!("  信息项 fields: {}", inventory["fields"]);
-    println!("  记录 records: {}", inventory["records"]);
-    if !args.no_serve {
-        println!("（门户将在后续版本提供 the portal is not part of this build yet; exiting）");
+    if !args.http.ip().is_loopback() {
+        eprintln!(
+            "注意 warning: listening on {} — sign-in is not enforced yet; keep this address off shared networks",
+            args.http.ip()
+        );
+    }
+    tongchou_server::serve(state, args.http)
+        .await
+        .with_context(|| format!("cannot serve on {}", args.http))
+}
+
+async fn user(data_dir: &Path, command: UserCommand) -> Result<()> {
+    let dir = DataDir::open(data_dir).await?;
+    match command {
+        UserCommand::Add {
+            name,
+            unit,
+            role,
+            level,
+        } => {
+            let Some(role) = tongchou_model::UserRole::parse(&role) else {
+                bail!(
+                    "unknown role '{role}': use one of {}",
+                    tongchou_model::UserRole::choices()
+                );
+            };
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let user = tongchou_access::User {
+                name: name.clone(),
+                unit,
+                role,
+                level,
+            };
+            tongchou_access::add_user(dir.metadata(), &user, password).await?;
+            println!("已添加用户 added user {name} ({role})");
+        }
+        UserCommand::List { json } => {
+            let users = tongchou_access::list_users(dir.metadata()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                for u in users {
+                    println!(
+                        "{}\t{}\t{}{}",
+                        u.name,
+                        u.unit,
+                        u.role,
+                        u.level.map(|l| format!(" (level {l})")).unwrap_or_default()
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `tongchou`: one binary that runs the whole platform. It only parses the command line
 //! and hands each command to the crate that does the work.
 
+mod catalog_cmd;
 mod cli;
 mod progress;
 

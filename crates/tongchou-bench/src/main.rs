@@ -1,0 +1,265 @@
+//! `cargo run --release -p tongchou-bench -- catalog`: the catalog's numbers (registration
+//! of the full `nanhai` catalog, search latency over ten times it beside a SQLite LIKE scan
+//! of the same metadata, inference speed and accuracy on the `small` district).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+use tongchou_catalog::{Actor, Batch, Catalog, SearchQuery};
+use tongchou_model::ShareType;
+use tongchou_sim::Scale;
+use tongchou_store::DataDir;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+const QUERIES: [&str; 16] = [
+    "社保 欠费",
+    "出入境",
+    "不动产 登记",
+    "户籍 人口",
+    "营业执照",
+    "用电",
+    "纳税",
+    "公职人员",
+    "行政处罚",
+    "补贴 发放",
+    "统一社会信用代码",
+    "检查记录",
+    "credit_code",
+    "Social Insurance",
+    "学校",
+    "许可 审批",
+];
+
+async fn catalog_bench() -> Result<()> {
+    println!("machine: {}; date: {}", machine(), jiff_today());
+    let tmp = tempfile::tempdir()?;
+    let (units, resources) = tongchou_sim::catalog(Scale::Nanhai, 2015);
+    let fields: usize = resources.iter().map(|r| r.fields.len()).sum();
+    let file = serde_json::to_vec(&serde_json::json!({ "units": units, "resources": resources }))?;
+
+    let catalog = Catalog::open(DataDir::init(&tmp.path().join("nanhai")).await?).await?;
+    let started = Instant::now();
+    let batch = Batch::from_json(&file).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let codes = catalog.register(batch, &Actor::Operator).await?;
+    let register = started.elapsed();
+    let inv = catalog.inventory().await?;
+    println!(
+        "register nanhai catalog: {} units, {} resources, {fields} fields in {:.2} s (target < 10 s)",
+        inv.units,
+        codes.len(),
+        register.as_secs_f64()
+    );
+    if (inv.units, inv.resources, inv.fields) != (65, 1_083, 12_706) {
+        bail!(
+            "the nanhai catalog registered as {}/{}/{}",
+            inv.units,
+            inv.resources,
+            inv.fields
+        );
+    }
+    drop(catalog);
+
+    // Ten times the seed's catalog: each resource registered ten times under varied names.
+    let dir = DataDir::init(&tmp.path().join("tenfold")).await?;
+    let catalog = Catalog::open(dir.clone()).await?;
+    catalog.add_units(&units, &Actor::Operator).await?;
+    let started = Instant::now();
+    for copy in 0..10 {
+        let batch = Batch {
+            units: Vec::new(),
+            resources: resources
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.code = None;
+                    r.related.clear();
+                    if copy > 0 {
+                        r.name = format!("{}（第{}批）", r.name, copy + 1);
+                    }
+                    (String::new(), r)
+                })
+                .collect(),
+        };
+        catalog.register(batch, &Actor::Operator).await?;
+    }
+    let inv = catalog.inventory().await?;
+    println!(
+        "register tenfold catalog: {} resources, {} fields in {:.1} s",
+        inv.resources,
+        inv.fields,
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut tantivy = Vec::new();
+    let mut hits_per_query = HashMap::new();
+    for round in 0..60 {
+        for (i, q) in QUERIES.iter().enumerate() {
+            let query = SearchQuery {
+                text: q.to_string(),
+                share_type: (i % 4 == 3).then_some(ShareType::Conditional),
+                limit: 20,
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let hits = catalog.search(&query).await?;
+            tantivy.push(t.elapsed());
+            if round == 0 {
+                hits_per_query.insert(*q, hits.len());
+            }
+        }
+    }
+    // Reference: the same words as substring scans over the same metadata in SQLite.
+    let pool = dir.metadata();
+    let mut like = Vec::new();
+    for _ in 0..3 {
+        for q in QUERIES {
+            let words: Vec<String> = q
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(|w| format!("%{w}%"))
+                .collect();
+            let sql = match words.len() {
+                1 => "SELECT code FROM resources WHERE body LIKE ?1 LIMIT 20",
+                _ => "SELECT code FROM resources WHERE body LIKE ?1 AND body LIKE ?2 LIMIT 20",
+            };
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            for w in &words {
+                query = query.bind(w);
+            }
+            let t = Instant::now();
+            query.fetch_all(pool).await?;
+            like.push(t.elapsed());
+        }
+    }
+    tantivy.sort();
+    like.sort();
+    println!(
+        "search over {} resources ({} queries): p50 {:.2} ms, p99 {:.2} ms (target p99 < 10 ms); SQLite LIKE scan of the same metadata: p50 {:.2} ms, p99 {:.2} ms; p99 ratio tantivy/LIKE = {:.3}",
+        inv.resources,
+        tantivy.len(),
+        ms(percentile(&tantivy, 0.5)),
+        ms(percentile(&tantivy, 0.99)),
+        ms(percentile(&like, 0.5)),
+        ms(percentile(&like, 0.99)),
+        ms(percentile(&tantivy, 0.99)) / ms(percentile(&like, 0.99)),
+    );
+    println!("hits per query (of 20): {hits_per_query:?}");
+    infer_bench(&tmp.path().join("small")).await
+}
+
+async fn infer_bench(out: &std::path::Path) -> Result<()> {
+    tongchou_sim::generate(Scale::Small, 2015, out, &())?;
+    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json"))?)?;
+    let catalog: Value = serde_json::from_slice(&std::fs::read(out.join("catalog.json"))?)?;
+    let resources: HashMap<&str, &Value> = catalog["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["code"].as_str().unwrap(), r))
+        .collect();
+    let mut counts: HashMap<String, (usize, usize, usize)> = HashMap::new();
+    let mut times = Vec::new();
+    for entry in manifest["exports"].as_array().unwrap() {
+        if entry["format"] == "ndjson" {
+            continue;
+        }
+        let path = out.join(entry["file"].as_str().unwrap());
+        let bytes = std::fs::read(&path)?;
+        let t = Instant::now();
+        let sample = tongchou_catalog::sample::read(&path.to_string_lossy(), &bytes, None, 10_000)?;
+        let inference = tongchou_catalog::infer::infer(&sample);
+        if sample.rows.len() == 10_000 {
+            times.push((
+                t.elapsed(),
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                bytes.len(),
+            ));
+        }
+        let truth = resources[entry["resource_code"].as_str().unwrap()]["fields"]
+            .as_array()
+            .unwrap();
+        for (f, s) in truth.iter().zip(&inference.fields) {
+            let roles: Vec<&str> = [
+                "person_id",
+                "enterprise_id",
+                "phone",
+                "person_name",
+                "address",
+                "bank_card",
+            ]
+            .to_vec();
+            for role in roles {
+                let actual = f["role"].as_str() == Some(role);
+                let predicted = s.role.map(|r| r.as_str()) == Some(role);
+                let c = counts.entry(role.to_string()).or_default();
+                match (actual, predicted) {
+                    (true, true) => c.0 += 1,
+                    (false, true) => c.1 += 1,
+                    (true, false) => c.2 += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    times.sort();
+    let (slowest, name, size) = times.last().cloned().unwrap();
+    println!(
+        "inference on 10,000-row samples: {} files, slowest {:.0} ms ({name}, {:.1} MB file read whole), median {:.0} ms (target < 1 s)",
+        times.len(),
+        ms(slowest),
+        size as f64 / 1e6,
+        ms(times[times.len() / 2].0)
+    );
+    let mut roles: Vec<_> = counts.into_iter().collect();
+    roles.sort();
+    for (role, (tp, fp, fn_)) in roles {
+        println!(
+            "  {role}: precision {:.3}, recall {:.3} ({tp} columns right, {fp} false, {fn_} missed)",
+            tp as f64 / (tp + fp).max(1) as f64,
+            tp as f64 / (tp + fn_).max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+fn jiff_today() -> String {
+    std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%F")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn main() -> Result<()> {
+    let what = std::env::args().nth(1).unwrap_or_default();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match what.as_str() {
+        "catalog" => runtime.block_on(catalog_bench()),
+        _ => bail!("usage: tongchou-bench catalog"),
+    }
+}

@@ -1,0 +1,447 @@
+//! End-to-end: the catalog through the real binary — the CLI and `tongchou serve`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn tongchou(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tongchou"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("TONGCHOU_DATA")
+        .output()
+        .unwrap()
+}
+
+fn ok_json(data_dir: &Path, args: &[&str]) -> Value {
+    let out = tongchou(data_dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn demo(tmp: &Path) -> std::path::PathBuf {
+    let data = tmp.join("data");
+    let out = tongchou(&data, &["demo", "--scale", "tiny", "--no-serve"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("信息资源 resources: 100"), "{text}");
+    data
+}
+
+fn unit(data: &Path, slug: &str) -> String {
+    let units = ok_json(data, &["catalog", "units", "--json"]);
+    units
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["slug"] == slug)
+        .unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn catalog_cli_registers_searches_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = demo(tmp.path());
+    let stats = ok_json(&data, &["catalog", "stats", "--json"]);
+    assert_eq!(
+        (stats["units"].as_i64(), stats["resources"].as_i64()),
+        (Some(65), Some(100))
+    );
+    let units = ok_json(&data, &["catalog", "units", "--json"]);
+    assert!(
+        units
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["code"].is_string() && u["name"].is_string())
+    );
+    let hits = ok_json(&data, &["catalog", "search", "社保 欠费", "--json"]);
+    assert_eq!(hits[0]["name"], "社会保险费欠缴明细");
+    assert!(hits[0]["code"].is_string() && hits[0]["unit"].is_string());
+
+    let tax = unit(&data, "tax");
+    let file = tmp.path().join("resource.json");
+    let resource = json!({"unit": tax, "name": "纳税信用等级评价结果", "abstract": "A、B、C、D级纳税人名单", "share_type": "unconditional",
+        "open_type": "unconditional", "update_cycle": "yearly",
+        "fields": [{"name": "credit_code", "label": "统一社会信用代码", "type": "string", "role": "enterprise_id", "required": true, "sensitivity": "public"},
+                   {"name": "grade", "label": "信用等级", "type": "string", "required": true}]});
+    std::fs::write(&file, resource.to_string()).unwrap();
+    let registered = ok_json(
+        &data,
+        &[
+            "catalog",
+            "register",
+            "--file",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let code = registered["code"].as_str().unwrap().to_string();
+    let hits = ok_json(&data, &["catalog", "search", "纳税 信用", "--json"]);
+    assert_eq!(hits[0]["code"], code.as_str());
+    assert_eq!(
+        ok_json(&data, &["catalog", "stats", "--json"])["resources"],
+        101
+    );
+
+    // Bad input: a per-row report, a non-zero exit, nothing registered.
+    let bad = json!([resource, {"unit": "nope", "name": "x", "share_type": "sometimes", "open_type": "none", "update_cycle": "daily", "fields": [{"name": "a", "label": "甲"}]}]);
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let out = tongchou(
+        &data,
+        &["catalog", "register", "--file", file.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "资源 1 「纳税信用等级评价结果」, name: unit",
+        "already has a resource named",
+        "资源 2 「x」, share_type: 'sometimes'",
+        "信息项 1 (a): type is required",
+        "nothing was registered",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    assert_eq!(
+        ok_json(&data, &["catalog", "stats", "--json"])["resources"],
+        101
+    );
+
+    // A new version, listed and compared.
+    let mut changed = resource.clone();
+    changed["share_type"] = json!("conditional");
+    changed["share_condition"] = json!("仅限税收征管");
+    changed["legal_basis"] = json!("《税收征收管理法》");
+    std::fs::write(&file, changed.to_string()).unwrap();
+    let out = tongchou(
+        &data,
+        &["catalog", "update", &code, "--file", file.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history = ok_json(&data, &["catalog", "history", &code, "--json"]);
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    let diff = tongchou(&data, &["catalog", "diff", &code, "1", "2"]);
+    assert!(
+        String::from_utf8_lossy(&diff.stdout)
+            .contains("share_type: \"unconditional\" → \"conditional\"")
+    );
+
+    // The workbook template round trip through the CLI.
+    let template = tmp.path().join("template.xlsx");
+    assert!(
+        tongchou(
+            &data,
+            &["catalog", "template", "--out", template.to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+    let out = tongchou(
+        &data,
+        &["catalog", "register", "--file", template.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no resource rows"));
+    let exported = tmp.path().join("tax.xlsx");
+    assert!(
+        tongchou(
+            &data,
+            &[
+                "catalog",
+                "export",
+                "--out",
+                exported.to_str().unwrap(),
+                "--unit",
+                &tax
+            ]
+        )
+        .status
+        .success()
+    );
+    let out = tongchou(
+        &data,
+        &["catalog", "register", "--file", exported.to_str().unwrap()],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is already registered"),
+        "re-registering the export is refused as duplicates"
+    );
+}
+
+#[test]
+fn stewards_act_for_their_own_unit_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = demo(tmp.path());
+    let tax = unit(&data, "tax");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tongchou"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "user",
+            "add",
+            "税务管理员",
+            "--unit",
+            &tax,
+            "--role",
+            "steward",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let users = ok_json(&data, &["user", "list", "--json"]);
+    assert_eq!(users[0]["role"], "steward");
+    let health = unit(&data, "health");
+    let file = tmp.path().join("r.json");
+    std::fs::write(&file, json!({"unit": health, "name": "医院床位", "share_type": "unconditional", "open_type": "none", "update_cycle": "monthly",
+        "fields": [{"name": "beds", "label": "床位数", "type": "integer"}]}).to_string()).unwrap();
+    let out = tongchou(
+        &data,
+        &[
+            "catalog",
+            "register",
+            "--file",
+            file.to_str().unwrap(),
+            "--as",
+            "税务管理员",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not register resources of unit"));
+    let out = tongchou(
+        &data,
+        &[
+            "catalog",
+            "register",
+            "--file",
+            file.to_str().unwrap(),
+            "--as",
+            "nobody",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user 'nobody' does not exist"));
+}
+
+#[test]
+fn inference_from_a_department_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = demo(tmp.path());
+    let file = data.join("district/exports/household_registration/户籍人口信息.csv");
+    let draft = tmp.path().join("draft.json");
+    let tax = unit(&data, "household_registration");
+    let result = ok_json(
+        &data,
+        &[
+            "catalog",
+            "infer",
+            file.to_str().unwrap(),
+            "--json",
+            "--draft",
+            draft.to_str().unwrap(),
+            "--unit",
+            &tax,
+            "--name",
+            "户籍人口（草稿）",
+        ],
+    );
+    assert_eq!(result["encoding"], "gbk");
+    let fields = result["fields"].as_array().unwrap();
+    let role = |label: &str| fields.iter().find(|f| f["label"] == label).unwrap()["role"].clone();
+    assert_eq!(role("公民身份号码"), "person_id");
+    assert_eq!(role("母亲公民身份号码"), "person_id");
+    assert_eq!(role("联系电话"), "phone");
+    assert_eq!(role("出生日期"), "birth_date");
+    assert!(
+        fields[0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("GB 11643")
+    );
+    let mut value: Value = serde_json::from_slice(&std::fs::read(&draft).unwrap()).unwrap();
+    value["share_condition"] = json!("户籍核验");
+    value["legal_basis"] = json!("《户口登记条例》");
+    std::fs::write(&draft, value.to_string()).unwrap();
+    ok_json(
+        &data,
+        &[
+            "catalog",
+            "register",
+            "--file",
+            draft.to_str().unwrap(),
+            "--json",
+        ],
+    );
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &Path) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_tongchou"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--http", &addr])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let base = format!("http://{addr}");
+    for _ in 0..100 {
+        if ureq::get(format!("{base}/healthz")).call().is_ok() {
+            return (server, base);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the server did not come up");
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+#[test]
+fn rest_api_registers_and_searches_with_openapi() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = demo(tmp.path());
+    let (_server, base) = serve(&data);
+    let http = agent();
+    let get = |path: &str| -> (u16, Value) {
+        let mut r = http.get(format!("{base}{path}")).call().unwrap();
+        (
+            r.status().as_u16(),
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
+        )
+    };
+    let (status, openapi) = get("/openapi.json");
+    assert_eq!(status, 200);
+    for path in [
+        "/api/catalog/search",
+        "/api/catalog/resources",
+        "/api/catalog/workbook",
+        "/api/catalog/stats",
+        "/api/catalog/infer",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} documented");
+    }
+    let (_, hits) = get("/api/catalog/search?q=%E7%A4%BE%E4%BF%9D%20%E6%AC%A0%E8%B4%B9");
+    assert_eq!(hits[0]["name"], "社会保险费欠缴明细");
+    let (status, err) = get("/api/catalog/search?q=x&share_type=maybe");
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("share_type 'maybe'")
+    );
+    let (_, units) = get("/api/catalog/units");
+    let planning = units
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["slug"] == "planning")
+        .unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let body = json!({"unit": planning, "name": "农贸市场布点规划", "abstract": "固定农贸市场的规划布点", "share_type": "unconditional", "open_type": "unconditional",
+        "update_cycle": "yearly", "fields": [{"name": "market", "label": "市场名称", "type": "string"}, {"name": "longitude", "label": "经度", "type": "decimal", "role": "coordinates"}]});
+    let mut r = http
+        .post(format!("{base}/api/catalog/resources"))
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let created: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let code = created["code"].as_str().unwrap().to_string();
+    let (_, hits) = get("/api/catalog/search?q=%E5%86%9C%E8%B4%B8%E5%B8%82%E5%9C%BA");
+    assert_eq!(hits[0]["code"], code.as_str());
+    let (status, record) = get(&format!(
+        "/api/catalog/resource?code={}",
+        code.replace('/', "%2F")
+    ));
+    assert_eq!((status, record["version"].as_i64()), (200, Some(1)));
+
+    let mut r = http
+        .post(format!("{base}/api/catalog/resources"))
+        .send(body.to_string())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let rejected: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert!(
+        rejected["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already has a resource named")
+    );
+
+    let mut r = http
+        .get(format!("{base}/api/catalog/template.xlsx"))
+        .call()
+        .unwrap();
+    let bytes = r.body_mut().read_to_vec().unwrap();
+    assert!(bytes.starts_with(b"PK"));
+    let mut r = http
+        .post(format!("{base}/api/catalog/workbook"))
+        .send(&bytes[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    assert!(
+        r.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("has no resource rows")
+    );
+
+    let sample = std::fs::read(data.join("district/exports/exit_entry/出入境记录.csv")).unwrap();
+    let mut r = http
+        .post(format!("{base}/api/catalog/infer?name=sample.csv"))
+        .send(&sample[..])
+        .unwrap();
+    let inference: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(inference["fields"][1]["role"], "person_id");
+    let (_, stats) = get("/api/catalog/stats");
+    assert_eq!(stats["resources"], 101);
+}
