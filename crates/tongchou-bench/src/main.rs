@@ -91,6 +91,7 @@ async fn catalog_bench() -> Result<()> {
     for copy in 0..10 {
         let batch = Batch {
             units: Vec::new(),
+            problems: Vec::new(),
             resources: resources
                 .iter()
                 .map(|r| {

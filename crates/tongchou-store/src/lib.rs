@@ -253,11 +253,12 @@ mod tests {
         DataDir::init(&root).await.unwrap();
         let dir = DataDir::open(&root).await.unwrap();
         assert!(dir.tables_dir().is_dir());
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM instance")
-            .fetch_one(dir.metadata())
-            .await
-            .unwrap();
-        assert_eq!(n, 0);
+        let generation: String =
+            sqlx::query_scalar("SELECT value FROM instance WHERE key = 'catalog_generation'")
+                .fetch_one(dir.metadata())
+                .await
+                .unwrap();
+        assert_eq!(generation, "0", "migrations ran");
     }
 
     #[tokio::test]
