@@ -1,0 +1,306 @@
+//! Data exchange: providers load what they hold into versioned tables; nothing is lost.
+//!
+//! - [`ingest`] streams a department file (CSV in UTF-8 or GBK, XLSX, JSON/NDJSON, Parquet)
+//!   through the catalog's field rules into the resource's Delta table as one commit;
+//!   rows that break a rule go to the resource's quarantine with line, field and reason.
+//! - Loads, their per-rule tallies and the quarantine are kept in the metadata database.
+
+pub mod load;
+pub mod reader;
+pub mod table;
+
+use std::path::Path;
+
+use deltalake::datafusion::error::DataFusionError;
+use serde::Serialize;
+use sqlx::Row;
+use tongchou_catalog::Catalog;
+use tongchou_store::DataDir;
+
+pub use load::{Quarantined, Tally, Violation};
+pub use reader::{Encoding, ReadOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("cannot read the file {0}")]
+    BadFile(String),
+    #[error("{0}")]
+    Columns(String),
+    #[error("the table could not be written: {0}")]
+    Table(String),
+    #[error("a concurrent load changed the table first; run this load again ({0})")]
+    Conflict(String),
+    #[error(transparent)]
+    Catalog(#[from] tongchou_catalog::CatalogError),
+    #[error("metadata database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<deltalake::DeltaTableError> for ExchangeError {
+    fn from(e: deltalake::DeltaTableError) -> Self {
+        let text = e.to_string();
+        if text.contains("already exists") || text.contains("onflict") {
+            ExchangeError::Conflict(text)
+        } else {
+            ExchangeError::Table(text)
+        }
+    }
+}
+
+impl From<DataFusionError> for ExchangeError {
+    fn from(e: DataFusionError) -> Self {
+        ExchangeError::Table(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Append,
+    Replace,
+}
+
+impl Mode {
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text {
+            "append" => Some(Mode::Append),
+            "replace" => Some(Mode::Replace),
+            _ => None,
+        }
+    }
+}
+
+/// What one load did.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub resource: String,
+    pub load_id: String,
+    pub file: String,
+    pub mode: Mode,
+    pub version: i64,
+    pub rows_read: u64,
+    pub accepted: u64,
+    pub quarantined: u64,
+    pub by_rule: std::collections::BTreeMap<String, u64>,
+    /// Rows in the table after the load.
+    pub rows: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<&'static str>,
+    pub header_row: u64,
+}
+
+/// One quarantined row and one rule it broke.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineEntry {
+    pub id: i64,
+    pub load_id: String,
+    pub line: u64,
+    pub field: String,
+    pub rule: String,
+    pub reason: String,
+    pub values: serde_json::Value,
+}
+
+const BATCH_ROWS: usize = 65_536;
+
+/// Told the number of rows read so far, now and then during a load.
+pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Loads `path` into the resource's table. Rows breaking a rule are quarantined; the load
+/// fails as a whole only when the file or the table cannot be read or written, and then
+/// the table stays at its previous version.
+pub async fn ingest(
+    dir: &DataDir,
+    catalog: &Catalog,
+    code: &str,
+    path: &Path,
+    mode: Mode,
+    options: &ReadOptions,
+    actor: &str,
+    progress: Progress,
+) -> Result<LoadReport, ExchangeError> {
+    let resource = catalog.get(code).await?.resource;
+    let started = now();
+    let load_id = format!(
+        "{}-{:08x}",
+        jiff::Timestamp::now().as_millisecond(),
+        rand_suffix()
+    );
+    let mut source = reader::open(path, &resource, options)?;
+    let mut loader = load::Loader::new(&resource, &source.labels)?;
+    let schema = loader.schema();
+    let table =
+        table::open_or_create(&table::table_dir(&dir.tables_dir(), code), &resource).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<
+        Result<deltalake::arrow::record_batch::RecordBatch, DataFusionError>,
+    >(2);
+    let (encoding, header_row) = (source.encoding, source.header_row);
+    let parser = tokio::task::spawn_blocking(move || -> Result<load::Loader, ExchangeError> {
+        for item in source.rows.by_ref() {
+            let (line, row) = match item {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(
+                        std::io::Error::other(e.to_string()),
+                    ))));
+                    return Err(e);
+                }
+            };
+            loader.push(line, &row);
+            if loader.pending() >= BATCH_ROWS {
+                progress(loader.tally.rows_read);
+                if sender.blocking_send(Ok(loader.batch())).is_err() {
+                    return Err(ExchangeError::Table("the table writer stopped".into()));
+                }
+            }
+        }
+        if loader.pending() > 0 {
+            let _ = sender.blocking_send(Ok(loader.batch()));
+        }
+        progress(loader.tally.rows_read);
+        Ok(loader)
+    });
+    let written = table::write(table, schema, receiver, mode == Mode::Replace, &load_id).await;
+    let loader = parser
+        .await
+        .map_err(|e| ExchangeError::Table(e.to_string()))??;
+    let table = written?;
+    let version = table.version().unwrap_or(0) as i64;
+    let previous: i64 = sqlx::query_scalar("SELECT coalesce((SELECT rows_total FROM loads WHERE resource = ? ORDER BY version DESC LIMIT 1), 0)")
+        .bind(code)
+        .fetch_one(dir.metadata())
+        .await?;
+    let rows = if mode == Mode::Replace {
+        loader.tally.accepted as i64
+    } else {
+        previous + loader.tally.accepted as i64
+    };
+    let tally = &loader.tally;
+    let mut tx = dir.metadata().begin().await?;
+    sqlx::query("INSERT INTO loads (id, resource, file, mode, actor, started_at, finished_at, version, rows_read, accepted, quarantined, by_rule, rows_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind(&load_id).bind(code).bind(path.display().to_string()).bind(if mode == Mode::Replace { "replace" } else { "append" }).bind(actor)
+        .bind(&started).bind(now()).bind(version).bind(tally.rows_read as i64).bind(tally.accepted as i64).bind(tally.quarantined as i64)
+        .bind(serde_json::to_string(&tally.by_rule).expect("serialises")).bind(rows)
+        .execute(&mut *tx)
+        .await?;
+    for q in &loader.quarantine {
+        sqlx::query("INSERT INTO quarantine (resource, load_id, line, violations, row_values) VALUES (?, ?, ?, ?, ?)")
+            .bind(code).bind(&load_id).bind(q.line as i64)
+            .bind(serde_json::to_string(&q.violations).expect("serialises"))
+            .bind(serde_json::to_string(&q.values).expect("serialises"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("UPDATE resources SET has_data = 1 WHERE code = ?")
+        .bind(code)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(LoadReport {
+        resource: code.to_string(),
+        load_id,
+        file: path.display().to_string(),
+        mode,
+        version,
+        rows_read: tally.rows_read,
+        accepted: tally.accepted,
+        quarantined: tally.quarantined,
+        by_rule: tally.by_rule.clone(),
+        rows,
+        encoding,
+        header_row,
+    })
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+/// The open quarantine of a resource: one entry per rule a row broke.
+pub async fn quarantine(dir: &DataDir, code: &str) -> Result<Vec<QuarantineEntry>, ExchangeError> {
+    let rows = sqlx::query("SELECT id, load_id, line, violations, row_values FROM quarantine WHERE resource = ? AND status = 'open' ORDER BY id")
+        .bind(code)
+        .fetch_all(dir.metadata())
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let violations: Vec<load::Violation> =
+            serde_json::from_str(r.get::<&str, _>("violations")).unwrap_or_default();
+        let values: serde_json::Value =
+            serde_json::from_str(r.get::<&str, _>("row_values")).unwrap_or_default();
+        for v in violations {
+            out.push(QuarantineEntry {
+                id: r.get("id"),
+                load_id: r.get("load_id"),
+                line: r.get::<i64, _>("line") as u64,
+                field: v.field,
+                rule: v.rule,
+                reason: v.reason,
+                values: values.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Marks a resource's open quarantine as resubmitted (after its corrected rows were loaded).
+pub async fn close_quarantine(
+    dir: &DataDir,
+    code: &str,
+    before_load: &str,
+) -> Result<u64, ExchangeError> {
+    let done = sqlx::query("UPDATE quarantine SET status = 'resubmitted' WHERE resource = ? AND status = 'open' AND load_id != ?")
+        .bind(code)
+        .bind(before_load)
+        .execute(dir.metadata())
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// A resource's loads, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadInfo {
+    pub load_id: String,
+    pub version: i64,
+    pub mode: String,
+    pub file: String,
+    pub finished_at: String,
+    pub accepted: i64,
+    pub quarantined: i64,
+    pub rows: i64,
+}
+
+pub async fn loads(dir: &DataDir, code: &str) -> Result<Vec<LoadInfo>, ExchangeError> {
+    let rows = sqlx::query("SELECT id, version, mode, file, finished_at, accepted, quarantined, rows_total FROM loads WHERE resource = ? ORDER BY version DESC")
+        .bind(code)
+        .fetch_all(dir.metadata())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| LoadInfo {
+            load_id: r.get("id"),
+            version: r.get("version"),
+            mode: r.get("mode"),
+            file: r.get("file"),
+            finished_at: r.get("finished_at"),
+            accepted: r.get("accepted"),
+            quarantined: r.get("quarantined"),
+            rows: r.get("rows_total"),
+        })
+        .collect())
+}

@@ -1,0 +1,369 @@
+//! Reads department files row by row, as text, with the line (or sheet row) a person sees:
+//! CSV in UTF-8 (with or without BOM) or GBK/GB18030 — detected or declared — streamed
+//! through a decoder; XLSX (a named or the first sheet); JSON arrays and NDJSON; Parquet.
+//! Title rows above a header are recognised, or the header row is named.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use calamine::Reader as _;
+use deltalake::arrow::array::Array;
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::DataType as ArrowType;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tongchou_catalog::sample::{cell_text, find_header};
+use tongchou_model::Resource;
+
+use crate::ExchangeError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Auto,
+    Utf8,
+    Gbk,
+}
+
+impl Encoding {
+    pub fn parse(text: &str) -> Option<Encoding> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Some(Encoding::Auto),
+            "utf-8" | "utf8" => Some(Encoding::Utf8),
+            "gbk" | "gb18030" | "gb2312" => Some(Encoding::Gbk),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Xlsx,
+    Json,
+    Parquet,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Format {
+        let lower = path.to_string_lossy().to_ascii_lowercase();
+        if [".xlsx", ".xlsm", ".xls", ".ods"]
+            .iter()
+            .any(|e| lower.ends_with(e))
+        {
+            Format::Xlsx
+        } else if lower.ends_with(".json")
+            || lower.ends_with(".ndjson")
+            || lower.ends_with(".jsonl")
+        {
+            Format::Json
+        } else if lower.ends_with(".parquet") {
+            Format::Parquet
+        } else {
+            Format::Csv
+        }
+    }
+}
+
+/// How to read one file.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub encoding: Encoding,
+    pub sheet: Option<String>,
+    /// 1-based header line; found automatically when `None`.
+    pub header_row: Option<u64>,
+}
+
+pub type Rows = Box<dyn Iterator<Item = Result<(u64, Vec<String>), ExchangeError>> + Send>;
+
+/// A file opened for reading: its column labels and its rows.
+pub struct Source {
+    pub labels: Vec<String>,
+    pub header_row: u64,
+    pub encoding: Option<&'static str>,
+    pub rows: Rows,
+}
+
+fn bad(path: &Path, what: impl std::fmt::Display) -> ExchangeError {
+    ExchangeError::BadFile(format!("{}: {what}", path.display()))
+}
+
+pub fn open(
+    path: &Path,
+    resource: &Resource,
+    options: &ReadOptions,
+) -> Result<Source, ExchangeError> {
+    match Format::of(path) {
+        Format::Csv => csv_source(path, options),
+        Format::Xlsx => xlsx_source(path, options),
+        Format::Json => json_source(path, resource),
+        Format::Parquet => parquet_source(path),
+    }
+}
+
+/// Chooses the encoding from the first 64 KiB: a BOM or valid UTF-8 means UTF-8,
+/// anything else GB18030 (which reads GBK and GB2312).
+fn detect(path: &Path) -> Result<&'static encoding_rs::Encoding, ExchangeError> {
+    let mut head = vec![0u8; 64 * 1024];
+    let mut file = File::open(path).map_err(|e| bad(path, e))?;
+    let n = file.read(&mut head).map_err(|e| bad(path, e))?;
+    let head = &head[..n];
+    if head.starts_with(b"\xEF\xBB\xBF") {
+        return Ok(encoding_rs::UTF_8);
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => Ok(encoding_rs::UTF_8),
+        Err(e) if e.error_len().is_none() => Ok(encoding_rs::UTF_8),
+        Err(_) => Ok(encoding_rs::GB18030),
+    }
+}
+
+fn header_of(
+    path: &Path,
+    buffered: &[(u64, Vec<String>)],
+    options: &ReadOptions,
+) -> Result<usize, ExchangeError> {
+    match options.header_row {
+        Some(n) => buffered
+            .iter()
+            .position(|(line, _)| *line == n)
+            .ok_or_else(|| bad(path, format!("has no line {n} to use as the header"))),
+        None => {
+            let rows: Vec<Vec<String>> = buffered.iter().map(|(_, r)| r.clone()).collect();
+            find_header(&rows).ok_or_else(|| bad(path, "no header row with at least two column names in the first 20 rows; name it with --header-row N"))
+        }
+    }
+}
+
+fn csv_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeError> {
+    let encoding = match options.encoding {
+        Encoding::Auto => detect(path)?,
+        Encoding::Utf8 => encoding_rs::UTF_8,
+        Encoding::Gbk => encoding_rs::GB18030,
+    };
+    let file = File::open(path).map_err(|e| bad(path, e))?;
+    let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
+        .encoding(Some(encoding))
+        .bom_override(true)
+        .build(file);
+    let reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(1 << 20)
+        .from_reader(decoder);
+    let display = path.display().to_string();
+    let mut records = reader.into_records_owned(display);
+    let mut buffered = Vec::new();
+    for item in records.by_ref().take(20) {
+        buffered.push(item?);
+    }
+    let header = header_of(path, &buffered, options)?;
+    let labels = buffered[header]
+        .1
+        .iter()
+        .map(|l| l.trim().to_string())
+        .collect();
+    let header_row = buffered[header].0;
+    let rest = buffered.split_off(header + 1);
+    Ok(Source {
+        labels,
+        header_row,
+        encoding: Some(if encoding == encoding_rs::UTF_8 {
+            "utf-8"
+        } else {
+            "gbk"
+        }),
+        rows: Box::new(rest.into_iter().map(Ok).chain(records)),
+    })
+}
+
+trait OwnedRecords {
+    fn into_records_owned(
+        self,
+        path: String,
+    ) -> Box<dyn Iterator<Item = Result<(u64, Vec<String>), ExchangeError>> + Send>;
+}
+
+impl<R: Read + Send + 'static> OwnedRecords for csv::Reader<R> {
+    fn into_records_owned(
+        self,
+        path: String,
+    ) -> Box<dyn Iterator<Item = Result<(u64, Vec<String>), ExchangeError>> + Send> {
+        Box::new(self.into_records().map(move |r| {
+            let record = r.map_err(|e| ExchangeError::BadFile(format!("{path}: {e}")))?;
+            let line = record.position().map_or(0, |p| p.line());
+            Ok((line, record.iter().map(str::to_string).collect()))
+        }))
+    }
+}
+
+fn xlsx_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeError> {
+    let mut workbook = calamine::open_workbook_auto(path).map_err(|e| bad(path, e))?;
+    let names = workbook.sheet_names();
+    let sheet = match &options.sheet {
+        Some(s) if names.contains(s) => s.clone(),
+        Some(s) => {
+            return Err(bad(
+                path,
+                format!("has no sheet '{s}'; its sheets are {}", names.join(", ")),
+            ));
+        }
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| bad(path, "has no sheets"))?,
+    };
+    let range = workbook.worksheet_range(&sheet).map_err(|e| bad(path, e))?;
+    let start = range.start().map_or(0, |(r, _)| u64::from(r));
+    let mut rows: Vec<(u64, Vec<String>)> = range
+        .rows()
+        .enumerate()
+        .map(|(i, r)| (start + i as u64 + 1, r.iter().map(cell_text).collect()))
+        .collect();
+    let head: Vec<(u64, Vec<String>)> = rows.iter().take(20).cloned().collect();
+    let header = header_of(path, &head, options)?;
+    let rest = rows.split_off(header + 1);
+    let (header_row, labels) = rows.pop().expect("header row");
+    Ok(Source {
+        labels: labels.into_iter().map(|l| l.trim().to_string()).collect(),
+        header_row,
+        encoding: None,
+        rows: Box::new(rest.into_iter().map(Ok)),
+    })
+}
+
+fn json_value_text(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Bool(b)) => {
+            if *b {
+                "true".into()
+            } else {
+                "false".into()
+            }
+        }
+        Some(other) => other.to_string(),
+    }
+}
+
+/// JSON: an array of objects, or one object per line; keys are field names or labels.
+fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError> {
+    let mut file = BufReader::new(File::open(path).map_err(|e| bad(path, e))?);
+    let first = loop {
+        let buf = file.fill_buf().map_err(|e| bad(path, e))?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break buf[i],
+            None if buf.is_empty() => break b'{',
+            None => {
+                let n = buf.len();
+                file.consume(n);
+            }
+        }
+    };
+    let keys: Vec<(String, String)> = resource
+        .fields
+        .iter()
+        .map(|f| (f.name.clone(), f.label.clone()))
+        .collect();
+    let labels: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
+    let to_row = move |object: serde_json::Map<String, serde_json::Value>| -> Vec<String> {
+        keys.iter()
+            .map(|(name, label)| json_value_text(object.get(name).or_else(|| object.get(label))))
+            .collect()
+    };
+    let display = path.display().to_string();
+    if first == b'[' {
+        let items: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_reader(file)
+            .map_err(|e| bad(path, format!("is not a JSON array of objects: {e}")))?;
+        return Ok(Source {
+            labels,
+            header_row: 0,
+            encoding: Some("utf-8"),
+            rows: Box::new(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, o)| Ok((i as u64 + 1, to_row(o)))),
+            ),
+        });
+    }
+    let rows = file
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.as_ref().map_or(true, |t| !t.trim().is_empty()))
+        .map(move |(i, line)| {
+            let line_no = i as u64 + 1;
+            let text = line
+                .map_err(|e| ExchangeError::BadFile(format!("{display}: line {line_no}: {e}")))?;
+            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
+                Ok(object) => Ok((line_no, to_row(object))),
+                // A line that is not a JSON object is kept as one raw value so that it is
+                // quarantined with its reason, never dropped.
+                Err(e) => Ok((line_no, vec![format!("\u{0}{e}")])),
+            }
+        });
+    Ok(Source {
+        labels,
+        header_row: 0,
+        encoding: Some("utf-8"),
+        rows: Box::new(rows),
+    })
+}
+
+fn parquet_source(path: &Path) -> Result<Source, ExchangeError> {
+    let file = File::open(path).map_err(|e| bad(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| bad(path, e))?
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| bad(path, e))?;
+    let labels: Vec<String> = deltalake::arrow::record_batch::RecordBatchReader::schema(&reader)
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let display = path.display().to_string();
+    let mut line = 0u64;
+    let rows = reader.flat_map(
+        move |batch| -> Vec<Result<(u64, Vec<String>), ExchangeError>> {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => return vec![Err(ExchangeError::BadFile(format!("{display}: {e}")))],
+            };
+            let columns: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| cast(c, &ArrowType::Utf8))
+                .collect::<Result<_, _>>()
+                .unwrap_or_default();
+            let strings: Vec<&deltalake::arrow::array::StringArray> = columns
+                .iter()
+                .filter_map(|c| c.as_any().downcast_ref())
+                .collect();
+            (0..batch.num_rows())
+                .map(|r| {
+                    line += 1;
+                    Ok((
+                        line,
+                        strings
+                            .iter()
+                            .map(|c| {
+                                if c.is_null(r) {
+                                    String::new()
+                                } else {
+                                    c.value(r).to_string()
+                                }
+                            })
+                            .collect(),
+                    ))
+                })
+                .collect()
+        },
+    );
+    Ok(Source {
+        labels,
+        header_row: 0,
+        encoding: None,
+        rows: Box::new(rows),
+    })
+}

@@ -1,0 +1,135 @@
+//! One Delta Lake table per resource, written through DataFusion: a load streams its
+//! batches into one commit, so a table is always at its previous version or the new one.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::catalog::streaming::StreamingTable;
+use deltalake::datafusion::datasource::provider_as_source;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use deltalake::datafusion::logical_expr::LogicalPlanBuilder;
+use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use deltalake::datafusion::physical_plan::streaming::PartitionStream;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{DataType as DeltaType, StructField};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, TableProperty};
+use tongchou_model::{DataType, Resource};
+
+use crate::ExchangeError;
+
+/// Where a resource's table lives under the data directory.
+pub fn table_dir(tables: &Path, code: &str) -> PathBuf {
+    tables.join(code.replace('/', "_"))
+}
+
+async fn open_url(dir: &Path) -> Result<DeltaTable, ExchangeError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ExchangeError::Table(format!("cannot create {}: {e}", dir.display())))?;
+    let url = deltalake::ensure_table_uri(dir.to_string_lossy())?;
+    Ok(DeltaTable::try_from_url(url).await?)
+}
+
+/// Opens a resource's table, creating it (with change data feed on) at its first load.
+pub async fn open_or_create(dir: &Path, resource: &Resource) -> Result<DeltaTable, ExchangeError> {
+    let table = open_url(dir).await?;
+    if table.version().is_some() {
+        return Ok(table);
+    }
+    let columns: Vec<StructField> = resource
+        .fields
+        .iter()
+        .map(|f| {
+            let t = match f.data_type {
+                DataType::String => DeltaType::STRING,
+                DataType::Integer => DeltaType::LONG,
+                DataType::Decimal => DeltaType::DOUBLE,
+                DataType::Date => DeltaType::DATE,
+                DataType::Timestamp => DeltaType::TIMESTAMP_NTZ,
+                DataType::Boolean => DeltaType::BOOLEAN,
+            };
+            StructField::new(f.name.clone(), t, true)
+        })
+        .collect();
+    Ok(table
+        .create()
+        .with_columns(columns)
+        .with_table_name(resource.code.clone().unwrap_or_default())
+        .with_comment(resource.name.clone())
+        .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
+        .await?)
+}
+
+/// Opens an existing table, if the resource has one.
+pub async fn open(dir: &Path) -> Result<Option<DeltaTable>, ExchangeError> {
+    if !dir.join("_delta_log").is_dir() {
+        return Ok(None);
+    }
+    let table = open_url(dir).await?;
+    Ok(table.version().is_some().then_some(table))
+}
+
+/// A one-shot partition whose batches arrive on a channel from the parsing thread.
+struct ChannelStream {
+    schema: SchemaRef,
+    receiver: Mutex<Option<tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>>>,
+}
+
+impl std::fmt::Debug for ChannelStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChannelStream")
+    }
+}
+
+impl PartitionStream for ChannelStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let receiver = self.receiver.lock().expect("not poisoned").take();
+        let stream = futures_stream(receiver);
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+fn futures_stream(
+    receiver: Option<tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>>,
+) -> impl futures::Stream<Item = Result<RecordBatch, DataFusionError>> + Send {
+    futures::stream::unfold(receiver, |receiver| async move {
+        let mut receiver = receiver?;
+        let item = receiver.recv().await?;
+        Some((item, Some(receiver)))
+    })
+}
+
+/// Writes the batches from `receiver` as one commit; `replace` overwrites the table.
+pub async fn write(
+    table: DeltaTable,
+    schema: SchemaRef,
+    receiver: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
+    replace: bool,
+    load_id: &str,
+) -> Result<DeltaTable, ExchangeError> {
+    let partition = Arc::new(ChannelStream {
+        schema: schema.clone(),
+        receiver: Mutex::new(Some(receiver)),
+    });
+    let provider = StreamingTable::try_new(schema, vec![partition])?;
+    let plan =
+        LogicalPlanBuilder::scan("load", provider_as_source(Arc::new(provider)), None)?.build()?;
+    let metadata = [("tongchou.load".to_string(), serde_json::json!(load_id))];
+    Ok(table
+        .write(Vec::new())
+        .with_input_plan(plan)
+        .with_save_mode(if replace {
+            SaveMode::Overwrite
+        } else {
+            SaveMode::Append
+        })
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+        .await?)
+}

@@ -1,0 +1,222 @@
+//! Loads the simulated district's exports into Delta tables and checks, against the ground
+//! truth, that exactly the planted invalid rows are quarantined and every other row landed.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tongchou_catalog::{Actor, Batch, Catalog};
+use tongchou_exchange::{Encoding, Mode, ReadOptions};
+use tongchou_store::DataDir;
+
+async fn setup(tmp: &Path) -> (DataDir, Catalog, std::path::PathBuf) {
+    let district = tmp.join("district");
+    tongchou_sim::generate(tongchou_sim::Scale::Tiny, 5, &district, &()).unwrap();
+    let dir = DataDir::init(&tmp.join("data")).await.unwrap();
+    let catalog = Catalog::open(dir.clone()).await.unwrap();
+    let batch = Batch::from_json(&std::fs::read(district.join("catalog.json")).unwrap()).unwrap();
+    catalog.register(batch, &Actor::Operator).await.unwrap();
+    (dir, catalog, district)
+}
+
+fn options() -> ReadOptions {
+    ReadOptions {
+        encoding: Encoding::Auto,
+        sheet: None,
+        header_row: None,
+    }
+}
+
+fn quiet() -> tongchou_exchange::Progress {
+    Arc::new(|_| {})
+}
+
+async fn count_rows(dir: &DataDir, code: &str) -> i64 {
+    let table = tongchou_exchange::table::open(&tongchou_exchange::table::table_dir(
+        &dir.tables_dir(),
+        code,
+    ))
+    .await
+    .unwrap()
+    .unwrap();
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    ctx.register_table("t", table.table_provider().await.unwrap())
+        .unwrap();
+    let batches = ctx
+        .sql("SELECT count(*) FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<deltalake::arrow::array::Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_district_loads_with_exactly_the_planted_rows_quarantined() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, catalog, district) = setup(tmp.path()).await;
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(district.join("manifest.json")).unwrap()).unwrap();
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(district.join("ground_truth.json")).unwrap())
+            .unwrap();
+    let planted: BTreeSet<(String, u64)> = truth["invalid_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["file"].as_str().unwrap().to_string(),
+                r["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut quarantined = BTreeSet::new();
+    for entry in manifest["exports"].as_array().unwrap() {
+        let code = entry["resource_code"].as_str().unwrap();
+        let file = entry["file"].as_str().unwrap();
+        let report = tongchou_exchange::ingest(
+            &dir,
+            &catalog,
+            code,
+            &district.join(file),
+            Mode::Append,
+            &options(),
+            "test",
+            quiet(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.rows_read, entry["rows"].as_u64().unwrap(), "{file}");
+        assert_eq!(report.accepted + report.quarantined, report.rows_read);
+        assert_eq!(
+            report.header_row,
+            entry["header_row"].as_u64().unwrap(),
+            "{file}"
+        );
+        for q in tongchou_exchange::quarantine(&dir, code).await.unwrap() {
+            quarantined.insert((file.to_string(), q.line));
+        }
+    }
+    let missed: Vec<_> = planted.difference(&quarantined).take(5).collect();
+    let extra: Vec<_> = quarantined.difference(&planted).take(5).collect();
+    assert!(
+        missed.is_empty() && extra.is_empty(),
+        "missed {missed:?}, extra {extra:?}"
+    );
+    assert_eq!(catalog.inventory().await.unwrap().resources_without_data, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_replace_versions_and_quarantine_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, catalog, district) = setup(tmp.path()).await;
+    let code = catalog
+        .search(&tongchou_catalog::SearchQuery {
+            text: "出入境记录".into(),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .code
+        .clone();
+    let file = district.join("exports/exit_entry/出入境记录.csv");
+    let first = tongchou_exchange::ingest(
+        &dir,
+        &catalog,
+        &code,
+        &file,
+        Mode::Append,
+        &options(),
+        "test",
+        quiet(),
+    )
+    .await
+    .unwrap();
+    let second = tongchou_exchange::ingest(
+        &dir,
+        &catalog,
+        &code,
+        &file,
+        Mode::Append,
+        &options(),
+        "test",
+        quiet(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.version, first.version + 1);
+    assert_eq!(second.rows, 2 * first.accepted as i64);
+    assert_eq!(count_rows(&dir, &code).await, second.rows);
+    let replaced = tongchou_exchange::ingest(
+        &dir,
+        &catalog,
+        &code,
+        &file,
+        Mode::Replace,
+        &options(),
+        "test",
+        quiet(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count_rows(&dir, &code).await, first.accepted as i64);
+    assert_eq!(replaced.rows, first.accepted as i64);
+    let entries = tongchou_exchange::quarantine(&dir, &code).await.unwrap();
+    assert!(!entries.is_empty());
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.field == "person_id" && e.reason.contains("citizen ID"))
+    );
+    let loads = tongchou_exchange::loads(&dir, &code).await.unwrap();
+    assert_eq!(loads.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_without_the_required_columns_fails_and_leaves_no_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, catalog, _district) = setup(tmp.path()).await;
+    let code = catalog
+        .search(&tongchou_catalog::SearchQuery {
+            text: "出入境记录".into(),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .code
+        .clone();
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "姓名,电话\n张三,13812341234\n").unwrap();
+    let err = tongchou_exchange::ingest(
+        &dir,
+        &catalog,
+        &code,
+        &bad,
+        Mode::Append,
+        &options(),
+        "test",
+        quiet(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("公民身份号码（person_id）"),
+        "{err}"
+    );
+    assert!(
+        tongchou_exchange::loads(&dir, &code)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
