@@ -8,6 +8,7 @@ use tongchou_sim::Scale;
 use tongchou_store::DataDir;
 
 use crate::catalog_cmd::{self, CatalogCommand};
+use crate::exchange_cmd::{self, ExchangeCommand, IngestArgs, QuarantineCommand};
 use crate::progress::Bar;
 
 #[derive(Parser)]
@@ -39,6 +40,18 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+    /// Load a department file into a resource's table (汇入).
+    Ingest(IngestArgs),
+    /// Rows kept out of tables by validation (隔离区).
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+    /// Loads, versions and subscriptions (交换).
+    Exchange {
+        #[command(subcommand)]
+        command: ExchangeCommand,
     },
     /// User accounts (用户).
     User {
@@ -139,6 +152,13 @@ pub fn run(cli: Cli) -> Result<()> {
             runtime()?.block_on(catalog_cmd::run(&cli.data_dir, command))
         }
         Command::User { command } => runtime()?.block_on(user(&cli.data_dir, command)),
+        Command::Ingest(args) => runtime()?.block_on(exchange_cmd::ingest(&cli.data_dir, args)),
+        Command::Quarantine { command } => {
+            runtime()?.block_on(exchange_cmd::quarantine(&cli.data_dir, command))
+        }
+        Command::Exchange { command } => {
+            runtime()?.block_on(exchange_cmd::exchange(&cli.data_dir, command))
+        }
         Command::Serve(args) => runtime()?.block_on(serve(&cli.data_dir, &args)),
         Command::Sim {
             command: SimCommand::Generate(args),
@@ -191,6 +211,7 @@ async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
+    exchange_cmd::load_district(&dir, &catalog, &district).await?;
     catalog_cmd::print_inventory(&catalog.inventory().await?);
     if args.no_serve {
         return Ok(());

@@ -3,6 +3,7 @@
 
 mod catalog_cmd;
 mod cli;
+mod exchange_cmd;
 mod progress;
 
 use std::process::ExitCode;

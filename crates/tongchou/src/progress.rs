@@ -18,6 +18,14 @@ impl Bar {
     pub fn finish(&self) {
         self.0.finish_and_clear();
     }
+
+    pub fn set_position(&self, rows: u64) {
+        self.0.set_position(rows);
+    }
+
+    pub fn set_length(&self, rows: u64) {
+        self.0.set_length(rows);
+    }
 }
 
 impl tongchou_sim::Progress for Bar {
