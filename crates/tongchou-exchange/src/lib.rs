@@ -5,6 +5,7 @@
 //!   rows that break a rule go to the resource's quarantine with line, field and reason.
 //! - Loads, their per-rule tallies and the quarantine are kept in the metadata database.
 
+pub mod changes;
 pub mod load;
 pub mod reader;
 pub mod table;
@@ -58,13 +59,23 @@ impl From<DataFusionError> for ExchangeError {
 pub enum Mode {
     Append,
     Replace,
+    Upsert,
 }
 
 impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Append => "append",
+            Mode::Replace => "replace",
+            Mode::Upsert => "upsert",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Mode> {
         match text {
             "append" => Some(Mode::Append),
             "replace" => Some(Mode::Replace),
+            "upsert" => Some(Mode::Upsert),
             _ => None,
         }
     }
@@ -135,6 +146,9 @@ pub async fn ingest(
     );
     let mut source = reader::open(path, &resource, options)?;
     let mut loader = load::Loader::new(&resource, &source.labels)?;
+    if mode == Mode::Upsert {
+        loader = loader.for_upsert(&resource)?;
+    }
     let schema = loader.schema();
     let table =
         table::open_or_create(&table::table_dir(&dir.tables_dir(), code), &resource).await?;
@@ -167,7 +181,10 @@ pub async fn ingest(
         progress(loader.tally.rows_read);
         Ok(loader)
     });
-    let written = table::write(table, schema, receiver, mode == Mode::Replace, &load_id).await;
+    let written = match mode {
+        Mode::Upsert => table::upsert(table, receiver, &resource, &load_id).await,
+        _ => table::write(table, schema, receiver, mode == Mode::Replace, &load_id).await,
+    };
     let loader = parser
         .await
         .map_err(|e| ExchangeError::Table(e.to_string()))??;
@@ -177,15 +194,15 @@ pub async fn ingest(
         .bind(code)
         .fetch_one(dir.metadata())
         .await?;
-    let rows = if mode == Mode::Replace {
-        loader.tally.accepted as i64
-    } else {
-        previous + loader.tally.accepted as i64
+    let rows = match mode {
+        Mode::Replace => loader.tally.accepted as i64,
+        Mode::Append => previous + loader.tally.accepted as i64,
+        Mode::Upsert => table::count_rows(&table).await?,
     };
     let tally = &loader.tally;
     let mut tx = dir.metadata().begin().await?;
     sqlx::query("INSERT INTO loads (id, resource, file, mode, actor, started_at, finished_at, version, rows_read, accepted, quarantined, by_rule, rows_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        .bind(&load_id).bind(code).bind(path.display().to_string()).bind(if mode == Mode::Replace { "replace" } else { "append" }).bind(actor)
+        .bind(&load_id).bind(code).bind(path.display().to_string()).bind(mode.as_str()).bind(actor)
         .bind(&started).bind(now()).bind(version).bind(tally.rows_read as i64).bind(tally.accepted as i64).bind(tally.quarantined as i64)
         .bind(serde_json::to_string(&tally.by_rule).expect("serialises")).bind(rows)
         .execute(&mut *tx)

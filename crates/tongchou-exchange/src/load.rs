@@ -208,9 +208,31 @@ pub struct Loader {
     schema: SchemaRef,
     unique: Vec<(usize, HashMap<(u64, u64), u64>)>,
     pending: usize,
+    /// Upserts: the key fields, the column marking deletes, and the delete flags built.
+    upsert: Option<Upsert>,
     pub tally: Tally,
     pub quarantine: Vec<Quarantined>,
 }
+
+struct Upsert {
+    key: Vec<usize>,
+    op_column: Option<usize>,
+    seen: HashMap<(u64, u64), u64>,
+    deletes: BooleanBuilder,
+}
+
+/// Column names that mark a row of an upsert file as a deletion (value D / 删除).
+const OP_COLUMNS: [&str; 4] = ["_op", "op", "操作类型", "变更类型"];
+
+fn is_delete(text: &str) -> bool {
+    matches!(
+        text.trim().to_ascii_lowercase().as_str(),
+        "d" | "delete" | "删除"
+    )
+}
+
+/// The column an upsert file adds to its batches.
+pub const DELETE_FLAG: &str = "_delete";
 
 fn key_hash(value: &str) -> (u64, u64) {
     let hash = |salt: u8| {
@@ -271,6 +293,7 @@ impl Loader {
             schema: arrow_schema(resource),
             unique,
             pending: 0,
+            upsert: None,
             tally: Tally::default(),
             quarantine: Vec::new(),
         })
@@ -283,6 +306,64 @@ impl Loader {
     /// Rows waiting in the builders.
     pub fn pending(&self) -> usize {
         self.pending
+    }
+
+    /// Prepares an upsert by the resource's key: rows with the same key replace the
+    /// table's row; rows marked D (or 删除) in an `_op` column delete it.
+    pub fn for_upsert(mut self, resource: &Resource) -> Result<Loader, ExchangeError> {
+        if resource.key.is_empty() {
+            return Err(ExchangeError::Columns(format!(
+                "「{}」 has no key fields in the catalog; set `key` (e.g. [\"credit_code\"]) to upsert",
+                resource.name
+            )));
+        }
+        let key: Vec<usize> = resource
+            .key
+            .iter()
+            .filter_map(|k| self.fields.iter().position(|f| &f.name == k))
+            .collect();
+        if let Some(i) = key.iter().find(|i| self.mapping[**i].is_none()) {
+            return Err(ExchangeError::Columns(format!(
+                "the file has no column for the key field {}（{}）",
+                self.fields[*i].label, self.fields[*i].name
+            )));
+        }
+        let op_column = self
+            .labels
+            .iter()
+            .position(|l| OP_COLUMNS.contains(&l.as_str()));
+        let mut fields: Vec<ArrowField> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(ArrowField::new(DELETE_FLAG, ArrowType::Boolean, false));
+        self.schema = Arc::new(Schema::new(fields));
+        self.upsert = Some(Upsert {
+            key,
+            op_column,
+            seen: HashMap::new(),
+            deletes: BooleanBuilder::new(),
+        });
+        Ok(self)
+    }
+
+    fn cell<'r>(&self, row: &'r [String], field: usize) -> &'r str {
+        self.mapping[field]
+            .and_then(|c| row.get(c))
+            .map_or("", |s| s.trim())
+    }
+
+    fn upsert_key(&self, row: &[String]) -> Option<String> {
+        let u = self.upsert.as_ref()?;
+        Some(
+            u.key
+                .iter()
+                .map(|i| self.cell(row, *i))
+                .collect::<Vec<_>>()
+                .join("\u{1f}"),
+        )
     }
 
     /// Checks one row; a good row goes into the batch being built, a bad one to quarantine.
@@ -299,7 +380,17 @@ impl Loader {
                 reason: format!("the line is not a JSON object: {error}"),
             });
         }
-        for (field, column) in self.fields.iter().zip(&self.mapping) {
+        let delete = self
+            .upsert
+            .as_ref()
+            .and_then(|u| u.op_column)
+            .and_then(|c| row.get(c))
+            .is_some_and(|t| is_delete(t));
+        for (i, (field, column)) in self.fields.iter().zip(&self.mapping).enumerate() {
+            if delete && !self.upsert.as_ref().is_some_and(|u| u.key.contains(&i)) {
+                values.push(Value::Null);
+                continue;
+            }
             let text = column.and_then(|c| row.get(c)).map_or("", String::as_str);
             match coerce(field, text) {
                 Ok(v) => values.push(v),
@@ -314,21 +405,7 @@ impl Loader {
             }
         }
         if violations.is_empty() {
-            for (i, seen) in &mut self.unique {
-                let key = self.mapping[*i]
-                    .and_then(|c| row.get(c))
-                    .map_or("", |s| s.trim());
-                if let Some(first) = seen.get(&key_hash(key)) {
-                    violations.push(Violation {
-                        field: self.fields[*i].name.clone(),
-                        rule: "unique".into(),
-                        reason: format!(
-                            "'{key}' is already on line {first}; {} must be unique",
-                            self.fields[*i].label
-                        ),
-                    });
-                }
-            }
+            violations.extend(self.duplicates(row));
         }
         if !violations.is_empty() {
             for v in &violations {
@@ -348,11 +425,14 @@ impl Loader {
             });
             return;
         }
-        for (i, seen) in &mut self.unique {
-            let key = self.mapping[*i]
-                .and_then(|c| row.get(c))
-                .map_or("", |s| s.trim());
-            seen.insert(key_hash(key), line);
+        let upsert_key = self.upsert_key(row);
+        for u in 0..self.unique.len() {
+            let key = key_hash(self.cell(row, self.unique[u].0));
+            self.unique[u].1.insert(key, line);
+        }
+        if let (Some(u), Some(key)) = (&mut self.upsert, upsert_key) {
+            u.seen.insert(key_hash(&key), line);
+            u.deletes.append_value(delete);
         }
         for (column, value) in self.columns.iter_mut().zip(values) {
             column.push(value);
@@ -361,10 +441,47 @@ impl Loader {
         self.tally.accepted += 1;
     }
 
+    /// A value already taken in this file by a unique field, or by the upsert key.
+    fn duplicates(&self, row: &[String]) -> Vec<Violation> {
+        if let Some(u) = &self.upsert {
+            let key = self.upsert_key(row).unwrap_or_default();
+            return u
+                .seen
+                .get(&key_hash(&key))
+                .map(|first| Violation {
+                    field: self.fields[u.key[0]].name.clone(),
+                    rule: "unique".into(),
+                    reason: format!(
+                        "key {} is already on line {first}; an upsert file names each key once",
+                        key.replace('\u{1f}', "/")
+                    ),
+                })
+                .into_iter()
+                .collect();
+        }
+        self.unique
+            .iter()
+            .filter_map(|(i, seen)| {
+                let key = self.cell(row, *i);
+                seen.get(&key_hash(key)).map(|first| Violation {
+                    field: self.fields[*i].name.clone(),
+                    rule: "unique".into(),
+                    reason: format!(
+                        "'{key}' is already on line {first}; {} must be unique",
+                        self.fields[*i].label
+                    ),
+                })
+            })
+            .collect()
+    }
+
     /// The rows built so far as one batch.
     pub fn batch(&mut self) -> RecordBatch {
         self.pending = 0;
-        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        if let Some(u) = &mut self.upsert {
+            arrays.push(Arc::new(u.deletes.finish()));
+        }
         RecordBatch::try_new(self.schema.clone(), arrays).expect("columns follow the schema")
     }
 }

@@ -133,3 +133,68 @@ pub async fn write(
         .with_commit_properties(CommitProperties::default().with_metadata(metadata))
         .await?)
 }
+
+/// Merges the batches from `receiver` by the resource's key, as one commit: matching rows
+/// are replaced, rows flagged for deletion removed, new rows inserted.
+pub async fn upsert(
+    table: DeltaTable,
+    mut receiver: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
+    resource: &Resource,
+    load_id: &str,
+) -> Result<DeltaTable, ExchangeError> {
+    let mut batches = Vec::new();
+    while let Some(batch) = receiver.recv().await {
+        batches.push(batch?);
+    }
+    if batches.is_empty() {
+        return Ok(table);
+    }
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    let source = ctx.read_batches(batches)?;
+    let quoted = |side: &str, name: &str| format!("{side}.\"{name}\"");
+    let predicate = resource
+        .key
+        .iter()
+        .map(|k| format!("{} = {}", quoted("target", k), quoted("source", k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let delete_flag = quoted("source", crate::load::DELETE_FLAG);
+    let fields: Vec<String> = resource.fields.iter().map(|f| f.name.clone()).collect();
+    let metadata = [("tongchou.load".to_string(), serde_json::json!(load_id))];
+    let (table, _metrics) = table
+        .merge(source, predicate.as_str())
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+        .when_matched_delete(|d| d.predicate(format!("{delete_flag} = true")))?
+        .when_matched_update(|mut u| {
+            for f in &fields {
+                u = u.update(format!("\"{f}\""), quoted("source", f));
+            }
+            u.predicate(format!("{delete_flag} = false"))
+        })?
+        .when_not_matched_insert(|mut i| {
+            for f in &fields {
+                i = i.set(format!("\"{f}\""), quoted("source", f));
+            }
+            i.predicate(format!("{delete_flag} = false"))
+        })?
+        .await?;
+    Ok(table)
+}
+
+/// Rows in the table's current version.
+pub async fn count_rows(table: &DeltaTable) -> Result<i64, ExchangeError> {
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    ctx.register_table("t", table.table_provider().await?)?;
+    let batches = ctx.sql("SELECT count(*) FROM t").await?.collect().await?;
+    Ok(batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<deltalake::arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0))
+}
