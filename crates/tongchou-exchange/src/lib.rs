@@ -124,19 +124,31 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
-/// Loads `path` into the resource's table. Rows breaking a rule are quarantined; the load
+/// One load: which file goes into which resource's table, how, and by whom.
+pub struct Load<'a> {
+    pub resource: &'a str,
+    pub file: &'a Path,
+    pub mode: Mode,
+    pub read: &'a ReadOptions,
+    pub actor: &'a str,
+}
+
+/// Loads a file into the resource's table. Rows breaking a rule are quarantined; the load
 /// fails as a whole only when the file or the table cannot be read or written, and then
 /// the table stays at its previous version.
 pub async fn ingest(
     dir: &DataDir,
     catalog: &Catalog,
-    code: &str,
-    path: &Path,
-    mode: Mode,
-    options: &ReadOptions,
-    actor: &str,
+    load: &Load<'_>,
     progress: Progress,
 ) -> Result<LoadReport, ExchangeError> {
+    let Load {
+        resource: code,
+        file: path,
+        mode,
+        read: options,
+        actor,
+    } = *load;
     let resource = catalog.get(code).await?.resource;
     let started = now();
     let load_id = format!(
@@ -320,4 +332,35 @@ pub async fn loads(dir: &DataDir, code: &str) -> Result<Vec<LoadInfo>, ExchangeE
             rows: r.get("rows_total"),
         })
         .collect())
+}
+
+/// A resource's table as it is now.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    pub resource: String,
+    /// None until the first load.
+    pub version: Option<i64>,
+    /// Rows counted in the table's current version.
+    pub rows: i64,
+    pub last_load: Option<String>,
+}
+
+pub async fn info(dir: &DataDir, code: &str) -> Result<TableInfo, ExchangeError> {
+    let table = table::open(&table::table_dir(&dir.tables_dir(), code)).await?;
+    let (version, rows) = match &table {
+        Some(t) => (t.version().map(|v| v as i64), table::count_rows(t).await?),
+        None => (None, 0),
+    };
+    let last_load: Option<String> = sqlx::query_scalar(
+        "SELECT finished_at FROM loads WHERE resource = ? ORDER BY version DESC LIMIT 1",
+    )
+    .bind(code)
+    .fetch_optional(dir.metadata())
+    .await?;
+    Ok(TableInfo {
+        resource: code.to_string(),
+        version,
+        rows,
+        last_load,
+    })
 }

@@ -206,7 +206,7 @@ pub struct Loader {
     labels: Vec<String>,
     columns: Vec<Column>,
     schema: SchemaRef,
-    unique: Vec<(usize, HashMap<(u64, u64), u64>)>,
+    unique: Vec<(usize, Seen)>,
     pending: usize,
     /// Upserts: the key fields, the column marking deletes, and the delete flags built.
     upsert: Option<Upsert>,
@@ -214,10 +214,13 @@ pub struct Loader {
     pub quarantine: Vec<Quarantined>,
 }
 
+/// The first line of each value seen, by a 128-bit hash of the value.
+type Seen = HashMap<(u64, u64), u64>;
+
 struct Upsert {
     key: Vec<usize>,
     op_column: Option<usize>,
-    seen: HashMap<(u64, u64), u64>,
+    seen: Seen,
     deletes: BooleanBuilder,
 }
 

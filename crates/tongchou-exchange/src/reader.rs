@@ -177,17 +177,11 @@ fn csv_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeErro
 }
 
 trait OwnedRecords {
-    fn into_records_owned(
-        self,
-        path: String,
-    ) -> Box<dyn Iterator<Item = Result<(u64, Vec<String>), ExchangeError>> + Send>;
+    fn into_records_owned(self, path: String) -> Rows;
 }
 
 impl<R: Read + Send + 'static> OwnedRecords for csv::Reader<R> {
-    fn into_records_owned(
-        self,
-        path: String,
-    ) -> Box<dyn Iterator<Item = Result<(u64, Vec<String>), ExchangeError>> + Send> {
+    fn into_records_owned(self, path: String) -> Rows {
         Box::new(self.into_records().map(move |r| {
             let record = r.map_err(|e| ExchangeError::BadFile(format!("{path}: {e}")))?;
             let line = record.position().map_or(0, |p| p.line());

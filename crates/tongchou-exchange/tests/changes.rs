@@ -64,11 +64,13 @@ async fn load(
     tongchou_exchange::ingest(
         dir,
         catalog,
-        code,
-        &path,
-        mode,
-        &options(),
-        "test",
+        &tongchou_exchange::Load {
+            resource: code,
+            file: &path,
+            mode,
+            read: &options(),
+            actor: "test",
+        },
         Arc::new(|_| {}),
     )
     .await
@@ -215,11 +217,13 @@ async fn upserts_need_a_key_and_subscriptions_a_known_unit() {
     let err = tongchou_exchange::ingest(
         &dir,
         &catalog,
-        &code,
-        &path,
-        Mode::Upsert,
-        &options(),
-        "t",
+        &tongchou_exchange::Load {
+            resource: &code,
+            file: &path,
+            mode: Mode::Upsert,
+            read: &options(),
+            actor: "t",
+        },
         Arc::new(|_| {}),
     )
     .await

@@ -85,11 +85,13 @@ async fn the_district_loads_with_exactly_the_planted_rows_quarantined() {
         let report = tongchou_exchange::ingest(
             &dir,
             &catalog,
-            code,
-            &district.join(file),
-            Mode::Append,
-            &options(),
-            "test",
+            &tongchou_exchange::Load {
+                resource: code,
+                file: &district.join(file),
+                mode: Mode::Append,
+                read: &options(),
+                actor: "test",
+            },
             quiet(),
         )
         .await
@@ -132,11 +134,13 @@ async fn append_replace_versions_and_quarantine_reasons() {
     let first = tongchou_exchange::ingest(
         &dir,
         &catalog,
-        &code,
-        &file,
-        Mode::Append,
-        &options(),
-        "test",
+        &tongchou_exchange::Load {
+            resource: &code,
+            file: &file,
+            mode: Mode::Append,
+            read: &options(),
+            actor: "test",
+        },
         quiet(),
     )
     .await
@@ -144,11 +148,13 @@ async fn append_replace_versions_and_quarantine_reasons() {
     let second = tongchou_exchange::ingest(
         &dir,
         &catalog,
-        &code,
-        &file,
-        Mode::Append,
-        &options(),
-        "test",
+        &tongchou_exchange::Load {
+            resource: &code,
+            file: &file,
+            mode: Mode::Append,
+            read: &options(),
+            actor: "test",
+        },
         quiet(),
     )
     .await
@@ -159,11 +165,13 @@ async fn append_replace_versions_and_quarantine_reasons() {
     let replaced = tongchou_exchange::ingest(
         &dir,
         &catalog,
-        &code,
-        &file,
-        Mode::Replace,
-        &options(),
-        "test",
+        &tongchou_exchange::Load {
+            resource: &code,
+            file: &file,
+            mode: Mode::Replace,
+            read: &options(),
+            actor: "test",
+        },
         quiet(),
     )
     .await
@@ -200,11 +208,13 @@ async fn a_file_without_the_required_columns_fails_and_leaves_no_version() {
     let err = tongchou_exchange::ingest(
         &dir,
         &catalog,
-        &code,
-        &bad,
-        Mode::Append,
-        &options(),
-        "test",
+        &tongchou_exchange::Load {
+            resource: &code,
+            file: &bad,
+            mode: Mode::Append,
+            read: &options(),
+            actor: "test",
+        },
         quiet(),
     )
     .await

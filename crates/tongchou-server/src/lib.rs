@@ -23,8 +23,11 @@ use tongchou_catalog::{
 use tongchou_model::{OpenType, Resource, ShareType, Unit, UpdateCycle};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+mod exchange;
+
 /// Shared state of a running server.
 pub struct AppState {
+    pub dir: tongchou_store::DataDir,
     pub catalog: Catalog,
 }
 
@@ -39,7 +42,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
         ApiError {
             status: status.as_u16(),
             error: error.into(),
@@ -52,6 +55,20 @@ impl ApiError {
             status: 422,
             error: format!("{} problem(s); nothing was registered", problems.len()),
             problems,
+        }
+    }
+}
+
+impl From<tongchou_exchange::ExchangeError> for ApiError {
+    fn from(e: tongchou_exchange::ExchangeError) -> ApiError {
+        use tongchou_exchange::ExchangeError as E;
+        match e {
+            E::Catalog(c) => c.into(),
+            E::BadFile(_) | E::Columns(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            E::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
 }
@@ -77,8 +94,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
-type Shared = State<Arc<AppState>>;
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(crate) type Shared = State<Arc<AppState>>;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Registered {
@@ -196,6 +213,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/catalog/workbook", post(register_workbook))
         .route("/api/catalog/infer", post(infer))
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .merge(exchange::routes())
         .with_state(state)
 }
 

@@ -222,8 +222,8 @@ async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
 
 async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
     let dir = DataDir::open(data_dir).await?;
-    let catalog = tongchou_catalog::Catalog::open(dir).await?;
-    let state = std::sync::Arc::new(tongchou_server::AppState { catalog });
+    let catalog = tongchou_catalog::Catalog::open(dir.clone()).await?;
+    let state = std::sync::Arc::new(tongchou_server::AppState { dir, catalog });
     println!(
         "统筹 Tongchou 服务地址 serving at http://{}/  (REST API under /api, OpenAPI at /openapi.json; Ctrl-C to stop)",
         args.http

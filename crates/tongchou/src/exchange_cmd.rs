@@ -61,6 +61,62 @@ pub enum ExchangeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A resource's table now: version, rows counted, last load (数据表).
+    Info {
+        resource: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Subscribe a consumer unit to a resource (订阅); prints the subscription id.
+    Subscribe {
+        resource: String,
+        /// The consumer unit's code.
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull what changed since the subscription's cursor, and move the cursor (拉取).
+    Pull {
+        subscription: i64,
+        #[arg(long)]
+        out: PathBuf,
+        /// parquet, csv, json or arrow.
+        #[arg(long, default_value = "parquet")]
+        format: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the changes of a resource after version N (without a subscription).
+    Changes {
+        resource: String,
+        #[arg(long)]
+        since: i64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "parquet")]
+        format: String,
+    },
+    /// List subscriptions and their cursors.
+    Subscriptions {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records delivered per day, resource, provider and consumer (交换量).
+    Volume {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn output_format(text: &str) -> Result<tongchou_exchange::changes::OutputFormat> {
+    tongchou_exchange::changes::OutputFormat::parse(text)
+        .ok_or_else(|| anyhow::anyhow!("unknown format '{text}': use parquet, csv, json or arrow"))
+}
+
+fn print<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 pub async fn ingest(data_dir: &Path, args: IngestArgs) -> Result<()> {
@@ -92,11 +148,13 @@ pub async fn ingest(data_dir: &Path, args: IngestArgs) -> Result<()> {
     let report = tongchou_exchange::ingest(
         &dir,
         &catalog,
-        &args.resource,
-        &args.file,
-        mode,
-        &options,
-        &actor,
+        &tongchou_exchange::Load {
+            resource: &args.resource,
+            file: &args.file,
+            mode,
+            read: &options,
+            actor: &actor,
+        },
         Arc::new(move |rows| progress_bar.set_position(rows)),
     )
     .await;
@@ -212,6 +270,91 @@ pub async fn exchange(data_dir: &Path, command: ExchangeCommand) -> Result<()> {
                 }
             }
         }
+        ExchangeCommand::Info { resource, json } => {
+            let info = tongchou_exchange::info(&dir, &resource).await?;
+            if json {
+                return print(&info);
+            }
+            println!(
+                "{} version {} rows {} last load {}",
+                info.resource,
+                info.version.map_or("-".into(), |v| v.to_string()),
+                info.rows,
+                info.last_load.unwrap_or_default()
+            );
+        }
+        ExchangeCommand::Subscribe {
+            resource,
+            unit,
+            json,
+        } => {
+            let s = tongchou_exchange::changes::subscribe(&dir, &resource, &unit).await?;
+            if json {
+                return print(&s);
+            }
+            println!("{}", s.id);
+            eprintln!(
+                "已订阅 subscribed {unit} to {resource}; pull with `tongchou exchange pull {} --out FILE`",
+                s.id
+            );
+        }
+        ExchangeCommand::Pull {
+            subscription,
+            out,
+            format,
+            json,
+        } => {
+            let pulled =
+                tongchou_exchange::changes::pull(&dir, subscription, output_format(&format)?, &out)
+                    .await?;
+            if json {
+                return print(&pulled);
+            }
+            println!(
+                "已拉取 pulled {} changed rows of {} (versions {}→{}) into {}",
+                pulled.rows, pulled.resource, pulled.from_version, pulled.to_version, pulled.file
+            );
+        }
+        ExchangeCommand::Changes {
+            resource,
+            since,
+            out,
+            format,
+        } => {
+            let changes = tongchou_exchange::changes::since(&dir, &resource, since).await?;
+            tongchou_exchange::changes::write(&changes, output_format(&format)?, &out)?;
+            println!(
+                "{} changed rows (versions {}→{}) written to {}",
+                changes.rows,
+                changes.from_version,
+                changes.to_version,
+                out.display()
+            );
+        }
+        ExchangeCommand::Subscriptions { json } => {
+            let subs = tongchou_exchange::changes::subscriptions(&dir).await?;
+            if json {
+                return print(&subs);
+            }
+            for s in subs {
+                println!(
+                    "{}\t{}\t{}\tcursor {}",
+                    s.id, s.resource, s.consumer, s.cursor
+                );
+            }
+        }
+        ExchangeCommand::Volume { json } => {
+            let volume = tongchou_exchange::changes::volume(&dir).await?;
+            if json {
+                return print(&volume);
+            }
+            for v in volume {
+                println!(
+                    "{}\t{}\t{} → {}\t{}",
+                    v.day, v.resource, v.provider, v.consumer, v.records
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -254,11 +397,13 @@ pub async fn load_district(dir: &DataDir, catalog: &Catalog, district: &Path) ->
         let report = tongchou_exchange::ingest(
             dir,
             catalog,
-            code,
-            &district.join(e["file"].as_str().unwrap_or_default()),
-            Mode::Append,
-            &options,
-            "demo",
+            &tongchou_exchange::Load {
+                resource: code,
+                file: &district.join(e["file"].as_str().unwrap_or_default()),
+                mode: Mode::Append,
+                read: &options,
+                actor: "demo",
+            },
             Arc::new(move |rows| progress_bar.set_position(base + rows)),
         )
         .await?;

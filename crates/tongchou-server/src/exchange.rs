@@ -1,0 +1,228 @@
+//! The exchange over HTTP: multipart upload into a resource's table, its quarantine and
+//! loads, subscriptions, and streamed downloads of changes.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tongchou_exchange::changes::{self, OutputFormat};
+use tongchou_exchange::{Encoding, Mode, ReadOptions};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{ApiError, ApiResult, AppState, Shared};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/api/exchange/ingest",
+            post(ingest).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/exchange/quarantine", get(quarantine))
+        .route("/api/exchange/loads", get(loads))
+        .route("/api/exchange/subscriptions", post(subscribe))
+        .route("/api/exchange/pull", get(pull))
+        .route("/api/exchange/volume", get(volume))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct IngestParams {
+    pub resource: String,
+    /// append, replace or upsert.
+    pub mode: Option<String>,
+    /// auto, utf-8 or gbk.
+    pub encoding: Option<String>,
+    pub sheet: Option<String>,
+    pub header_row: Option<u64>,
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+/// Loads the uploaded file (multipart field `file`) into the resource's table. The upload
+/// is streamed to disk first, so memory stays bounded whatever its size.
+#[utoipa::path(post, path = "/api/exchange/ingest", params(IngestParams), request_body(content_type = "multipart/form-data", content = Vec<u8>),
+    responses((status = 200, description = "The load report (accepted, quarantined, version …)"), (status = 422, body = ApiError)))]
+pub async fn ingest(
+    State(s): Shared,
+    Query(p): Query<IngestParams>,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    let mode = Mode::parse(p.mode.as_deref().unwrap_or("append"))
+        .ok_or_else(|| bad("mode must be append, replace or upsert".into()))?;
+    let encoding = Encoding::parse(p.encoding.as_deref().unwrap_or("auto"))
+        .ok_or_else(|| bad("encoding must be auto, utf-8 or gbk".into()))?;
+    let uploads = s.dir.root().join("uploads");
+    tokio::fs::create_dir_all(&uploads)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut saved = None;
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("the upload is not valid multipart: {e}")))?
+    {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field
+            .file_name()
+            .unwrap_or("upload.csv")
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or("upload.csv")
+            .to_string();
+        let path = uploads.join(format!("{}-{name}", jiff::Timestamp::now().as_nanosecond()));
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| bad(format!("the upload broke off: {e}")))?
+        {
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        format!("cannot store the upload: {e}"),
+                    )
+                })?;
+        }
+        saved = Some(path);
+    }
+    let path = saved.ok_or_else(|| bad("no multipart field named 'file'".into()))?;
+    let options = ReadOptions {
+        encoding,
+        sheet: p.sheet,
+        header_row: p.header_row,
+    };
+    let result = tongchou_exchange::ingest(
+        &s.dir,
+        &s.catalog,
+        &tongchou_exchange::Load {
+            resource: &p.resource,
+            file: &path,
+            mode,
+            read: &options,
+            actor: "operator",
+        },
+        Arc::new(|_| {}),
+    )
+    .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(Json(result?).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ResourceParam {
+    pub resource: String,
+}
+
+/// The open quarantine of a resource: line, field, reason and the row as read.
+#[utoipa::path(get, path = "/api/exchange/quarantine", params(ResourceParam), responses((status = 200, description = "Quarantined rows")))]
+pub async fn quarantine(
+    State(s): Shared,
+    Query(p): Query<ResourceParam>,
+) -> ApiResult<Vec<tongchou_exchange::QuarantineEntry>> {
+    Ok(Json(
+        tongchou_exchange::quarantine(&s.dir, &p.resource).await?,
+    ))
+}
+
+/// A resource's loads, newest first.
+#[utoipa::path(get, path = "/api/exchange/loads", params(ResourceParam), responses((status = 200, description = "Loads and versions")))]
+pub async fn loads(
+    State(s): Shared,
+    Query(p): Query<ResourceParam>,
+) -> ApiResult<Vec<tongchou_exchange::LoadInfo>> {
+    Ok(Json(tongchou_exchange::loads(&s.dir, &p.resource).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SubscribeBody {
+    pub resource: String,
+    /// The consumer unit's code.
+    pub unit: String,
+}
+
+/// Subscribes a consumer unit to a resource.
+#[utoipa::path(post, path = "/api/exchange/subscriptions", request_body = SubscribeBody, responses((status = 200, description = "The subscription with its cursor")))]
+pub async fn subscribe(
+    State(s): Shared,
+    Json(b): Json<SubscribeBody>,
+) -> ApiResult<changes::Subscription> {
+    Ok(Json(
+        changes::subscribe(&s.dir, &b.resource, &b.unit)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PullParams {
+    pub subscription: i64,
+    /// parquet (default), csv, json or arrow.
+    pub format: Option<String>,
+}
+
+/// Streams the changes since the subscription's cursor and moves the cursor.
+#[utoipa::path(get, path = "/api/exchange/pull", params(PullParams), responses((status = 200, description = "The changed rows, with _change and _version columns", content_type = "application/octet-stream")))]
+pub async fn pull(State(s): Shared, Query(p): Query<PullParams>) -> Result<Response, ApiError> {
+    let format_name = p.format.unwrap_or_else(|| "parquet".into());
+    let format = OutputFormat::parse(&format_name).ok_or_else(|| {
+        bad(format!(
+            "format '{format_name}' is not parquet, csv, json or arrow"
+        ))
+    })?;
+    let downloads = s.dir.root().join("uploads");
+    tokio::fs::create_dir_all(&downloads)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let path = downloads.join(format!(
+        "pull-{}-{}.{format_name}",
+        p.subscription,
+        jiff::Timestamp::now().as_nanosecond()
+    ));
+    let pulled = changes::pull(&s.dir, p.subscription, format, &path).await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // Unlinked at once: the open handle streams it, and nothing is left behind.
+    let _ = tokio::fs::remove_file(&path).await;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let content_type = match format {
+        OutputFormat::Csv => "text/csv; charset=utf-8",
+        OutputFormat::Json => "application/x-ndjson",
+        OutputFormat::Arrow => "application/vnd.apache.arrow.file",
+        OutputFormat::Parquet => "application/vnd.apache.parquet",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::HeaderName::from_static("x-tongchou-rows"),
+                pulled.rows.to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-tongchou-version"),
+                pulled.to_version.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Records delivered, per day, resource, provider and consumer.
+#[utoipa::path(get, path = "/api/exchange/volume", responses((status = 200, description = "Exchange volume")))]
+pub async fn volume(State(s): Shared) -> ApiResult<Vec<changes::Volume>> {
+    Ok(Json(changes::volume(&s.dir).await?))
+}

@@ -1,0 +1,520 @@
+//! End-to-end: loading and exchanging data through the real binary — CLI and REST — and
+//! what happens when a load is killed, races another, or fills the disk.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tongchou"));
+    c.env_remove("TONGCHOU_DATA");
+    c
+}
+
+fn tongchou(data: &Path, args: &[&str]) -> Output {
+    bin()
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(data: &Path, args: &[&str]) -> Value {
+    let out = tongchou(data, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A data directory with the tiny district's catalog registered but nothing loaded.
+fn catalog_only(tmp: &Path) -> (PathBuf, PathBuf) {
+    let data = tmp.join("data");
+    let district = tmp.join("district");
+    assert!(
+        bin()
+            .args(["sim", "generate", "--scale", "tiny", "--seed", "9", "--out"])
+            .arg(&district)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(tongchou(&data, &["init"]).status.success());
+    let out = tongchou(
+        &data,
+        &[
+            "catalog",
+            "register",
+            "--file",
+            district.join("catalog.json").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (data, district)
+}
+
+fn code_of(district: &Path, file_part: &str) -> (String, PathBuf) {
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(district.join("manifest.json")).unwrap()).unwrap();
+    let e = manifest["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["file"].as_str().unwrap().contains(file_part))
+        .unwrap()
+        .clone();
+    (
+        e["resource_code"].as_str().unwrap().to_string(),
+        district.join(e["file"].as_str().unwrap()),
+    )
+}
+
+#[test]
+fn cli_ingest_quarantine_subscribe_and_pull() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, district) = catalog_only(tmp.path());
+    let (code, file) = code_of(&district, "户籍人口信息");
+    let report = ok_json(&data, &["ingest", &code, file.to_str().unwrap(), "--json"]);
+    assert_eq!(report["quarantined"], 0);
+    assert_eq!(report["encoding"], "gbk");
+    assert!(report["accepted"].as_u64().unwrap() > 1000 && report["version"].is_number());
+
+    let (code, file) = code_of(&district, "婚姻登记信息");
+    let report = ok_json(
+        &data,
+        &[
+            "ingest",
+            &code,
+            file.to_str().unwrap(),
+            "--sheet",
+            "数据",
+            "--json",
+        ],
+    );
+    assert_eq!(report["header_row"], 2);
+    let quarantined = ok_json(&data, &["quarantine", "list", &code, "--json"]);
+    let entries = quarantined.as_array().unwrap();
+    assert_eq!(
+        entries.len() as u64,
+        report["quarantined"].as_u64().unwrap()
+    );
+    assert!(entries.iter().all(|e| e["line"].as_u64().unwrap() > 2
+        && e["field"].as_str().unwrap().ends_with("_id")
+        && e["reason"].as_str().unwrap().contains("citizen ID")));
+
+    // Correct the quarantined rows and resubmit them.
+    let fixed = tmp.path().join("fixed.csv");
+    assert!(
+        tongchou(
+            &data,
+            &[
+                "quarantine",
+                "export",
+                &code,
+                "--out",
+                fixed.to_str().unwrap()
+            ]
+        )
+        .status
+        .success()
+    );
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(district.join("ground_truth.json")).unwrap())
+            .unwrap();
+    let _ = truth;
+    let out = tongchou(
+        &data,
+        &[
+            "ingest",
+            &code,
+            fixed.to_str().unwrap(),
+            "--resubmit",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let still = ok_json(&data, &["quarantine", "list", &code, "--json"]);
+    assert_eq!(
+        still.as_array().unwrap().len(),
+        entries.len(),
+        "uncorrected rows are quarantined again, under the new load"
+    );
+
+    let units = ok_json(&data, &["catalog", "units", "--json"]);
+    let consumer = units
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["slug"] == "discipline_inspection")
+        .unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sub = ok_json(
+        &data,
+        &[
+            "exchange",
+            "subscribe",
+            &code,
+            "--unit",
+            &consumer,
+            "--json",
+        ],
+    );
+    let out_file = tmp.path().join("changes.csv");
+    let pulled = ok_json(
+        &data,
+        &[
+            "exchange",
+            "pull",
+            &sub["id"].to_string(),
+            "--out",
+            out_file.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--json",
+        ],
+    );
+    assert_eq!(pulled["rows"], report["accepted"]);
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(
+        text.lines().count() as u64,
+        1 + report["accepted"].as_u64().unwrap()
+    );
+    assert!(text.lines().next().unwrap().contains("_change"));
+    let volume = ok_json(&data, &["exchange", "volume", "--json"]);
+    assert_eq!(volume[0]["records"], report["accepted"]);
+
+    let out = tongchou(&data, &["ingest", &code, "/nonexistent/file.csv"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the table is unchanged"));
+}
+
+/// A long load killed with SIGKILL at random moments leaves the table at the previous
+/// version or at the new one, readable, never in between.
+#[test]
+fn kill_nine_mid_load_leaves_a_whole_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, district) = catalog_only(tmp.path());
+    let (code, _) = code_of(&district, "出入境记录");
+    let big = tmp.path().join("big.csv");
+    let mut text = String::from(
+        "记录编号,公民身份号码,姓名,出入境类型,出入境日期,口岸,前往地,证件类型,证件号码\n",
+    );
+    for i in 0..200_000 {
+        text.push_str(&format!(
+            "K{i:09},11010519491231002X,张三,出境,2015-01-02,拱北口岸,澳门,往来港澳通行证,C{i:08}\n"
+        ));
+    }
+    std::fs::write(&big, text).unwrap();
+    let started = std::time::Instant::now();
+    let first = ok_json(&data, &["ingest", &code, big.to_str().unwrap(), "--json"]);
+    let load_time = started.elapsed();
+    let per_load = first["accepted"].as_i64().unwrap();
+    assert_eq!(per_load, 200_000);
+    let mut seed = 0x5eed_u64;
+    let (mut whole_before, mut whole_after) = (0, 0);
+    for k in 0..20u32 {
+        let before = ok_json(&data, &["exchange", "info", &code, "--json"])["rows"]
+            .as_i64()
+            .unwrap();
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Kill points spread over the whole load, its commit and a little after, jittered.
+        let jitter = 0.9 + ((seed >> 33) % 200) as f64 / 1000.0;
+        let delay = load_time.mul_f64((0.05 + 1.25 * f64::from(k) / 20.0) * jitter);
+        let mut child = bin()
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["ingest", &code, big.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let after = ok_json(&data, &["exchange", "info", &code, "--json"])["rows"]
+            .as_i64()
+            .unwrap();
+        assert!(
+            after == before || after == before + per_load,
+            "killed after {delay:?}: {before} → {after}"
+        );
+        if after == before {
+            whole_before += 1
+        } else {
+            whole_after += 1
+        }
+    }
+    eprintln!(
+        "load {load_time:?}; kills that left the previous version: {whole_before}, the new one: {whole_after}"
+    );
+    assert!(
+        whole_before > 0 && whole_after > 0,
+        "the kill points did not span the load"
+    );
+    // The table still takes loads.
+    let report = ok_json(&data, &["ingest", &code, big.to_str().unwrap(), "--json"]);
+    assert_eq!(report["accepted"], 200_000);
+}
+
+#[test]
+fn two_concurrent_loads_both_land_or_one_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, district) = catalog_only(tmp.path());
+    let (code, file) = code_of(&district, "出入境记录");
+    let first = ok_json(&data, &["ingest", &code, file.to_str().unwrap(), "--json"]);
+    let accepted = first["accepted"].as_i64().unwrap();
+    let spawn = || {
+        bin()
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["ingest", &code, file.to_str().unwrap(), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let results = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let mut landed = 1;
+    for r in &results {
+        if r.status.success() {
+            landed += 1;
+        } else {
+            let err = String::from_utf8_lossy(&r.stderr);
+            assert!(
+                err.contains("concurrent load") || err.contains("run this load again"),
+                "unclear failure: {err}"
+            );
+        }
+    }
+    let rows = ok_json(&data, &["exchange", "info", &code, "--json"])["rows"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(rows, landed * accepted);
+    let history = ok_json(&data, &["exchange", "history", &code, "--json"]);
+    assert_eq!(
+        history.as_array().unwrap().len() as i64,
+        landed,
+        "every landed load is recorded"
+    );
+}
+
+/// The data directory on a small tmpfs: a load that fills it fails cleanly and the table
+/// stays readable at its previous version.
+#[test]
+fn a_full_disk_fails_the_load_and_keeps_the_table() {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let district = tmp.path().join("district");
+    assert!(
+        bin()
+            .args(["sim", "generate", "--scale", "tiny", "--seed", "9", "--out"])
+            .arg(&district)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let mount = tmp.path().join("disk");
+    std::fs::create_dir(&mount).unwrap();
+    assert!(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=12m", "tmpfs"])
+            .arg(&mount)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let data = mount.join("data");
+    let result = std::panic::catch_unwind(|| {
+        assert!(tongchou(&data, &["init"]).status.success());
+        let out = tongchou(
+            &data,
+            &[
+                "catalog",
+                "register",
+                "--file",
+                district.join("catalog.json").to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (code, file) = code_of(&district, "出入境记录");
+        let small = ok_json(&data, &["ingest", &code, file.to_str().unwrap(), "--json"]);
+        let big = tmp.path().join("big.csv");
+        let mut text = String::from(
+            "记录编号,公民身份号码,姓名,出入境类型,出入境日期,口岸,前往地,证件类型,证件号码\n",
+        );
+        let mut x = 1u64;
+        for i in 0..400_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            text.push_str(&format!("R{i:09}{x:016x},11010519491231002X,张{x:x},出境,2015-01-02,拱北口岸,澳门,往来港澳通行证,C{:016x}\n", x.rotate_left(17)));
+        }
+        std::fs::write(&big, text).unwrap();
+        let out = tongchou(&data, &["ingest", &code, big.to_str().unwrap()]);
+        assert!(
+            !out.status.success(),
+            "a load larger than the disk cannot succeed"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("the table is unchanged"), "{err}");
+        let info = ok_json(&data, &["exchange", "info", &code, "--json"]);
+        assert_eq!(info["rows"], small["accepted"]);
+        assert_eq!(info["version"], small["version"]);
+    });
+    Command::new("umount").arg(&mount).status().unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn rest_upload_and_streamed_pull() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, district) = catalog_only(tmp.path());
+    let (code, file) = code_of(&district, "出入境记录");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _server = Server(
+        bin()
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["serve", "--http", &addr])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://{addr}");
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for _ in 0..100 {
+        if http.get(format!("{base}/healthz")).call().is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let boundary = "tongchou-boundary-7d1";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"出入境记录.csv\"\r\nContent-Type: text/csv\r\n\r\n").into_bytes();
+    body.extend(std::fs::read(&file).unwrap());
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let url = format!(
+        "{base}/api/exchange/ingest?resource={}",
+        code.replace('/', "%2F")
+    );
+    let mut r = http
+        .post(&url)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send(&body[..])
+        .unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert!(report["accepted"].as_u64().unwrap() > 100);
+    let mut r = http
+        .get(format!(
+            "{base}/api/exchange/quarantine?resource={}",
+            code.replace('/', "%2F")
+        ))
+        .call()
+        .unwrap();
+    let q: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(
+        q.as_array().unwrap().len() as u64,
+        report["quarantined"].as_u64().unwrap()
+    );
+
+    let units = ok_json(&data, &["catalog", "units", "--json"]);
+    let consumer = units
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["slug"] == "procuratorate")
+        .unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut r = http
+        .post(format!("{base}/api/exchange/subscriptions"))
+        .header("content-type", "application/json")
+        .send(serde_json::json!({"resource": code, "unit": consumer}).to_string())
+        .unwrap();
+    let sub: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let mut r = http
+        .get(format!(
+            "{base}/api/exchange/pull?subscription={}&format=json",
+            sub["id"]
+        ))
+        .call()
+        .unwrap();
+    assert_eq!(
+        r.headers()
+            .get("x-tongchou-rows")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        report["accepted"].to_string()
+    );
+    let lines = r.body_mut().read_to_string().unwrap();
+    assert_eq!(
+        lines.lines().count() as u64,
+        report["accepted"].as_u64().unwrap()
+    );
+    let bad = http
+        .post(format!(
+            "{base}/api/exchange/ingest?resource={}&mode=sideways",
+            code.replace('/', "%2F")
+        ))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+}
