@@ -2,6 +2,8 @@
 //! of the full `nanhai` catalog, search latency over ten times it beside a SQLite LIKE scan
 //! of the same metadata, inference speed and accuracy on the `small` district).
 
+mod exchange;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -257,10 +259,16 @@ fn jiff_today() -> String {
 }
 
 fn main() -> Result<()> {
-    let what = std::env::args().nth(1).unwrap_or_default();
+    let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Runtime::new()?;
-    match what.as_str() {
-        "catalog" => runtime.block_on(catalog_bench()),
-        _ => bail!("usage: tongchou-bench catalog"),
+    match args.get(1).map(String::as_str) {
+        Some("catalog") => runtime.block_on(catalog_bench()),
+        Some("exchange") => {
+            let rows = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(10_000_000);
+            let work = args.get(3).map(std::path::PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-exchange"));
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            exchange::run(rows, &work)
+        }
+        _ => bail!("usage: tongchou-bench catalog | exchange [ROWS] [WORK_DIR]"),
     }
 }

@@ -90,7 +90,8 @@ pub enum ExchangeCommand {
     /// Write the changes of a resource after version N (without a subscription).
     Changes {
         resource: String,
-        #[arg(long)]
+        /// The version after which changes are wanted; -1 for everything.
+        #[arg(long, allow_negative_numbers = true)]
         since: i64,
         #[arg(long)]
         out: PathBuf,
