@@ -30,8 +30,23 @@ fn resource(unit: &str, name: &str) -> serde_json::Value {
 
 /// Writes `rows` rows of the 12-column export, about 240 bytes a row in UTF-8.
 fn write_csv(path: &Path, rows: u64) -> Result<()> {
-    let ids: Vec<String> = (0..997).map(|i| tongchou_ids::citizen_id::build(440605, 1950 + i % 50, 1 + i % 12, 1 + i % 28, i % 1000)).collect();
-    let codes: Vec<String> = (0..991).map(|i| tongchou_ids::credit_code::build("91", 440605, format!("{:08}", 10_000_000 + i * 7919).as_bytes().try_into().unwrap())).collect();
+    let ids: Vec<String> = (0..997)
+        .map(|i| {
+            tongchou_ids::citizen_id::build(440605, 1950 + i % 50, 1 + i % 12, 1 + i % 28, i % 1000)
+        })
+        .collect();
+    let codes: Vec<String> = (0..991)
+        .map(|i| {
+            tongchou_ids::credit_code::build(
+                "91",
+                440605,
+                format!("{:08}", 10_000_000 + i * 7919)
+                    .as_bytes()
+                    .try_into()
+                    .unwrap(),
+            )
+        })
+        .collect();
     let surnames = ["陈", "梁", "黄", "李", "何", "张", "罗", "林"];
     let given = ["伟明", "丽芳", "志强", "秀英", "嘉乐", "晓彤", "国华", "静"];
     let mut out = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?);
@@ -61,7 +76,11 @@ fn write_csv(path: &Path, rows: u64) -> Result<()> {
             (x >> 36) % 100,
             1 + (x >> 38) % 12,
             1 + (x >> 42) % 28,
-            if (x >> 46) % 10 == 0 { "注销" } else { "有效" },
+            if (x >> 46) % 10 == 0 {
+                "注销"
+            } else {
+                "有效"
+            },
         )?;
     }
     out.flush()?;
@@ -86,20 +105,37 @@ fn timed(command: Command) -> Result<(f64, f64, String)> {
     let program = command.get_program().to_owned();
     let mut wrapped = Command::new("/usr/bin/time");
     wrapped.arg("-v").arg(&program).args(command.get_args());
-    let out = wrapped.output().with_context(|| format!("run {program:?} under /usr/bin/time"))?;
+    let out = wrapped
+        .output()
+        .with_context(|| format!("run {program:?} under /usr/bin/time"))?;
     let seconds = started.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         bail!("{program:?} failed: {stderr}");
     }
-    let rss = stderr.lines().find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): ")).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0;
-    Ok((seconds, rss, String::from_utf8_lossy(&out.stdout).into_owned()))
+    let rss = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0;
+    Ok((
+        seconds,
+        rss,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 fn tongchou_bin() -> Result<PathBuf> {
     let bin = std::env::current_exe()?.with_file_name("tongchou");
     if !bin.exists() {
-        bail!("{} is missing: build it with `cargo build --release`", bin.display());
+        bail!(
+            "{} is missing: build it with `cargo build --release`",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -121,13 +157,25 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
     let t = Instant::now();
     write_csv(&utf8, rows)?;
     gbk_twin(&utf8, &gbk)?;
-    println!("generated {rows} rows: UTF-8 {:.2} GB, GBK {:.2} GB in {:.0} s", std::fs::metadata(&utf8)?.len() as f64 / 1e9, std::fs::metadata(&gbk)?.len() as f64 / 1e9, t.elapsed().as_secs_f64());
+    println!(
+        "generated {rows} rows: UTF-8 {:.2} GB, GBK {:.2} GB in {:.0} s",
+        std::fs::metadata(&utf8)?.len() as f64 / 1e9,
+        std::fs::metadata(&gbk)?.len() as f64 / 1e9,
+        t.elapsed().as_secs_f64()
+    );
     let data = work.join("data");
     let _ = std::fs::remove_dir_all(&data);
     let tc = |args: &[&str]| -> Result<String> {
-        let out = Command::new(&bin).arg("--data-dir").arg(&data).args(args).output()?;
+        let out = Command::new(&bin)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()?;
         if !out.status.success() {
-            bail!("tongchou {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "tongchou {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
@@ -135,19 +183,39 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
     let units = tongchou_sim::units();
     let catalog = work.join("catalog.json");
     std::fs::write(&catalog, serde_json::json!({"units": units, "resources": [resource(&units[11].code, "从业人员登记（UTF-8）"), resource(&units[11].code, "从业人员登记（GBK）")]}).to_string())?;
-    let registered: serde_json::Value = serde_json::from_str(&tc(&["catalog", "register", "--file", catalog.to_str().unwrap(), "--json"])?)?;
-    let codes: Vec<String> = registered["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let registered: serde_json::Value = serde_json::from_str(&tc(&[
+        "catalog",
+        "register",
+        "--file",
+        catalog.to_str().unwrap(),
+        "--json",
+    ])?)?;
+    let codes: Vec<String> = registered["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
 
     for (label, file, code) in [("UTF-8", &utf8, &codes[0]), ("GBK", &gbk, &codes[1])] {
         let mut ingest = Command::new(&bin);
-        ingest.arg("--data-dir").arg(&data).args(["ingest", code]).arg(file).arg("--json");
+        ingest
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["ingest", code])
+            .arg(file)
+            .arg("--json");
         let (ours, rss, out) = timed(ingest)?;
         let report: serde_json::Value = serde_json::from_str(&out)?;
         let parquet = work.join("duckdb.parquet");
         let (duck, duck_rss) = if label == "GBK" {
             let converted = work.join("iconv-utf8.csv");
             let started = Instant::now();
-            let status = Command::new("iconv").args(["-f", "GBK", "-t", "UTF-8", "-o"]).arg(&converted).arg(file).status()?;
+            let status = Command::new("iconv")
+                .args(["-f", "GBK", "-t", "UTF-8", "-o"])
+                .arg(&converted)
+                .arg(file)
+                .status()?;
             if !status.success() {
                 bail!("iconv failed");
             }
@@ -161,27 +229,73 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&parquet);
         println!(
             "{label}: tongchou ingest {:.1} s ({} accepted, {} quarantined, peak RSS {rss:.0} MiB); DuckDB COPY {duck:.1} s (peak RSS {duck_rss:.0} MiB); ratio {:.2}",
-            ours, report["accepted"], report["quarantined"], ours / duck
+            ours,
+            report["accepted"],
+            report["quarantined"],
+            ours / duck
         );
     }
 
     // A consumer pulls 1 M changed rows.
     let million = work.join("million.csv");
     write_csv(&million, 1_000_000)?;
-    std::fs::write(&catalog, serde_json::json!([resource(&units[11].code, "从业人员变更")]).to_string())?;
-    let registered: serde_json::Value = serde_json::from_str(&tc(&["catalog", "register", "--file", catalog.to_str().unwrap(), "--json"])?)?;
+    std::fs::write(
+        &catalog,
+        serde_json::json!([resource(&units[11].code, "从业人员变更")]).to_string(),
+    )?;
+    let registered: serde_json::Value = serde_json::from_str(&tc(&[
+        "catalog",
+        "register",
+        "--file",
+        catalog.to_str().unwrap(),
+        "--json",
+    ])?)?;
     let code = registered["code"].as_str().unwrap().to_string();
     tc(&["ingest", &code, million.to_str().unwrap()])?;
-    let sub: serde_json::Value = serde_json::from_str(&tc(&["exchange", "subscribe", &code, "--unit", &units[24].code, "--json"])?)?;
+    let sub: serde_json::Value = serde_json::from_str(&tc(&[
+        "exchange",
+        "subscribe",
+        &code,
+        "--unit",
+        &units[24].code,
+        "--json",
+    ])?)?;
     for format in ["parquet", "csv"] {
         let out = work.join(format!("pull.{format}"));
         let started = Instant::now();
-        let pulled: serde_json::Value = serde_json::from_str(&tc(&["exchange", "changes", &code, "--since=-1", "--out", out.to_str().unwrap(), "--format", format]).map(|t| format!("{{\"text\": {:?}}}", t.trim()))?)?;
-        println!("changes of 1,000,000 rows as {format}: {:.2} s ({})", started.elapsed().as_secs_f64(), pulled["text"].as_str().unwrap_or(""));
+        let pulled: serde_json::Value = serde_json::from_str(
+            &tc(&[
+                "exchange",
+                "changes",
+                &code,
+                "--since=-1",
+                "--out",
+                out.to_str().unwrap(),
+                "--format",
+                format,
+            ])
+            .map(|t| format!("{{\"text\": {:?}}}", t.trim()))?,
+        )?;
+        println!(
+            "changes of 1,000,000 rows as {format}: {:.2} s ({})",
+            started.elapsed().as_secs_f64(),
+            pulled["text"].as_str().unwrap_or("")
+        );
     }
     let out = work.join("pull-sub.parquet");
     let started = Instant::now();
-    let pulled: serde_json::Value = serde_json::from_str(&tc(&["exchange", "pull", &sub["id"].to_string(), "--out", out.to_str().unwrap(), "--json"])?)?;
-    println!("subscription pull of {} changed rows as parquet: {:.2} s (target < 5 s)", pulled["rows"], started.elapsed().as_secs_f64());
+    let pulled: serde_json::Value = serde_json::from_str(&tc(&[
+        "exchange",
+        "pull",
+        &sub["id"].to_string(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ])?)?;
+    println!(
+        "subscription pull of {} changed rows as parquet: {:.2} s (target < 5 s)",
+        pulled["rows"],
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -264,8 +264,14 @@ fn main() -> Result<()> {
     match args.get(1).map(String::as_str) {
         Some("catalog") => runtime.block_on(catalog_bench()),
         Some("exchange") => {
-            let rows = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(10_000_000);
-            let work = args.get(3).map(std::path::PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-exchange"));
+            let rows = args
+                .get(2)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(10_000_000);
+            let work = args
+                .get(3)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-exchange"));
             println!("machine: {}; date: {}", machine(), jiff_today());
             exchange::run(rows, &work)
         }

@@ -271,8 +271,17 @@ impl Catalog {
 
     /// Rebuilds the search index from the metadata.
     pub async fn reindex(&self) -> Result<(), CatalogError> {
-        let generation = self.generation().await?;
         let records = self.all_records().await?;
+        self.index_records(&records, true).await
+    }
+
+    /// Adds `records` to the search index (or makes them its only content).
+    async fn index_records(
+        &self,
+        records: &[Record],
+        replace_all: bool,
+    ) -> Result<(), CatalogError> {
+        let generation = self.generation().await?;
         let units = self.unit_names().await?;
         let items: Vec<search::Indexed<'_>> = records
             .iter()
@@ -289,7 +298,10 @@ impl Catalog {
                 }
             })
             .collect();
-        self.index.lock().await.update(&items, true, generation)?;
+        self.index
+            .lock()
+            .await
+            .update(&items, replace_all, generation)?;
         Ok(())
     }
 
@@ -530,29 +542,11 @@ impl Catalog {
     }
 
     async fn reindex_codes(&self, codes: &[String]) -> Result<(), CatalogError> {
-        let generation = self.generation().await?;
-        let units = self.unit_names().await?;
         let mut records = Vec::with_capacity(codes.len());
         for code in codes {
             records.push(self.get(code).await?);
         }
-        let items: Vec<search::Indexed<'_>> = records
-            .iter()
-            .map(|r| {
-                let (name, en) = units
-                    .get(&r.resource.unit)
-                    .map(|(n, e)| (n.as_str(), e.as_str()))
-                    .unwrap_or(("", ""));
-                search::Indexed {
-                    resource: &r.resource,
-                    code: r.resource.code.as_deref().unwrap_or(""),
-                    unit_name: name,
-                    unit_name_en: en,
-                }
-            })
-            .collect();
-        self.index.lock().await.update(&items, false, generation)?;
-        Ok(())
+        self.index_records(&records, false).await
     }
 
     fn record(row: &sqlx::sqlite::SqliteRow) -> Record {

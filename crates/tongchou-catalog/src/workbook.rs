@@ -420,6 +420,19 @@ fn relocate(mut p: Problem, field_rows: &[usize]) -> Problem {
     p
 }
 
+/// A JSON list of text as the workbook writes it: separated by semicolons.
+fn join_list(value: &Value) -> String {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+        .unwrap_or_default()
+}
+
 /// Writes resources into a workbook of the template's shape (for export and round trips).
 pub fn export(resources: &[Resource]) -> Result<Vec<u8>, XlsxError> {
     let mut wb = Workbook::new();
@@ -437,15 +450,7 @@ pub fn export(resources: &[Resource]) -> Result<Vec<u8>, XlsxError> {
                     .as_u64()
                     .map(|n| n.to_string())
                     .unwrap_or_default(),
-                "related" | "tags" | "key" => value[key]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(";")
-                    })
-                    .unwrap_or_default(),
+                "related" | "tags" | "key" => join_list(&value[key]),
                 "" => String::new(),
                 _ => value[key].as_str().map(str::to_string).unwrap_or_default(),
             };
@@ -472,15 +477,7 @@ pub fn export(resources: &[Resource]) -> Result<Vec<u8>, XlsxError> {
                             "否".into()
                         }
                     }
-                    "allowed_values" => value[key]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(";")
-                        })
-                        .unwrap_or_default(),
+                    "allowed_values" => join_list(&value[key]),
                     _ => value[key].as_str().map(str::to_string).unwrap_or_default(),
                 };
                 if !text.is_empty() {

@@ -1,31 +1,13 @@
 //! End-to-end: the catalog through the real binary — the CLI and `tongchou serve`.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::{agent, ok_json, serve, tongchou};
 use serde_json::{Value, json};
-
-fn tongchou(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tongchou"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("TONGCHOU_DATA")
-        .output()
-        .unwrap()
-}
-
-fn ok_json(data_dir: &Path, args: &[&str]) -> Value {
-    let out = tongchou(data_dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 fn demo(tmp: &Path) -> std::path::PathBuf {
     let data = tmp.join("data");
@@ -298,47 +280,6 @@ fn inference_from_a_department_export() {
             "--json",
         ],
     );
-}
-
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &Path) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_tongchou"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["serve", "--http", &addr])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let base = format!("http://{addr}");
-    for _ in 0..100 {
-        if ureq::get(format!("{base}/healthz")).call().is_ok() {
-            return (server, base);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("the server did not come up");
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
 }
 
 #[test]

@@ -1,17 +1,10 @@
 //! End-to-end: the real `tongchou` binary, as a user runs it.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn tongchou(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tongchou"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("TONGCHOU_DATA")
-        .output()
-        .expect("run tongchou")
-}
+use std::process::Output;
+
+use common::tongchou;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

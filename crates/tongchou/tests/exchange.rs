@@ -1,36 +1,13 @@
 //! End-to-end: loading and exchanging data through the real binary — CLI and REST — and
 //! what happens when a load is killed, races another, or fills the disk.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::{agent, bin, ok_json, serve, tongchou};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tongchou"));
-    c.env_remove("TONGCHOU_DATA");
-    c
-}
-
-fn tongchou(data: &Path, args: &[&str]) -> Output {
-    bin()
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok_json(data: &Path, args: &[&str]) -> Value {
-    let out = tongchou(data, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 /// A data directory with the tiny district's catalog registered but nothing loaded.
 fn catalog_only(tmp: &Path) -> (PathBuf, PathBuf) {
@@ -396,46 +373,13 @@ fn a_full_disk_fails_the_load_and_keeps_the_table() {
     }
 }
 
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn rest_upload_and_streamed_pull() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, district) = catalog_only(tmp.path());
     let (code, file) = code_of(&district, "出入境记录");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let _server = Server(
-        bin()
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["serve", "--http", &addr])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://{addr}");
-    let http: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    for _ in 0..100 {
-        if http.get(format!("{base}/healthz")).call().is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (_server, base) = serve(&data);
+    let http = agent();
     let boundary = "tongchou-boundary-7d1";
     let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"出入境记录.csv\"\r\nContent-Type: text/csv\r\n\r\n").into_bytes();
     body.extend(std::fs::read(&file).unwrap());

@@ -1,0 +1,80 @@
+//! Helpers shared by the end-to-end tests: run the real binary, read its JSON, serve.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The `tongchou` binary, without the caller's TONGCHOU_DATA.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tongchou"));
+    c.env_remove("TONGCHOU_DATA");
+    c
+}
+
+pub fn tongchou(data: &Path, args: &[&str]) -> Output {
+    bin()
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run tongchou")
+}
+
+/// Runs a command that must succeed and print JSON.
+pub fn ok_json(data: &Path, args: &[&str]) -> Value {
+    let out = tongchou(data, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A running `tongchou serve`, stopped when dropped.
+pub struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tongchou serve` on a free local port and waits for /healthz; returns the base URL.
+pub fn serve(data: &Path) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server(
+        bin()
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--http", &addr])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://{addr}");
+    for _ in 0..100 {
+        if ureq::get(format!("{base}/healthz")).call().is_ok() {
+            return (server, base);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the server did not come up");
+}
+
+/// An HTTP client that returns 4xx/5xx responses instead of failing on them.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
