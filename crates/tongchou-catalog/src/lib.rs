@@ -221,6 +221,10 @@ pub struct Inventory {
     pub per_unit: Vec<UnitInfo>,
     pub units_without_resources: Vec<UnitInfo>,
     pub resources_without_data: i64,
+    /// Records in the resources' tables now.
+    pub records: i64,
+    /// Records delivered to subscribers (交换量).
+    pub records_exchanged: i64,
 }
 
 macro_rules! record_sql {
@@ -666,7 +670,18 @@ impl Catalog {
             sqlx::query_scalar("SELECT count(*) FROM resources WHERE has_data = 0")
                 .fetch_one(self.pool())
                 .await?;
+        let records: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(rows_total), 0) FROM loads l WHERE version = (SELECT max(version) FROM loads WHERE resource = l.resource)",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        let records_exchanged: i64 =
+            sqlx::query_scalar("SELECT coalesce(sum(records), 0) FROM exchange_volume")
+                .fetch_one(self.pool())
+                .await?;
         Ok(Inventory {
+            records,
+            records_exchanged,
             units: per_unit.len() as i64,
             resources: per_unit.iter().map(|u| u.resources).sum(),
             fields: per_unit.iter().map(|u| u.fields).sum(),

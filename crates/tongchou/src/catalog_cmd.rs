@@ -413,4 +413,9 @@ pub fn print_inventory(inv: &Inventory) {
         "  尚未汇入数据的资源 resources without data yet: {}",
         inv.resources_without_data
     );
+    println!("  数据记录 records in tables: {}", inv.records);
+    println!(
+        "  交换量 records delivered to subscribers: {}",
+        inv.records_exchanged
+    );
 }
