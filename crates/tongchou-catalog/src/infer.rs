@@ -42,9 +42,8 @@ const SURNAMES: &str = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高�
 const COMPOUND_SURNAMES: [&str; 8] = [
     "欧阳", "司马", "诸葛", "上官", "司徒", "东方", "夏侯", "皇甫",
 ];
-const ADDRESS_MARKERS: [&str; 12] = [
-    "省", "市", "区", "县", "镇", "街道", "路", "街", "村", "号", "巷", "社区",
-];
+const ADMINISTRATIVE_MARKERS: [&str; 6] = ["省", "市", "区", "县", "镇", "街道"];
+const LOCATOR_MARKERS: [&str; 5] = ["路", "街", "巷", "村", "号"];
 const ENTERPRISE_SUFFIXES: [&str; 8] = [
     "公司",
     "厂",
@@ -70,8 +69,13 @@ pub fn looks_like_person_name(v: &str) -> bool {
         && !ENTERPRISE_SUFFIXES.iter().any(|s| v.ends_with(s))
 }
 
+/// An address names an administrative area (省/市/区/县/镇/街道) and a place in it (路/街/巷/村/号);
+/// the names of government bodies (…局, …处) name only the first.
 pub fn looks_like_address(v: &str) -> bool {
-    v.chars().count() >= 6 && ADDRESS_MARKERS.iter().filter(|m| v.contains(*m)).count() >= 2
+    let places = v.replace("街道", "");
+    v.chars().count() >= 6
+        && ADMINISTRATIVE_MARKERS.iter().any(|m| v.contains(m))
+        && LOCATOR_MARKERS.iter().any(|m| places.contains(m))
 }
 
 pub fn looks_like_enterprise(v: &str) -> bool {
@@ -417,6 +421,11 @@ mod tests {
             column("地址", &["佛山市南海区桂城街道南海大道北23号"]).role,
             Some(Role::Address)
         );
+        assert_eq!(
+            column("登记机关", &["佛山市南海区市场监督管理局"]).role,
+            None
+        );
+        assert_eq!(column("园区", &["桂城街道产业园区12"]).role, None);
         assert_eq!(
             column("单位", &["佛山市南海区锦华五金有限公司"]).role,
             Some(Role::EnterpriseName)
