@@ -671,7 +671,7 @@ impl Catalog {
                 .fetch_one(self.pool())
                 .await?;
         let records: i64 = sqlx::query_scalar(
-            "SELECT coalesce(sum(rows_total), 0) FROM loads l WHERE version = (SELECT max(version) FROM loads WHERE resource = l.resource)",
+            "SELECT coalesce(sum(rows_total), 0) FROM loads l WHERE status = 'committed' AND version = (SELECT max(version) FROM loads WHERE resource = l.resource AND status = 'committed')",
         )
         .fetch_one(self.pool())
         .await?;

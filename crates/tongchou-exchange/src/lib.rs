@@ -168,14 +168,27 @@ pub async fn ingest(
         Result<deltalake::arrow::record_batch::RecordBatch, DataFusionError>,
     >(2);
     let (encoding, header_row) = (source.encoding, source.header_row);
+    let pending = Pending {
+        dir: dir.clone(),
+        handle: tokio::runtime::Handle::current(),
+        load_id: load_id.clone(),
+        code: code.to_string(),
+        file: path.display().to_string(),
+        mode,
+        actor: actor.to_string(),
+        started: started.clone(),
+    };
     let parser = tokio::task::spawn_blocking(move || -> Result<load::Loader, ExchangeError> {
+        let fail = |sender: &tokio::sync::mpsc::Sender<_>, e: &ExchangeError| {
+            let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(
+                std::io::Error::other(e.to_string()),
+            ))));
+        };
         for item in source.rows.by_ref() {
             let (line, row) = match item {
                 Ok(r) => r,
                 Err(e) => {
-                    let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(
-                        std::io::Error::other(e.to_string()),
-                    ))));
+                    fail(&sender, &e);
                     return Err(e);
                 }
             };
@@ -191,47 +204,40 @@ pub async fn ingest(
             let _ = sender.blocking_send(Ok(loader.batch()));
         }
         progress(loader.tally.rows_read);
+        // The load and its quarantine are on record before the stream ends and the table
+        // commits: a crash after the commit cannot lose the quarantined rows.
+        if let Err(e) = pending.record(&loader) {
+            fail(&sender, &e);
+            return Err(e);
+        }
         Ok(loader)
     });
     let written = match mode {
         Mode::Upsert => table::upsert(table, receiver, &resource, &load_id).await,
         _ => table::write(table, schema, receiver, mode == Mode::Replace, &load_id).await,
     };
-    let loader = parser
+    let parsed = parser
         .await
-        .map_err(|e| ExchangeError::Table(e.to_string()))??;
-    let table = written?;
+        .map_err(|e| ExchangeError::Table(e.to_string()))?;
+    let table = match (written, parsed) {
+        (Ok(table), Ok(loader)) => (table, loader),
+        (written, parsed) => {
+            forget_load(dir, &load_id).await?;
+            parsed?;
+            return Err(written
+                .err()
+                .unwrap_or_else(|| ExchangeError::Table("the load was not committed".into())));
+        }
+    };
+    let (table, loader) = table;
     let version = table.version().unwrap_or(0) as i64;
-    let previous: i64 = sqlx::query_scalar("SELECT coalesce((SELECT rows_total FROM loads WHERE resource = ? ORDER BY version DESC LIMIT 1), 0)")
-        .bind(code)
-        .fetch_one(dir.metadata())
-        .await?;
     let rows = match mode {
         Mode::Replace => loader.tally.accepted as i64,
-        Mode::Append => previous + loader.tally.accepted as i64,
+        Mode::Append => previous_rows(dir, code).await? + loader.tally.accepted as i64,
         Mode::Upsert => table::count_rows(&table).await?,
     };
+    settle(dir, code, &load_id, version, rows).await?;
     let tally = &loader.tally;
-    let mut tx = dir.metadata().begin().await?;
-    sqlx::query("INSERT INTO loads (id, resource, file, mode, actor, started_at, finished_at, version, rows_read, accepted, quarantined, by_rule, rows_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        .bind(&load_id).bind(code).bind(path.display().to_string()).bind(mode.as_str()).bind(actor)
-        .bind(&started).bind(now()).bind(version).bind(tally.rows_read as i64).bind(tally.accepted as i64).bind(tally.quarantined as i64)
-        .bind(serde_json::to_string(&tally.by_rule).expect("serialises")).bind(rows)
-        .execute(&mut *tx)
-        .await?;
-    for q in &loader.quarantine {
-        sqlx::query("INSERT INTO quarantine (resource, load_id, line, violations, row_values) VALUES (?, ?, ?, ?, ?)")
-            .bind(code).bind(&load_id).bind(q.line as i64)
-            .bind(serde_json::to_string(&q.violations).expect("serialises"))
-            .bind(serde_json::to_string(&q.values).expect("serialises"))
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query("UPDATE resources SET has_data = 1 WHERE code = ?")
-        .bind(code)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
     Ok(LoadReport {
         resource: code.to_string(),
         load_id,
@@ -248,6 +254,121 @@ pub async fn ingest(
     })
 }
 
+/// What the parsing thread needs to put a load on record as pending.
+struct Pending {
+    dir: DataDir,
+    handle: tokio::runtime::Handle,
+    load_id: String,
+    code: String,
+    file: String,
+    mode: Mode,
+    actor: String,
+    started: String,
+}
+
+impl Pending {
+    fn record(&self, loader: &load::Loader) -> Result<(), ExchangeError> {
+        self.handle.block_on(async {
+            let tally = &loader.tally;
+            let mut tx = self.dir.metadata().begin().await?;
+            sqlx::query("INSERT INTO loads (id, resource, file, mode, actor, started_at, finished_at, version, rows_read, accepted, quarantined, by_rule, rows_total, status) VALUES (?, ?, ?, ?, ?, ?, ?, -1, ?, ?, ?, ?, 0, 'pending')")
+                .bind(&self.load_id).bind(&self.code).bind(&self.file).bind(self.mode.as_str()).bind(&self.actor).bind(&self.started).bind(now())
+                .bind(tally.rows_read as i64).bind(tally.accepted as i64).bind(tally.quarantined as i64)
+                .bind(serde_json::to_string(&tally.by_rule).expect("serialises"))
+                .execute(&mut *tx)
+                .await?;
+            for q in &loader.quarantine {
+                sqlx::query("INSERT INTO quarantine (resource, load_id, line, violations, row_values, status) VALUES (?, ?, ?, ?, ?, 'pending')")
+                    .bind(&self.code).bind(&self.load_id).bind(q.line as i64)
+                    .bind(serde_json::to_string(&q.violations).expect("serialises"))
+                    .bind(serde_json::to_string(&q.values).expect("serialises"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}
+
+async fn previous_rows(dir: &DataDir, code: &str) -> Result<i64, ExchangeError> {
+    Ok(sqlx::query_scalar("SELECT coalesce((SELECT rows_total FROM loads WHERE resource = ? AND status = 'committed' ORDER BY version DESC LIMIT 1), 0)")
+        .bind(code)
+        .fetch_one(dir.metadata())
+        .await?)
+}
+
+/// Marks a pending load committed at `version`, its quarantine open, its resource fed.
+async fn settle(
+    dir: &DataDir,
+    code: &str,
+    load_id: &str,
+    version: i64,
+    rows: i64,
+) -> Result<(), ExchangeError> {
+    let mut tx = dir.metadata().begin().await?;
+    sqlx::query("UPDATE loads SET status = 'committed', version = ?, rows_total = ?, finished_at = ? WHERE id = ?")
+        .bind(version).bind(rows).bind(now()).bind(load_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE quarantine SET status = 'open' WHERE load_id = ?")
+        .bind(load_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE resources SET has_data = 1 WHERE code = ?")
+        .bind(code)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes a load that never committed, with its quarantine.
+async fn forget_load(dir: &DataDir, load_id: &str) -> Result<(), ExchangeError> {
+    let mut tx = dir.metadata().begin().await?;
+    sqlx::query("DELETE FROM quarantine WHERE load_id = ?")
+        .bind(load_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM loads WHERE id = ? AND status = 'pending'")
+        .bind(load_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Settles loads left pending by a crash: committed if the table's history has a commit
+/// carrying the load's id, otherwise forgotten (their rows never landed).
+pub async fn reconcile(dir: &DataDir, code: &str) -> Result<(), ExchangeError> {
+    let pending: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM loads WHERE resource = ? AND status = 'pending'")
+            .bind(code)
+            .fetch_all(dir.metadata())
+            .await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let table = table::open(&table::table_dir(&dir.tables_dir(), code)).await?;
+    let committed = match &table {
+        Some(t) => table::committed_loads(t).await?,
+        None => std::collections::HashMap::new(),
+    };
+    for id in pending {
+        match committed.get(&id) {
+            Some(version) => {
+                let rows = match &table {
+                    Some(t) if Some(*version as u64) == t.version() => table::count_rows(t).await?,
+                    _ => 0,
+                };
+                settle(dir, code, &id, *version, rows).await?;
+            }
+            None => forget_load(dir, &id).await?,
+        }
+    }
+    Ok(())
+}
+
 fn rand_suffix() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -262,6 +383,7 @@ fn rand_suffix() -> u32 {
 
 /// The open quarantine of a resource: one entry per rule a row broke.
 pub async fn quarantine(dir: &DataDir, code: &str) -> Result<Vec<QuarantineEntry>, ExchangeError> {
+    reconcile(dir, code).await?;
     let rows = sqlx::query("SELECT id, load_id, line, violations, row_values FROM quarantine WHERE resource = ? AND status = 'open' ORDER BY id")
         .bind(code)
         .fetch_all(dir.metadata())
@@ -315,7 +437,8 @@ pub struct LoadInfo {
 }
 
 pub async fn loads(dir: &DataDir, code: &str) -> Result<Vec<LoadInfo>, ExchangeError> {
-    let rows = sqlx::query("SELECT id, version, mode, file, finished_at, accepted, quarantined, rows_total FROM loads WHERE resource = ? ORDER BY version DESC")
+    reconcile(dir, code).await?;
+    let rows = sqlx::query("SELECT id, version, mode, file, finished_at, accepted, quarantined, rows_total FROM loads WHERE resource = ? AND status = 'committed' ORDER BY version DESC")
         .bind(code)
         .fetch_all(dir.metadata())
         .await?;
@@ -346,13 +469,14 @@ pub struct TableInfo {
 }
 
 pub async fn info(dir: &DataDir, code: &str) -> Result<TableInfo, ExchangeError> {
+    reconcile(dir, code).await?;
     let table = table::open(&table::table_dir(&dir.tables_dir(), code)).await?;
     let (version, rows) = match &table {
         Some(t) => (t.version().map(|v| v as i64), table::count_rows(t).await?),
         None => (None, 0),
     };
     let last_load: Option<String> = sqlx::query_scalar(
-        "SELECT finished_at FROM loads WHERE resource = ? ORDER BY version DESC LIMIT 1",
+        "SELECT finished_at FROM loads WHERE resource = ? AND status = 'committed' ORDER BY version DESC LIMIT 1",
     )
     .bind(code)
     .fetch_optional(dir.metadata())

@@ -198,3 +198,19 @@ pub async fn count_rows(table: &DeltaTable) -> Result<i64, ExchangeError> {
         })
         .unwrap_or(0))
 }
+
+/// The load id recorded in each commit's info, with the commit's version.
+pub async fn committed_loads(
+    table: &DeltaTable,
+) -> Result<std::collections::HashMap<String, i64>, ExchangeError> {
+    use futures::StreamExt;
+    let current = table.version().unwrap_or(0) as i64;
+    let commits: Vec<_> = table.history(None).collect().await;
+    let mut out = std::collections::HashMap::new();
+    for (i, commit) in commits.into_iter().enumerate() {
+        if let Some(id) = commit?.info.get("tongchou.load").and_then(|v| v.as_str()) {
+            out.insert(id.to_string(), current - i as i64);
+        }
+    }
+    Ok(out)
+}

@@ -246,6 +246,12 @@ fn kill_nine_mid_load_leaves_a_whole_version() {
         whole_before > 0 && whole_after > 0,
         "the kill points did not span the load"
     );
+    // Every version that landed is on record, and none that did not.
+    let rows = ok_json(&data, &["exchange", "info", &code, "--json"])["rows"]
+        .as_i64()
+        .unwrap();
+    let history = ok_json(&data, &["exchange", "history", &code, "--json"]);
+    assert_eq!(history.as_array().unwrap().len() as i64, rows / per_load);
     // The table still takes loads.
     let report = ok_json(&data, &["ingest", &code, big.to_str().unwrap(), "--json"]);
     assert_eq!(report["accepted"], 200_000);
