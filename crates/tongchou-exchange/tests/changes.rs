@@ -8,8 +8,6 @@ use tongchou_exchange::changes::{self, OutputFormat};
 use tongchou_exchange::{Encoding, Mode, ReadOptions};
 use tongchou_store::DataDir;
 
-const A: &str = "91350100M000100Y43";
-
 fn codes() -> Vec<String> {
     // Valid credit codes built from different organisation codes.
     ["12345678", "23456789", "34567890", "45678901"]
@@ -198,7 +196,6 @@ async fn upserts_update_delete_and_insert_and_subscribers_pull_just_that() {
         changes::write(&changes, format, &out).unwrap();
         assert!(std::fs::metadata(&out).unwrap().len() > 0);
     }
-    let _ = A;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

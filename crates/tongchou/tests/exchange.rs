@@ -105,10 +105,6 @@ fn cli_ingest_quarantine_subscribe_and_pull() {
         .status
         .success()
     );
-    let truth: Value =
-        serde_json::from_slice(&std::fs::read(district.join("ground_truth.json")).unwrap())
-            .unwrap();
-    let _ = truth;
     let out = tongchou(
         &data,
         &[
