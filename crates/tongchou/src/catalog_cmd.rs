@@ -153,7 +153,7 @@ fn choice<T>(
         .transpose()
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -9,6 +9,7 @@ use tongchou_catalog::Catalog;
 use tongchou_exchange::{Encoding, Mode, ReadOptions};
 use tongchou_store::DataDir;
 
+use crate::catalog_cmd::print_json;
 use crate::progress::Bar;
 
 #[derive(Args)]
@@ -113,11 +114,6 @@ pub enum ExchangeCommand {
 fn output_format(text: &str) -> Result<tongchou_exchange::changes::OutputFormat> {
     tongchou_exchange::changes::OutputFormat::parse(text)
         .ok_or_else(|| anyhow::anyhow!("unknown format '{text}': use parquet, csv, json or arrow"))
-}
-
-fn print<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 pub async fn ingest(data_dir: &Path, args: IngestArgs) -> Result<()> {
@@ -274,7 +270,7 @@ pub async fn exchange(data_dir: &Path, command: ExchangeCommand) -> Result<()> {
         ExchangeCommand::Info { resource, json } => {
             let info = tongchou_exchange::info(&dir, &resource).await?;
             if json {
-                return print(&info);
+                return print_json(&info);
             }
             println!(
                 "{} version {} rows {} last load {}",
@@ -291,7 +287,7 @@ pub async fn exchange(data_dir: &Path, command: ExchangeCommand) -> Result<()> {
         } => {
             let s = tongchou_exchange::changes::subscribe(&dir, &resource, &unit).await?;
             if json {
-                return print(&s);
+                return print_json(&s);
             }
             println!("{}", s.id);
             eprintln!(
@@ -309,7 +305,7 @@ pub async fn exchange(data_dir: &Path, command: ExchangeCommand) -> Result<()> {
                 tongchou_exchange::changes::pull(&dir, subscription, output_format(&format)?, &out)
                     .await?;
             if json {
-                return print(&pulled);
+                return print_json(&pulled);
             }
             println!(
                 "已拉取 pulled {} changed rows of {} (versions {}→{}) into {}",
@@ -335,7 +331,7 @@ pub async fn exchange(data_dir: &Path, command: ExchangeCommand) -> Result<()> {
         ExchangeCommand::Subscriptions { json } => {
             let subs = tongchou_exchange::changes::subscriptions(&dir).await?;
             if json {
-                return print(&subs);
+                return print_json(&subs);
             }
             for s in subs {
                 println!(
@@ -347,7 +343,7 @@ pub async fn exchange(data_dir: &Path, command: ExchangeCommand) -> Result<()> {
         ExchangeCommand::Volume { json } => {
             let volume = tongchou_exchange::changes::volume(&dir).await?;
             if json {
-                return print(&volume);
+                return print_json(&volume);
             }
             for v in volume {
                 println!(
