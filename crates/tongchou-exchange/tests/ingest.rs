@@ -32,6 +32,34 @@ fn quiet() -> tongchou_exchange::Progress {
     Arc::new(|_| {})
 }
 
+async fn exit_entry_code(catalog: &Catalog) -> String {
+    let query = tongchou_catalog::SearchQuery {
+        text: "出入境记录".into(),
+        limit: 1,
+        ..Default::default()
+    };
+    catalog.search(&query).await.unwrap()[0].code.clone()
+}
+
+async fn load(
+    dir: &DataDir,
+    catalog: &Catalog,
+    code: &str,
+    file: &Path,
+    mode: Mode,
+) -> tongchou_exchange::LoadReport {
+    let load = tongchou_exchange::Load {
+        resource: code,
+        file,
+        mode,
+        read: &options(),
+        actor: "test",
+    };
+    tongchou_exchange::ingest(dir, catalog, &load, quiet())
+        .await
+        .unwrap()
+}
+
 async fn count_rows(dir: &DataDir, code: &str) -> i64 {
     let table = tongchou_exchange::table::open(&tongchou_exchange::table::table_dir(
         &dir.tables_dir(),
@@ -120,62 +148,14 @@ async fn the_district_loads_with_exactly_the_planted_rows_quarantined() {
 async fn append_replace_versions_and_quarantine_reasons() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, catalog, district) = setup(tmp.path()).await;
-    let code = catalog
-        .search(&tongchou_catalog::SearchQuery {
-            text: "出入境记录".into(),
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()[0]
-        .code
-        .clone();
+    let code = exit_entry_code(&catalog).await;
     let file = district.join("exports/exit_entry/出入境记录.csv");
-    let first = tongchou_exchange::ingest(
-        &dir,
-        &catalog,
-        &tongchou_exchange::Load {
-            resource: &code,
-            file: &file,
-            mode: Mode::Append,
-            read: &options(),
-            actor: "test",
-        },
-        quiet(),
-    )
-    .await
-    .unwrap();
-    let second = tongchou_exchange::ingest(
-        &dir,
-        &catalog,
-        &tongchou_exchange::Load {
-            resource: &code,
-            file: &file,
-            mode: Mode::Append,
-            read: &options(),
-            actor: "test",
-        },
-        quiet(),
-    )
-    .await
-    .unwrap();
+    let first = load(&dir, &catalog, &code, &file, Mode::Append).await;
+    let second = load(&dir, &catalog, &code, &file, Mode::Append).await;
     assert_eq!(second.version, first.version + 1);
     assert_eq!(second.rows, 2 * first.accepted as i64);
     assert_eq!(count_rows(&dir, &code).await, second.rows);
-    let replaced = tongchou_exchange::ingest(
-        &dir,
-        &catalog,
-        &tongchou_exchange::Load {
-            resource: &code,
-            file: &file,
-            mode: Mode::Replace,
-            read: &options(),
-            actor: "test",
-        },
-        quiet(),
-    )
-    .await
-    .unwrap();
+    let replaced = load(&dir, &catalog, &code, &file, Mode::Replace).await;
     assert_eq!(count_rows(&dir, &code).await, first.accepted as i64);
     assert_eq!(replaced.rows, first.accepted as i64);
     let entries = tongchou_exchange::quarantine(&dir, &code).await.unwrap();
@@ -193,16 +173,7 @@ async fn append_replace_versions_and_quarantine_reasons() {
 async fn a_file_without_the_required_columns_fails_and_leaves_no_version() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, catalog, _district) = setup(tmp.path()).await;
-    let code = catalog
-        .search(&tongchou_catalog::SearchQuery {
-            text: "出入境记录".into(),
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()[0]
-        .code
-        .clone();
+    let code = exit_entry_code(&catalog).await;
     let bad = tmp.path().join("bad.csv");
     std::fs::write(&bad, "姓名,电话\n张三,13812341234\n").unwrap();
     let err = tongchou_exchange::ingest(

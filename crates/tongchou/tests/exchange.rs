@@ -22,9 +22,15 @@ fn catalog_only(tmp: &Path) -> (PathBuf, PathBuf) {
             .status
             .success()
     );
-    assert!(tongchou(&data, &["init"]).status.success());
+    init_with_catalog(&data, &district);
+    (data, district)
+}
+
+/// Initialises `data` and registers the district's catalog in it.
+fn init_with_catalog(data: &Path, district: &Path) {
+    assert!(tongchou(data, &["init"]).status.success());
     let out = tongchou(
-        &data,
+        data,
         &[
             "catalog",
             "register",
@@ -37,7 +43,6 @@ fn catalog_only(tmp: &Path) -> (PathBuf, PathBuf) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (data, district)
 }
 
 fn code_of(district: &Path, file_part: &str) -> (String, PathBuf) {
@@ -331,21 +336,7 @@ fn a_full_disk_fails_the_load_and_keeps_the_table() {
     );
     let data = mount.join("data");
     let result = std::panic::catch_unwind(|| {
-        assert!(tongchou(&data, &["init"]).status.success());
-        let out = tongchou(
-            &data,
-            &[
-                "catalog",
-                "register",
-                "--file",
-                district.join("catalog.json").to_str().unwrap(),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        init_with_catalog(&data, &district);
         let (code, file) = code_of(&district, "出入境记录");
         let small = ok_json(&data, &["ingest", &code, file.to_str().unwrap(), "--json"]);
         let big = tmp.path().join("big.csv");
