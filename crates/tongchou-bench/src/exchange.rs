@@ -63,7 +63,11 @@ fn write_csv(path: &Path, rows: u64) -> Result<()> {
             ids[i],
             surnames[(x >> 8) as usize % 8],
             given[(x >> 12) as usize % 8],
-            if (x >> 20) % 2 == 0 { "男" } else { "女" },
+            if (x >> 20).is_multiple_of(2) {
+                "男"
+            } else {
+                "女"
+            },
             1950 + (x >> 24) % 50,
             1 + (x >> 30) % 12,
             1 + (x >> 34) % 28,
@@ -76,7 +80,7 @@ fn write_csv(path: &Path, rows: u64) -> Result<()> {
             (x >> 36) % 100,
             1 + (x >> 38) % 12,
             1 + (x >> 42) % 28,
-            if (x >> 46) % 10 == 0 {
+            if (x >> 46).is_multiple_of(10) {
                 "注销"
             } else {
                 "有效"
@@ -180,16 +184,19 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     tc(&["init"])?;
+    let register = |file: &Path| -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(&tc(&[
+            "catalog",
+            "register",
+            "--file",
+            file.to_str().unwrap(),
+            "--json",
+        ])?)?)
+    };
     let units = tongchou_sim::units();
     let catalog = work.join("catalog.json");
     std::fs::write(&catalog, serde_json::json!({"units": units, "resources": [resource(&units[11].code, "从业人员登记（UTF-8）"), resource(&units[11].code, "从业人员登记（GBK）")]}).to_string())?;
-    let registered: serde_json::Value = serde_json::from_str(&tc(&[
-        "catalog",
-        "register",
-        "--file",
-        catalog.to_str().unwrap(),
-        "--json",
-    ])?)?;
+    let registered = register(&catalog)?;
     let codes: Vec<String> = registered["codes"]
         .as_array()
         .unwrap()
@@ -243,13 +250,7 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
         &catalog,
         serde_json::json!([resource(&units[11].code, "从业人员变更")]).to_string(),
     )?;
-    let registered: serde_json::Value = serde_json::from_str(&tc(&[
-        "catalog",
-        "register",
-        "--file",
-        catalog.to_str().unwrap(),
-        "--json",
-    ])?)?;
+    let registered = register(&catalog)?;
     let code = registered["code"].as_str().unwrap().to_string();
     tc(&["ingest", &code, million.to_str().unwrap()])?;
     let sub: serde_json::Value = serde_json::from_str(&tc(&[
@@ -263,23 +264,20 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
     for format in ["parquet", "csv"] {
         let out = work.join(format!("pull.{format}"));
         let started = Instant::now();
-        let pulled: serde_json::Value = serde_json::from_str(
-            &tc(&[
-                "exchange",
-                "changes",
-                &code,
-                "--since=-1",
-                "--out",
-                out.to_str().unwrap(),
-                "--format",
-                format,
-            ])
-            .map(|t| format!("{{\"text\": {:?}}}", t.trim()))?,
-        )?;
+        let text = tc(&[
+            "exchange",
+            "changes",
+            &code,
+            "--since=-1",
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            format,
+        ])?;
         println!(
             "changes of 1,000,000 rows as {format}: {:.2} s ({})",
             started.elapsed().as_secs_f64(),
-            pulled["text"].as_str().unwrap_or("")
+            text.trim()
         );
     }
     let out = work.join("pull-sub.parquet");
