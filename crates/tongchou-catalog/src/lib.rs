@@ -343,19 +343,12 @@ impl Catalog {
             )));
         }
         let pool = self.pool();
-        let mut units: HashMap<String, i64> = sqlx::query("SELECT code, seq FROM units")
+        let mut units: HashSet<String> = sqlx::query_scalar("SELECT code FROM units")
             .fetch_all(pool)
             .await?
             .into_iter()
-            .map(|r| (r.get("code"), r.get("seq")))
             .collect();
-        let mut next_seq = units.values().max().copied().unwrap_or(0) + 1;
-        for u in &batch.units {
-            units.entry(u.code.clone()).or_insert_with(|| {
-                next_seq += 1;
-                next_seq - 1
-            });
-        }
+        units.extend(batch.units.iter().map(|u| u.code.clone()));
         let mut codes: HashSet<String> = sqlx::query_scalar("SELECT code FROM resources")
             .fetch_all(pool)
             .await?
@@ -383,7 +376,7 @@ impl Catalog {
                     message,
                 });
             };
-            if !units.contains_key(&r.unit) {
+            if !units.contains(&r.unit) {
                 problem(
                     "unit",
                     format!(
@@ -450,9 +443,14 @@ impl Catalog {
         let mut registered = Vec::with_capacity(batch.resources.len());
         for (_, mut r) in batch.resources {
             if r.code.is_none() {
+                // The unit's own sequence number, as stored (its batch's units included).
+                let seq: i64 = sqlx::query_scalar("SELECT seq FROM units WHERE code = ?")
+                    .bind(&r.unit)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 let class = r.classification.clone().unwrap_or(Classification {
                     class: 3,
-                    item: (units[&r.unit] % 100) as u8,
+                    item: (seq % 100) as u8,
                     catalog: 1,
                     subcatalog: 1,
                 });
