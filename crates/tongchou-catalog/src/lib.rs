@@ -265,6 +265,14 @@ impl Catalog {
         self.dir.metadata()
     }
 
+    /// Share types and field sensitivities feed access decisions. The change is committed;
+    /// a failed notice only delays other processes until their next reload, so it is logged.
+    fn policy_changed(&self) {
+        if let Err(e) = self.dir.note_policy_change() {
+            eprintln!("warning: cannot signal the catalog change to running servers: {e}");
+        }
+    }
+
     async fn generation(&self) -> Result<i64, CatalogError> {
         let value: String =
             sqlx::query_scalar("SELECT value FROM instance WHERE key = 'catalog_generation'")
@@ -484,6 +492,7 @@ impl Catalog {
             .await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
+        self.policy_changed();
         self.reindex_codes(&registered).await?;
         Ok(registered)
     }
@@ -539,6 +548,7 @@ impl Catalog {
             .await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
+        self.policy_changed();
         self.reindex_codes(&[code.to_string()]).await?;
         Ok(version)
     }

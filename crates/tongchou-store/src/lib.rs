@@ -167,7 +167,27 @@ impl DataDir {
     pub fn index_dir(&self) -> PathBuf {
         self.root.join("index")
     }
+
+    /// Tells every process serving this directory that users, credentials, grants or the
+    /// catalog changed, so cached access decisions are rebuilt before the next statement.
+    pub fn note_policy_change(&self) -> std::io::Result<()> {
+        let path = self.config_dir().join(POLICY_GENERATION_FILE);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let stamp: u64 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        std::fs::write(&tmp, format!("{stamp}-{}", std::process::id()))?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The marker `note_policy_change` wrote last (empty before the first change).
+    pub fn policy_generation(&self) -> String {
+        std::fs::read_to_string(self.config_dir().join(POLICY_GENERATION_FILE)).unwrap_or_default()
+    }
 }
+
+const POLICY_GENERATION_FILE: &str = "policy.generation";
 
 fn damaged(root: &Path, what: String) -> StoreError {
     StoreError::Damaged {

@@ -1,0 +1,638 @@
+//! The access rules end to end on a real data directory: requests, decisions, grants,
+//! revocation, expiry, leader levels, tokens, throttling and privilege escalation.
+
+use jiff::Timestamp;
+use tongchou_model::UserRole;
+use tongchou_store::DataDir;
+
+use crate::credentials::{self, Scopes};
+use crate::requests::{self, Approval, NewRequest, View};
+use crate::users::{UserChange, change_user};
+use crate::{AccessError, Basis, Policy, Principal, User, add_user};
+
+const PROVIDER: &str = "P";
+const CONSUMER: &str = "C";
+const OTHER: &str = "X";
+const ARREARS: &str = "313001007/000007";
+const REGISTRY: &str = "102001001/000004";
+const SECRET_FILE: &str = "308004010/000032";
+
+fn resource_body(unit: &str, name: &str, share: &str) -> String {
+    serde_json::json!({
+        "unit": unit, "name": name, "abstract": "", "share_type": share, "open_type": "none",
+        "update_cycle": "monthly",
+        "fields": [
+            {"name": "credit_code", "label": "统一社会信用代码", "type": "string", "role": "enterprise_id", "sensitivity": "internal"},
+            {"name": "legal_rep", "label": "法定代表人", "type": "string", "role": "person_name", "sensitivity": "sensitive", "default_mask": "chinese_name"},
+            {"name": "phone", "label": "联系电话", "type": "string", "sensitivity": "internal", "default_mask": "mobile"},
+            {"name": "town", "label": "所属镇街", "type": "string", "sensitivity": "public"},
+            {"name": "months", "label": "欠费月数", "type": "integer", "sensitivity": "internal"},
+            {"name": "bank_account", "label": "银行账号", "type": "string", "sensitivity": "secret", "default_mask": "bank_card"}
+        ]
+    })
+    .to_string()
+}
+
+struct World {
+    _tmp: tempfile::TempDir,
+    dir: DataDir,
+}
+
+impl World {
+    async fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::init(&tmp.path().join("d")).await.unwrap();
+        for (seq, (code, name)) in [
+            (PROVIDER, "社会保险基金管理局"),
+            (CONSUMER, "科学技术局"),
+            (OTHER, "税务局"),
+            ("B", "数据统筹局"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            sqlx::query(
+                "INSERT INTO units (code, name, slug, seq, created_at) VALUES (?, ?, ?, ?, 'now')",
+            )
+            .bind(code)
+            .bind(name)
+            .bind(format!("u{seq}"))
+            .bind(seq as i64)
+            .execute(dir.metadata())
+            .await
+            .unwrap();
+        }
+        for (code, name, share) in [
+            (ARREARS, "社会保险费欠缴明细", "conditional"),
+            (REGISTRY, "企业登记信息", "unconditional"),
+            (SECRET_FILE, "外国人住宿登记", "none"),
+        ] {
+            sqlx::query("INSERT INTO resources (code, unit, name, share_type, open_type, update_cycle, field_count, version, body, registered_at, updated_at) VALUES (?, ?, ?, ?, 'none', 'monthly', 6, 1, ?, 'now', 'now')")
+                .bind(code)
+                .bind(PROVIDER)
+                .bind(name)
+                .bind(share)
+                .bind(resource_body(PROVIDER, name, share))
+                .execute(dir.metadata())
+                .await
+                .unwrap();
+        }
+        for (name, unit, role, level) in [
+            ("steward_p", PROVIDER, UserRole::Steward, None),
+            ("analyst_c", CONSUMER, UserRole::Analyst, None),
+            ("steward_x", OTHER, UserRole::Steward, None),
+            ("leader_c", CONSUMER, UserRole::Leader, Some(2)),
+            ("admin_b", "B", UserRole::PlatformAdmin, None),
+        ] {
+            let user = User {
+                name: name.into(),
+                unit: unit.into(),
+                role,
+                level,
+            };
+            add_user(&dir, None, &user, "a long enough password")
+                .await
+                .unwrap();
+        }
+        World { _tmp: tmp, dir }
+    }
+
+    async fn who(&self, name: &str) -> Principal {
+        Principal::acting_as(crate::get_user(self.dir.metadata(), name).await.unwrap())
+    }
+
+    async fn request(&self, fields: &[&str]) -> Result<i64, AccessError> {
+        requests::file_request(
+            &self.dir,
+            &self.who("analyst_c").await,
+            &NewRequest {
+                resource: ARREARS.into(),
+                fields: fields.iter().map(|f| f.to_string()).collect(),
+                purpose: "subsidy_review".into(),
+                purpose_detail: "2026年高新技术企业补贴审核".into(),
+                legal_basis: "《政务信息资源共享管理暂行办法》".into(),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    async fn decide(&self, user: &str, resource: &str) -> Result<crate::Access, AccessError> {
+        Policy::open(self.dir.clone())
+            .await
+            .unwrap()
+            .decide(user, resource, "subsidy_review")
+            .await
+    }
+}
+
+fn forbidden(result: Result<impl std::fmt::Debug, AccessError>, words: &str) {
+    match result {
+        Err(AccessError::Forbidden(why)) => assert!(why.contains(words), "{why}"),
+        other => panic!("expected forbidden ({words}), got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_provider_narrows_a_request_and_the_grant_is_what_the_engine_gets() {
+    let w = World::new().await;
+    assert!(w.decide("analyst_c", ARREARS).await.is_err());
+    let id = w
+        .request(&["credit_code", "legal_rep", "months", "town"])
+        .await
+        .unwrap();
+    let approval = Approval {
+        fields: Some(vec![
+            "credit_code".into(),
+            "legal_rep".into(),
+            "months".into(),
+        ]),
+        row_filter: Some("town = '桂城街道' AND months >= 3".into()),
+        masks: [("credit_code".to_string(), "pseudonym".to_string())].into(),
+        until: Some("2099-12-31".into()),
+        to: None,
+    };
+    let grant = requests::approve(&w.dir, &w.who("steward_p").await, id, &approval)
+        .await
+        .unwrap();
+    assert_eq!(grant.user.as_deref(), Some("analyst_c"));
+    let access = w.decide("analyst_c", ARREARS).await.unwrap();
+    assert_eq!(access.basis, Basis::Grant { id: grant.id });
+    let fields: Vec<(&str, Option<&str>)> = access
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.mask.as_deref()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("credit_code", Some("pseudonym")),
+            ("legal_rep", Some("chinese_name")),
+            ("months", None)
+        ]
+    );
+    assert_eq!(
+        access.row_filter.as_deref(),
+        Some("town = '桂城街道' AND months >= 3")
+    );
+    assert_eq!(access.valid_until.as_deref(), Some("2099-12-31T16:00:00Z"));
+    // Another purpose, or a colleague, does not ride on this grant.
+    let policy = Policy::open(w.dir.clone()).await.unwrap();
+    assert!(
+        policy
+            .decide("analyst_c", ARREARS, "statistics")
+            .await
+            .is_err()
+    );
+    assert!(
+        policy
+            .decide("leader_c", ARREARS, "subsidy_review")
+            .await
+            .is_err()
+    );
+    let mine = requests::list_requests(
+        w.dir.metadata(),
+        Some(&w.who("analyst_c").await),
+        View::Mine,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (mine[0].state.as_str(), mine[0].grant),
+        ("approved", Some(grant.id))
+    );
+
+    // Revocation takes effect on the next decision of an already-open policy.
+    requests::revoke(
+        &w.dir,
+        Some(&w.who("steward_p").await),
+        grant.id,
+        "项目结束",
+    )
+    .await
+    .unwrap();
+    forbidden(
+        policy.decide("analyst_c", ARREARS, "subsidy_review").await,
+        "no grant",
+    );
+}
+
+#[tokio::test]
+async fn approvals_cannot_widen_and_secret_or_unshared_data_is_never_granted() {
+    let w = World::new().await;
+    forbidden(w.request(&["credit_code", "bank_account"]).await, "secret");
+    let none = requests::file_request(
+        &w.dir,
+        &w.who("analyst_c").await,
+        &NewRequest {
+            resource: SECRET_FILE.into(),
+            fields: vec!["town".into()],
+            purpose: "statistics".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    forbidden(none, "不予共享");
+    assert!(
+        matches!(w.request(&["salary"]).await, Err(AccessError::Invalid(e)) if e.contains("no field 'salary'"))
+    );
+    let bad_purpose = requests::file_request(
+        &w.dir,
+        &w.who("analyst_c").await,
+        &NewRequest {
+            resource: ARREARS.into(),
+            fields: vec!["town".into()],
+            purpose: "curiosity".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(bad_purpose, Err(AccessError::Invalid(e)) if e.contains("subsidy_review")));
+
+    let id = w.request(&["credit_code", "months"]).await.unwrap();
+    assert!(
+        matches!(w.request(&["town"]).await, Err(AccessError::Invalid(e)) if e.contains("still pending"))
+    );
+    let steward = w.who("steward_p").await;
+    for (approval, why) in [
+        (
+            Approval {
+                fields: Some(vec!["phone".into()]),
+                ..Default::default()
+            },
+            "not requested",
+        ),
+        (
+            Approval {
+                masks: [("town".to_string(), "null".to_string())].into(),
+                ..Default::default()
+            },
+            "does not grant",
+        ),
+        (
+            Approval {
+                masks: [("months".to_string(), "rot13".to_string())].into(),
+                ..Default::default()
+            },
+            "unknown",
+        ),
+        (
+            Approval {
+                row_filter: Some("1 = 1; DROP TABLE grants".into()),
+                ..Default::default()
+            },
+            "row filter refused",
+        ),
+        (
+            Approval {
+                until: Some("2001-01-01".into()),
+                ..Default::default()
+            },
+            "has passed",
+        ),
+        (
+            Approval {
+                to: Some("everyone".into()),
+                ..Default::default()
+            },
+            "'user' or 'unit'",
+        ),
+    ] {
+        match requests::approve(&w.dir, &steward, id, &approval).await {
+            Err(AccessError::Invalid(e)) => assert!(e.contains(why), "{e}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    // Nothing above decided the request.
+    let request = requests::get_request(w.dir.metadata(), id).await.unwrap();
+    assert_eq!(request.state, "pending");
+    let refused = requests::refuse(&w.dir, &steward, id, "").await;
+    assert!(matches!(refused, Err(AccessError::Invalid(_))));
+    let refused = requests::refuse(&w.dir, &steward, id, "用途与数据无关")
+        .await
+        .unwrap();
+    assert_eq!(
+        (refused.state.as_str(), refused.reason.as_deref()),
+        ("refused", Some("用途与数据无关"))
+    );
+    assert!(
+        requests::approve(&w.dir, &steward, id, &Approval::default())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn unconditional_resources_give_non_sensitive_fields_with_default_masks() {
+    let w = World::new().await;
+    let access = w.decide("analyst_c", REGISTRY).await.unwrap();
+    assert_eq!(access.basis, Basis::Unconditional);
+    let names: Vec<(&str, Option<&str>)> = access
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.mask.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("credit_code", None),
+            ("phone", Some("mobile")),
+            ("town", None),
+            ("months", None)
+        ]
+    );
+    let owner = w.decide("steward_p", SECRET_FILE).await.unwrap();
+    assert_eq!((owner.basis, owner.fields.len()), (Basis::Owner, 6));
+    forbidden(w.decide("analyst_c", SECRET_FILE).await, "不予共享");
+}
+
+#[tokio::test]
+async fn leader_levels_close_a_resource_to_everyone_below() {
+    let w = World::new().await;
+    forbidden(
+        requests::set_min_leader_level(&w.dir, Some(&w.who("steward_x").await), REGISTRY, Some(3))
+            .await,
+        "providing unit",
+    );
+    requests::set_min_leader_level(&w.dir, Some(&w.who("steward_p").await), REGISTRY, Some(3))
+        .await
+        .unwrap();
+    forbidden(w.decide("analyst_c", REGISTRY).await, "level 3");
+    forbidden(w.decide("leader_c", REGISTRY).await, "level 3");
+    change_user(
+        &w.dir,
+        Some(&w.who("admin_b").await),
+        "leader_c",
+        &UserChange {
+            level: Some(3),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(w.decide("leader_c", REGISTRY).await.is_ok());
+}
+
+#[tokio::test]
+async fn only_the_providing_steward_decides_and_nobody_escalates() {
+    let w = World::new().await;
+    let id = w.request(&["months"]).await.unwrap();
+    for who in ["steward_x", "analyst_c", "admin_b", "leader_c"] {
+        forbidden(
+            requests::approve(&w.dir, &w.who(who).await, id, &Approval::default()).await,
+            "providing unit",
+        );
+    }
+    // A token scoped to read cannot approve, even the right steward's.
+    let steward = w.who("steward_p").await;
+    let issued = credentials::create_token(
+        &w.dir,
+        &steward,
+        "ci",
+        Scopes::parse("read").unwrap(),
+        Some(7),
+    )
+    .await
+    .unwrap();
+    let policy = Policy::open(w.dir.clone()).await.unwrap();
+    let via_token = policy.authenticate(&issued.secret).await.unwrap();
+    forbidden(
+        requests::approve(&w.dir, &via_token, id, &Approval::default()).await,
+        "scopes (read)",
+    );
+    forbidden(
+        credentials::create_token(&w.dir, &via_token, "more", Scopes::all(), None).await,
+        "token cannot create",
+    );
+    forbidden(
+        credentials::create_token(
+            &w.dir,
+            &steward,
+            "root",
+            Scopes::parse("admin").unwrap(),
+            None,
+        )
+        .await,
+        "admin",
+    );
+    // Users cannot change their own or anyone's role unless they are the bureau's admins,
+    // and admins not their own.
+    let analyst = w.who("analyst_c").await;
+    let promote = UserChange {
+        role: Some(UserRole::PlatformAdmin),
+        ..Default::default()
+    };
+    forbidden(
+        change_user(&w.dir, Some(&analyst), "analyst_c", &promote).await,
+        "platform admins",
+    );
+    forbidden(
+        change_user(&w.dir, Some(&steward), "analyst_c", &promote).await,
+        "platform admins",
+    );
+    let admin = w.who("admin_b").await;
+    forbidden(
+        change_user(&w.dir, Some(&admin), "admin_b", &promote).await,
+        "own",
+    );
+    let new_user = User {
+        name: "mole".into(),
+        unit: PROVIDER.into(),
+        role: UserRole::Steward,
+        level: None,
+    };
+    forbidden(
+        add_user(&w.dir, Some(&steward), &new_user, "a long enough password").await,
+        "platform admins",
+    );
+    forbidden(
+        requests::list_requests(w.dir.metadata(), Some(&analyst), View::All, false).await,
+        "platform admins",
+    );
+    forbidden(
+        requests::list_requests(w.dir.metadata(), Some(&analyst), View::Queue, false).await,
+        "stewards",
+    );
+    forbidden(
+        requests::withdraw(&w.dir, &w.who("leader_c").await, id).await,
+        "someone else",
+    );
+    // Revocation of the token and disabling the account end their use at once.
+    credentials::revoke_credential(&w.dir, Some(&steward), &issued.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        policy.authenticate(&issued.secret).await,
+        Err(AccessError::Unauthenticated)
+    ));
+    let (_, session) =
+        credentials::sign_in(&w.dir, "analyst_c", "a long enough password", "10.0.0.1")
+            .await
+            .unwrap();
+    assert!(policy.authenticate(&session.secret).await.is_ok());
+    change_user(
+        &w.dir,
+        Some(&admin),
+        "analyst_c",
+        &UserChange {
+            disabled: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        policy.authenticate(&session.secret).await,
+        Err(AccessError::Unauthenticated)
+    ));
+    // A tampered secret with a valid id is refused.
+    let (_, session) =
+        credentials::sign_in(&w.dir, "leader_c", "a long enough password", "10.0.0.1")
+            .await
+            .unwrap();
+    let mut forged = session.secret.clone();
+    forged.pop();
+    forged.push(if session.secret.ends_with('0') {
+        '1'
+    } else {
+        '0'
+    });
+    assert!(matches!(
+        policy.authenticate(&forged).await,
+        Err(AccessError::Unauthenticated)
+    ));
+}
+
+#[tokio::test]
+async fn expired_grants_refuse_the_next_statement() {
+    let w = World::new().await;
+    let id = w.request(&["months"]).await.unwrap();
+    let grant = requests::approve(&w.dir, &w.who("steward_p").await, id, &Approval::default())
+        .await
+        .unwrap();
+    let policy = Policy::open(w.dir.clone()).await.unwrap();
+    assert!(
+        policy
+            .decide("analyst_c", ARREARS, "subsidy_review")
+            .await
+            .is_ok()
+    );
+    let set = policy.current().await.unwrap();
+    sqlx::query("UPDATE grants SET valid_until = '2000-01-01T00:00:00Z' WHERE id = ?")
+        .bind(grant.id)
+        .execute(w.dir.metadata())
+        .await
+        .unwrap();
+    assert!(
+        set.decide("analyst_c", ARREARS, "subsidy_review", Timestamp::now())
+            .is_ok()
+    );
+    let reloaded = crate::PolicySet::load(&w.dir).await.unwrap();
+    forbidden(
+        reloaded.decide("analyst_c", ARREARS, "subsidy_review", Timestamp::now()),
+        "no grant",
+    );
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_throttled_per_account_and_address() {
+    let w = World::new().await;
+    for _ in 0..5 {
+        assert!(matches!(
+            credentials::sign_in(&w.dir, "analyst_c", "wrong password!", "10.0.0.9").await,
+            Err(AccessError::BadCredentials)
+        ));
+    }
+    // Even the right password waits now, from any address.
+    assert!(matches!(
+        credentials::sign_in(&w.dir, "analyst_c", "a long enough password", "10.0.0.7").await,
+        Err(AccessError::Throttled("for this account", 15))
+    ));
+    // Unknown names look like wrong passwords, and count against the address.
+    for n in 0..15 {
+        assert!(matches!(
+            credentials::sign_in(
+                &w.dir,
+                &format!("ghost{n}"),
+                "whatever password",
+                "10.0.0.9"
+            )
+            .await,
+            Err(AccessError::BadCredentials)
+        ));
+    }
+    assert!(matches!(
+        credentials::sign_in(&w.dir, "leader_c", "a long enough password", "10.0.0.9").await,
+        Err(AccessError::Throttled("from this address", _))
+    ));
+    assert!(
+        credentials::sign_in(&w.dir, "leader_c", "a long enough password", "10.0.0.8")
+            .await
+            .is_ok()
+    );
+    let failed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM access_events WHERE action = 'sign_in_failed'")
+            .fetch_one(w.dir.metadata())
+            .await
+            .unwrap();
+    assert_eq!(failed, 20);
+}
+
+#[tokio::test]
+async fn requests_unanswered_for_ten_working_days_are_flagged_to_the_bureau() {
+    let w = World::new().await;
+    let old = w.request(&["months"]).await.unwrap();
+    sqlx::query("UPDATE access_requests SET filed_at = '2026-01-05T01:00:00Z' WHERE id = ?")
+        .bind(old)
+        .execute(w.dir.metadata())
+        .await
+        .unwrap();
+    let fresh = requests::file_request(
+        &w.dir,
+        &w.who("leader_c").await,
+        &NewRequest {
+            resource: ARREARS.into(),
+            fields: vec!["town".into()],
+            purpose: "decision_support".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let overdue = requests::list_requests(
+        w.dir.metadata(),
+        Some(&w.who("admin_b").await),
+        View::All,
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(overdue.iter().map(|r| r.id).collect::<Vec<_>>(), [old]);
+    assert_eq!(overdue[0].answer_due, "2026-01-19");
+    let queue = requests::list_requests(
+        w.dir.metadata(),
+        Some(&w.who("steward_p").await),
+        View::Queue,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(queue.iter().map(|r| r.id).collect::<Vec<_>>(), [old, fresh]);
+    assert!(
+        requests::list_requests(
+            w.dir.metadata(),
+            Some(&w.who("steward_x").await),
+            View::Queue,
+            false
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    let events: Vec<String> = sqlx::query_scalar("SELECT action FROM access_events ORDER BY id")
+        .fetch_all(w.dir.metadata())
+        .await
+        .unwrap();
+    assert_eq!(events.iter().filter(|a| *a == "request_filed").count(), 2);
+}
