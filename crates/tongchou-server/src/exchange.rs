@@ -11,11 +11,30 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tongchou_access::Scope;
 use tongchou_exchange::changes::{self, OutputFormat};
 use tongchou_exchange::{Encoding, Mode, ReadOptions};
+use tongchou_model::UserRole;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{ApiError, ApiResult, AppState, Shared};
+use crate::{ApiError, ApiResult, AppState, Caller, Shared};
+
+/// Loads and quarantines (which hold raw rows) belong to the providing unit's stewards and
+/// the bureau's admins.
+async fn require_provider(s: &AppState, caller: &Caller, code: &str) -> Result<(), ApiError> {
+    let provider = s.catalog.get(code).await?.resource.unit;
+    let user = &caller.0.user;
+    let allowed = user.role == UserRole::PlatformAdmin
+        || (user.role == UserRole::Steward && user.unit == provider);
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("only stewards of the providing unit {provider} load and fix resource {code}"),
+        ))
+    }
+}
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -51,9 +70,12 @@ fn bad(message: String) -> ApiError {
     responses((status = 200, description = "The load report (accepted, quarantined, version …)"), (status = 422, body = ApiError)))]
 pub async fn ingest(
     State(s): Shared,
+    caller: Caller,
     Query(p): Query<IngestParams>,
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
+    caller.require(Scope::Write)?;
+    require_provider(&s, &caller, &p.resource).await?;
     let mode = Mode::parse(p.mode.as_deref().unwrap_or("append"))
         .ok_or_else(|| bad("mode must be append, replace or upsert".into()))?;
     let encoding = Encoding::parse(p.encoding.as_deref().unwrap_or("auto"))
@@ -112,7 +134,7 @@ pub async fn ingest(
             file: &path,
             mode,
             read: &options,
-            actor: "operator",
+            actor: &caller.0.user.name,
         },
         Arc::new(|_| {}),
     )
@@ -130,8 +152,11 @@ pub struct ResourceParam {
 #[utoipa::path(get, path = "/api/exchange/quarantine", params(ResourceParam), responses((status = 200, description = "Quarantined rows")))]
 pub async fn quarantine(
     State(s): Shared,
+    caller: Caller,
     Query(p): Query<ResourceParam>,
 ) -> ApiResult<Vec<tongchou_exchange::QuarantineEntry>> {
+    caller.require(Scope::Read)?;
+    require_provider(&s, &caller, &p.resource).await?;
     Ok(Json(
         tongchou_exchange::quarantine(&s.dir, &p.resource).await?,
     ))
@@ -141,26 +166,37 @@ pub async fn quarantine(
 #[utoipa::path(get, path = "/api/exchange/loads", params(ResourceParam), responses((status = 200, description = "Loads and versions")))]
 pub async fn loads(
     State(s): Shared,
+    caller: Caller,
     Query(p): Query<ResourceParam>,
 ) -> ApiResult<Vec<tongchou_exchange::LoadInfo>> {
+    caller.require(Scope::Read)?;
     Ok(Json(tongchou_exchange::loads(&s.dir, &p.resource).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscribeBody {
     pub resource: String,
-    /// The consumer unit's code.
-    pub unit: String,
+    /// The consumer unit's code; the caller's own unit when left out.
+    pub unit: Option<String>,
 }
 
 /// Subscribes a consumer unit to a resource.
 #[utoipa::path(post, path = "/api/exchange/subscriptions", request_body = SubscribeBody, responses((status = 200, description = "The subscription with its cursor")))]
 pub async fn subscribe(
     State(s): Shared,
+    caller: Caller,
     Json(b): Json<SubscribeBody>,
 ) -> ApiResult<changes::Subscription> {
+    let principal = caller.require(Scope::Query)?;
+    let unit = &principal.user.unit;
+    if b.unit.as_ref().is_some_and(|u| u != unit) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("you subscribe for your own unit ({unit}) only"),
+        ));
+    }
     Ok(Json(
-        changes::subscribe(&s.dir, &b.resource, &b.unit)
+        changes::subscribe(&s.dir, &b.resource, unit)
             .await
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?,
     ))
@@ -175,7 +211,25 @@ pub struct PullParams {
 
 /// Streams the changes since the subscription's cursor and moves the cursor.
 #[utoipa::path(get, path = "/api/exchange/pull", params(PullParams), responses((status = 200, description = "The changed rows, with _change and _version columns", content_type = "application/octet-stream")))]
-pub async fn pull(State(s): Shared, Query(p): Query<PullParams>) -> Result<Response, ApiError> {
+pub async fn pull(
+    State(s): Shared,
+    caller: Caller,
+    Query(p): Query<PullParams>,
+) -> Result<Response, ApiError> {
+    let principal = caller.require(Scope::Query)?;
+    let own = changes::subscriptions(&s.dir)
+        .await?
+        .into_iter()
+        .any(|sub| sub.id == p.subscription && sub.consumer == principal.user.unit);
+    if !own {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "subscription {} is not one of your unit's; list them with `tongchou exchange subscriptions`",
+                p.subscription
+            ),
+        ));
+    }
     let format_name = p.format.unwrap_or_else(|| "parquet".into());
     let format = OutputFormat::parse(&format_name).ok_or_else(|| {
         bad(format!(
@@ -223,6 +277,7 @@ pub async fn pull(State(s): Shared, Query(p): Query<PullParams>) -> Result<Respo
 
 /// Records delivered, per day, resource, provider and consumer.
 #[utoipa::path(get, path = "/api/exchange/volume", responses((status = 200, description = "Exchange volume")))]
-pub async fn volume(State(s): Shared) -> ApiResult<Vec<changes::Volume>> {
+pub async fn volume(State(s): Shared, caller: Caller) -> ApiResult<Vec<changes::Volume>> {
+    caller.require(Scope::Read)?;
     Ok(Json(changes::volume(&s.dir).await?))
 }

@@ -1,8 +1,7 @@
 //! `tongchou serve`: the HTTP front door. axum on tokio, bound to 127.0.0.1 unless told
-//! otherwise, serving the REST API (JSON) and its OpenAPI document at `/openapi.json`.
-//!
-//! Sign-in arrives with identity and access; until then the API acts as the local operator
-//! and must only be reachable from the machine itself (the default bind address).
+//! otherwise (TLS through rustls for anything else), serving the REST API (JSON) and its
+//! OpenAPI document at `/openapi.json`. Every `/api` route but sign-in needs a session
+//! cookie or an API token; what each caller may do is decided by `tongchou-access`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,20 +14,48 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use tongchou_access::Scope;
 use tongchou_catalog::infer::Inference;
 use tongchou_catalog::{
-    Actor, Batch, Catalog, CatalogError, Change, Hit, Inventory, Problem, Record, SearchQuery,
-    UnitInfo, VersionInfo,
+    Batch, Catalog, CatalogError, Change, Hit, Inventory, Problem, Record, SearchQuery, UnitInfo,
+    VersionInfo,
 };
 use tongchou_model::{OpenType, Resource, ShareType, Unit, UpdateCycle};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+mod access;
+mod auth;
 mod exchange;
+
+pub use auth::Caller;
 
 /// Shared state of a running server.
 pub struct AppState {
     pub dir: tongchou_store::DataDir,
     pub catalog: Catalog,
+    pub policy: tongchou_access::Policy,
+    /// Session cookies are marked Secure when served over TLS.
+    pub secure_cookies: bool,
+}
+
+impl AppState {
+    pub async fn open(
+        dir: tongchou_store::DataDir,
+        secure_cookies: bool,
+    ) -> Result<AppState, String> {
+        let catalog = Catalog::open(dir.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let policy = tongchou_access::Policy::open(dir.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(AppState {
+            dir,
+            catalog,
+            policy,
+            secure_cookies,
+        })
+    }
 }
 
 /// An API error: status, message and, for rejected input, every problem found.
@@ -174,7 +201,29 @@ pub struct UnitsAdded {
         stats,
         template,
         register_workbook,
-        infer
+        infer,
+        access::sign_in,
+        access::sign_out,
+        access::me,
+        access::create_token,
+        access::list_tokens,
+        access::revoke_token,
+        access::list_users,
+        access::add_user,
+        access::change_user,
+        access::purposes,
+        access::add_purpose,
+        access::file_request,
+        access::list_requests,
+        access::get_request,
+        access::approve,
+        access::refuse,
+        access::withdraw,
+        access::list_grants,
+        access::revoke,
+        access::set_policy,
+        access::decide,
+        access::recent_events
     ),
     components(schemas(
         ApiError,
@@ -214,13 +263,45 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/catalog/infer", post(infer))
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .merge(exchange::routes())
+        .merge(access::routes())
         .with_state(state)
 }
 
-/// Serves until the process is stopped.
-pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(state)).await
+/// A certificate chain and private key in PEM files, for HTTPS.
+pub struct Tls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Serves until the process is stopped, over HTTPS when `tls` is given.
+pub async fn serve(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    tls: Option<Tls>,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            axum::serve(listener, app).await
+        }
+        Some(tls) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot read the TLS certificate {} and key {}: {e}",
+                            tls.cert.display(),
+                            tls.key.display()
+                        ),
+                    )
+                })?;
+            axum_server::bind_rustls(addr, config).serve(app).await
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The server is up", body = String)))]
@@ -229,19 +310,30 @@ async fn healthz() -> &'static str {
 }
 
 #[utoipa::path(get, path = "/api/catalog/units", responses((status = 200, body = [UnitInfo])))]
-async fn list_units(State(s): Shared) -> ApiResult<Vec<UnitInfo>> {
+async fn list_units(State(s): Shared, caller: Caller) -> ApiResult<Vec<UnitInfo>> {
+    caller.require(Scope::Read)?;
     Ok(Json(s.catalog.units().await?))
 }
 
 #[utoipa::path(post, path = "/api/catalog/units", request_body = [Unit], responses((status = 200, body = UnitsAdded), (status = 422, body = ApiError)))]
-async fn add_units(State(s): Shared, Json(units): Json<Vec<Unit>>) -> ApiResult<UnitsAdded> {
+async fn add_units(
+    State(s): Shared,
+    caller: Caller,
+    Json(units): Json<Vec<Unit>>,
+) -> ApiResult<UnitsAdded> {
+    caller.require(Scope::Admin)?;
     Ok(Json(UnitsAdded {
-        added: s.catalog.add_units(&units, &Actor::Operator).await?,
+        added: s.catalog.add_units(&units, &caller.actor()).await?,
     }))
 }
 
 #[utoipa::path(get, path = "/api/catalog/resources", params(UnitParam), responses((status = 200, body = [Record])))]
-async fn list_resources(State(s): Shared, Query(p): Query<UnitParam>) -> ApiResult<Vec<Record>> {
+async fn list_resources(
+    State(s): Shared,
+    caller: Caller,
+    Query(p): Query<UnitParam>,
+) -> ApiResult<Vec<Record>> {
+    caller.require(Scope::Read)?;
     Ok(Json(match p.unit {
         Some(unit) => s.catalog.resources_of_unit(&unit).await?,
         None => s.catalog.all_records().await?,
@@ -250,11 +342,13 @@ async fn list_resources(State(s): Shared, Query(p): Query<UnitParam>) -> ApiResu
 
 async fn register_batch(
     s: &AppState,
+    caller: &Caller,
     batch: Result<Batch, Vec<Problem>>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    caller.require(Scope::Write)?;
     let codes = s
         .catalog
-        .register(batch.map_err(ApiError::rejected)?, &Actor::Operator)
+        .register(batch.map_err(ApiError::rejected)?, &caller.actor())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -271,13 +365,19 @@ async fn register_batch(
 #[utoipa::path(post, path = "/api/catalog/resources", request_body = Resource, responses((status = 201, body = Registered), (status = 422, description = "Every problem, with its place", body = ApiError)))]
 async fn register(
     State(s): Shared,
+    caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    register_batch(&s, Batch::from_json(&body)).await
+    register_batch(&s, &caller, Batch::from_json(&body)).await
 }
 
 #[utoipa::path(get, path = "/api/catalog/resource", params(CodeParam), responses((status = 200, body = Record), (status = 404, body = ApiError)))]
-async fn get_resource(State(s): Shared, Query(p): Query<CodeParam>) -> ApiResult<Record> {
+async fn get_resource(
+    State(s): Shared,
+    caller: Caller,
+    Query(p): Query<CodeParam>,
+) -> ApiResult<Record> {
+    caller.require(Scope::Read)?;
     Ok(Json(s.catalog.get(&p.code).await?))
 }
 
@@ -285,9 +385,11 @@ async fn get_resource(State(s): Shared, Query(p): Query<CodeParam>) -> ApiResult
 #[utoipa::path(put, path = "/api/catalog/resource", params(CodeParam), request_body = Resource, responses((status = 200, body = VersionReply), (status = 422, body = ApiError)))]
 async fn update_resource(
     State(s): Shared,
+    caller: Caller,
     Query(p): Query<CodeParam>,
     body: Bytes,
 ) -> ApiResult<VersionReply> {
+    caller.require(Scope::Write)?;
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -296,10 +398,7 @@ async fn update_resource(
     })?;
     let resource =
         tongchou_catalog::validate::resource(&p.code, &value).map_err(ApiError::rejected)?;
-    let version = s
-        .catalog
-        .update(&p.code, resource, &Actor::Operator)
-        .await?;
+    let version = s.catalog.update(&p.code, resource, &caller.actor()).await?;
     Ok(Json(VersionReply {
         code: p.code,
         version,
@@ -307,12 +406,22 @@ async fn update_resource(
 }
 
 #[utoipa::path(get, path = "/api/catalog/history", params(CodeParam), responses((status = 200, body = [VersionInfo])))]
-async fn history(State(s): Shared, Query(p): Query<CodeParam>) -> ApiResult<Vec<VersionInfo>> {
+async fn history(
+    State(s): Shared,
+    caller: Caller,
+    Query(p): Query<CodeParam>,
+) -> ApiResult<Vec<VersionInfo>> {
+    caller.require(Scope::Read)?;
     Ok(Json(s.catalog.history(&p.code).await?))
 }
 
 #[utoipa::path(get, path = "/api/catalog/diff", params(DiffParams), responses((status = 200, body = [Change])))]
-async fn diff(State(s): Shared, Query(p): Query<DiffParams>) -> ApiResult<Vec<Change>> {
+async fn diff(
+    State(s): Shared,
+    caller: Caller,
+    Query(p): Query<DiffParams>,
+) -> ApiResult<Vec<Change>> {
+    caller.require(Scope::Read)?;
     Ok(Json(s.catalog.diff(&p.code, p.from, p.to).await?))
 }
 
@@ -337,7 +446,12 @@ fn parse_filter<T>(
 
 /// Search in Chinese or English, ranked, with filters.
 #[utoipa::path(get, path = "/api/catalog/search", params(SearchParams), responses((status = 200, body = [Hit]), (status = 400, body = ApiError)))]
-async fn search(State(s): Shared, Query(p): Query<SearchParams>) -> ApiResult<Vec<Hit>> {
+async fn search(
+    State(s): Shared,
+    caller: Caller,
+    Query(p): Query<SearchParams>,
+) -> ApiResult<Vec<Hit>> {
+    caller.require(Scope::Read)?;
     let query = SearchQuery {
         text: p.q,
         unit: p.unit.filter(|u| !u.is_empty()),
@@ -360,7 +474,8 @@ async fn search(State(s): Shared, Query(p): Query<SearchParams>) -> ApiResult<Ve
 }
 
 #[utoipa::path(get, path = "/api/catalog/stats", responses((status = 200, body = Inventory)))]
-async fn stats(State(s): Shared) -> ApiResult<Inventory> {
+async fn stats(State(s): Shared, caller: Caller) -> ApiResult<Inventory> {
+    caller.require(Scope::Read)?;
     Ok(Json(s.catalog.inventory().await?))
 }
 
@@ -368,7 +483,8 @@ const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.
 
 /// The catalog workbook template to fill in Excel.
 #[utoipa::path(get, path = "/api/catalog/template.xlsx", responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Vec<u8>)))]
-async fn template() -> Result<Response, ApiError> {
+async fn template(caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Scope::Read)?;
     let bytes = tongchou_catalog::workbook::template()
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok((
@@ -388,14 +504,16 @@ async fn template() -> Result<Response, ApiError> {
 #[utoipa::path(post, path = "/api/catalog/workbook", request_body(content = Vec<u8>, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), responses((status = 201, body = Registered), (status = 422, body = ApiError)))]
 async fn register_workbook(
     State(s): Shared,
+    caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    register_batch(&s, Batch::from_workbook(&body)).await
+    register_batch(&s, &caller, Batch::from_workbook(&body)).await
 }
 
 /// Proposes fields and detects personal data in a sample file (the request body).
 #[utoipa::path(post, path = "/api/catalog/infer", params(InferParams), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, body = Inference), (status = 400, body = ApiError)))]
-async fn infer(Query(p): Query<InferParams>, body: Bytes) -> ApiResult<Inference> {
+async fn infer(caller: Caller, Query(p): Query<InferParams>, body: Bytes) -> ApiResult<Inference> {
+    caller.require(Scope::Read)?;
     let rows = p.rows.unwrap_or(10_000).min(100_000);
     let sample = tongchou_catalog::sample::read(&p.name, &body, p.sheet.as_deref(), rows)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use tongchou_sim::Scale;
 use tongchou_store::DataDir;
 
+use crate::access_cmd::{self, AccessCommand, TokenCommand, UserCommand};
 use crate::catalog_cmd::{self, CatalogCommand};
 use crate::exchange_cmd::{self, ExchangeCommand, IngestArgs, QuarantineCommand};
 use crate::progress::Bar;
@@ -58,6 +59,16 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// API tokens for programs (令牌).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Access requests, the providing unit's decisions and grants (共享申请与授权).
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// Serve the REST API (and, later, the portal) (启动服务).
     Serve(ServeArgs),
     /// The simulated district (模拟区).
@@ -71,27 +82,6 @@ enum Command {
 enum SimCommand {
     /// Generate the district's department exports and ground truth (生成模拟数据).
     Generate(GenerateArgs),
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Add a user; the password is read from standard input.
-    Add {
-        name: String,
-        #[arg(long)]
-        unit: String,
-        /// platform_admin, steward, analyst, leader or inspector.
-        #[arg(long)]
-        role: String,
-        /// Leaders only: the level (1–10) resources may be opened to.
-        #[arg(long)]
-        level: Option<i64>,
-    },
-    /// List users.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 #[derive(Args)]
@@ -113,6 +103,12 @@ struct ServeArgs {
     /// Address of the web portal and REST API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: std::net::SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -151,7 +147,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Catalog { command } => {
             runtime()?.block_on(catalog_cmd::run(&cli.data_dir, command))
         }
-        Command::User { command } => runtime()?.block_on(user(&cli.data_dir, command)),
+        Command::User { command } => runtime()?.block_on(access_cmd::user(&cli.data_dir, command)),
+        Command::Token { command } => {
+            runtime()?.block_on(access_cmd::token(&cli.data_dir, command))
+        }
+        Command::Access { command } => {
+            runtime()?.block_on(access_cmd::access(&cli.data_dir, command))
+        }
         Command::Ingest(args) => runtime()?.block_on(exchange_cmd::ingest(&cli.data_dir, args)),
         Command::Quarantine { command } => {
             runtime()?.block_on(exchange_cmd::quarantine(&cli.data_dir, command))
@@ -213,6 +215,8 @@ async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
     }
     exchange_cmd::load_district(&dir, &catalog, &district).await?;
     catalog_cmd::print_inventory(&catalog.inventory().await?);
+    let accounts = crate::demo::staff(&dir).await?;
+    crate::demo::print_accounts(&accounts, dir.root());
     if args.no_serve {
         return Ok(());
     }
@@ -222,70 +226,30 @@ async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
 
 async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
     let dir = DataDir::open(data_dir).await?;
-    let catalog = tongchou_catalog::Catalog::open(dir.clone()).await?;
-    let state = std::sync::Arc::new(tongchou_server::AppState { dir, catalog });
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tongchou_server::Tls {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let state = tongchou_server::AppState::open(dir, tls.is_some())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "统筹 Tongchou 服务地址 serving at http://{}/  (REST API under /api, OpenAPI at /openapi.json; Ctrl-C to stop)",
+        "统筹 Tongchou 服务地址 serving at {scheme}://{}/  (REST API under /api, OpenAPI at /openapi.json; Ctrl-C to stop)",
         args.http
     );
-    if !args.http.ip().is_loopback() {
+    if !args.http.ip().is_loopback() && tls.is_none() {
         eprintln!(
-            "注意 warning: listening on {} — sign-in is not enforced yet; keep this address off shared networks",
+            "注意 warning: listening on {} without TLS — passwords and tokens would cross the network in clear; add --tls-cert and --tls-key",
             args.http.ip()
         );
     }
-    tongchou_server::serve(state, args.http)
+    tongchou_server::serve(std::sync::Arc::new(state), args.http, tls)
         .await
         .with_context(|| format!("cannot serve on {}", args.http))
-}
-
-async fn user(data_dir: &Path, command: UserCommand) -> Result<()> {
-    let dir = DataDir::open(data_dir).await?;
-    match command {
-        UserCommand::Add {
-            name,
-            unit,
-            role,
-            level,
-        } => {
-            let Some(role) = tongchou_model::UserRole::parse(&role) else {
-                bail!(
-                    "unknown role '{role}': use one of {}",
-                    tongchou_model::UserRole::choices()
-                );
-            };
-            let mut password = String::new();
-            std::io::stdin()
-                .read_line(&mut password)
-                .context("cannot read the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            let user = tongchou_access::User {
-                name: name.clone(),
-                unit,
-                role,
-                level,
-            };
-            tongchou_access::add_user(dir.metadata(), &user, password).await?;
-            println!("已添加用户 added user {name} ({role})");
-        }
-        UserCommand::List { json } => {
-            let users = tongchou_access::list_users(dir.metadata()).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&users)?);
-            } else {
-                for u in users {
-                    println!(
-                        "{}\t{}\t{}{}",
-                        u.name,
-                        u.unit,
-                        u.role,
-                        u.level.map(|l| format!(" (level {l})")).unwrap_or_default()
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 fn generate(args: &GenerateArgs) -> Result<()> {

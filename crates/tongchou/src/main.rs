@@ -1,8 +1,10 @@
 //! `tongchou`: one binary that runs the whole platform. It only parses the command line
 //! and hands each command to the crate that does the work.
 
+mod access_cmd;
 mod catalog_cmd;
 mod cli;
+mod demo;
 mod exchange_cmd;
 mod progress;
 

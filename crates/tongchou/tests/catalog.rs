@@ -2,11 +2,9 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::{agent, ok_json, serve, tongchou};
+use common::{add_user, agent, bearer, ok_json, serve, token, tongchou};
 use serde_json::{Value, json};
 
 fn demo(tmp: &Path) -> std::path::PathBuf {
@@ -174,32 +172,24 @@ fn stewards_act_for_their_own_unit_only() {
     let tmp = tempfile::tempdir().unwrap();
     let data = demo(tmp.path());
     let tax = unit(&data, "tax");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tongchou"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "user",
-            "add",
-            "税务管理员",
-            "--unit",
-            &tax,
-            "--role",
-            "steward",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long enough password\n")
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    add_user(
+        &data,
+        "税务管理员",
+        &tax,
+        "steward",
+        "a long enough password",
+    );
     let users = ok_json(&data, &["user", "list", "--json"]);
-    assert_eq!(users[0]["role"], "steward");
+    let added = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "税务管理员")
+        .unwrap();
+    assert_eq!(
+        (&added["role"], &added["unit"]),
+        (&json!("steward"), &json!(tax))
+    );
     let health = unit(&data, "health");
     let file = tmp.path().join("r.json");
     std::fs::write(&file, json!({"unit": health, "name": "医院床位", "share_type": "unconditional", "open_type": "none", "update_cycle": "monthly",
@@ -288,8 +278,18 @@ fn rest_api_registers_and_searches_with_openapi() {
     let data = demo(tmp.path());
     let (_server, base) = serve(&data);
     let http = agent();
+    let admin = bearer(&token(&data, "admin", "all"));
+    let anonymous = http
+        .get(format!("{base}/api/catalog/search?q=x"))
+        .call()
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
     let get = |path: &str| -> (u16, Value) {
-        let mut r = http.get(format!("{base}{path}")).call().unwrap();
+        let mut r = http
+            .get(format!("{base}{path}"))
+            .header("authorization", &admin)
+            .call()
+            .unwrap();
         (
             r.status().as_u16(),
             serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
@@ -331,6 +331,7 @@ fn rest_api_registers_and_searches_with_openapi() {
         "update_cycle": "yearly", "fields": [{"name": "market", "label": "市场名称", "type": "string"}, {"name": "longitude", "label": "经度", "type": "decimal", "role": "coordinates"}]});
     let mut r = http
         .post(format!("{base}/api/catalog/resources"))
+        .header("authorization", &admin)
         .header("content-type", "application/json")
         .send(body.to_string())
         .unwrap();
@@ -347,6 +348,7 @@ fn rest_api_registers_and_searches_with_openapi() {
 
     let mut r = http
         .post(format!("{base}/api/catalog/resources"))
+        .header("authorization", &admin)
         .send(body.to_string())
         .unwrap();
     assert_eq!(r.status().as_u16(), 422);
@@ -360,12 +362,14 @@ fn rest_api_registers_and_searches_with_openapi() {
 
     let mut r = http
         .get(format!("{base}/api/catalog/template.xlsx"))
+        .header("authorization", &admin)
         .call()
         .unwrap();
     let bytes = r.body_mut().read_to_vec().unwrap();
     assert!(bytes.starts_with(b"PK"));
     let mut r = http
         .post(format!("{base}/api/catalog/workbook"))
+        .header("authorization", &admin)
         .send(&bytes[..])
         .unwrap();
     assert_eq!(r.status().as_u16(), 422);
@@ -379,6 +383,7 @@ fn rest_api_registers_and_searches_with_openapi() {
     let sample = std::fs::read(data.join("district/exports/exit_entry/出入境记录.csv")).unwrap();
     let mut r = http
         .post(format!("{base}/api/catalog/infer?name=sample.csv"))
+        .header("authorization", &admin)
         .send(&sample[..])
         .unwrap();
     let inference: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();

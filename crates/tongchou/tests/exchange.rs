@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{agent, bin, ok_json, serve, tongchou};
+use common::{add_user, agent, bearer, bin, ok_json, serve, token, tongchou, unit_code};
 use serde_json::Value;
 
 /// A data directory with the tiny district's catalog registered but nothing loaded.
@@ -371,6 +371,22 @@ fn rest_upload_and_streamed_pull() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, district) = catalog_only(tmp.path());
     let (code, file) = code_of(&district, "出入境记录");
+    add_user(
+        &data,
+        "ee_steward",
+        &unit_code(&data, "exit_entry"),
+        "steward",
+        "a long enough password",
+    );
+    add_user(
+        &data,
+        "pro_analyst",
+        &unit_code(&data, "procuratorate"),
+        "analyst",
+        "a long enough password",
+    );
+    let steward = bearer(&token(&data, "ee_steward", "read,write"));
+    let analyst = bearer(&token(&data, "pro_analyst", "read,query,write"));
     let (_server, base) = serve(&data);
     let http = agent();
     let boundary = "tongchou-boundary-7d1";
@@ -381,8 +397,19 @@ fn rest_upload_and_streamed_pull() {
         "{base}/api/exchange/ingest?resource={}",
         code.replace('/', "%2F")
     );
+    let refused = http
+        .post(&url)
+        .header("authorization", &analyst)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send(&b"--x--"[..])
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403, "only the provider loads");
     let mut r = http
         .post(&url)
+        .header("authorization", &steward)
         .header(
             "content-type",
             format!("multipart/form-data; boundary={boundary}"),
@@ -398,6 +425,7 @@ fn rest_upload_and_streamed_pull() {
             "{base}/api/exchange/quarantine?resource={}",
             code.replace('/', "%2F")
         ))
+        .header("authorization", &steward)
         .call()
         .unwrap();
     let q: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
@@ -418,6 +446,7 @@ fn rest_upload_and_streamed_pull() {
         .to_string();
     let mut r = http
         .post(format!("{base}/api/exchange/subscriptions"))
+        .header("authorization", &analyst)
         .header("content-type", "application/json")
         .send(serde_json::json!({"resource": code, "unit": consumer}).to_string())
         .unwrap();
@@ -427,6 +456,7 @@ fn rest_upload_and_streamed_pull() {
             "{base}/api/exchange/pull?subscription={}&format=json",
             sub["id"]
         ))
+        .header("authorization", &analyst)
         .call()
         .unwrap();
     assert_eq!(
@@ -452,6 +482,7 @@ fn rest_upload_and_streamed_pull() {
             "{base}/api/exchange/ingest?resource={}&mode=sideways",
             code.replace('/', "%2F")
         ))
+        .header("authorization", &steward)
         .header(
             "content-type",
             format!("multipart/form-data; boundary={boundary}"),

@@ -78,3 +78,54 @@ pub fn agent() -> ureq::Agent {
         .build()
         .into()
 }
+
+/// Adds a user through the CLI (password on standard input).
+pub fn add_user(data: &Path, name: &str, unit: &str, role: &str, password: &str) {
+    use std::io::Write;
+    let mut child = bin()
+        .arg("--data-dir")
+        .arg(data)
+        .args(["user", "add", name, "--unit", unit, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Creates an API token for an existing user; returns the secret.
+pub fn token(data: &Path, user: &str, scopes: &str) -> String {
+    ok_json(
+        data,
+        &[
+            "token", "create", "--as", user, "--scopes", scopes, "--json",
+        ],
+    )["secret"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The code of the unit with this slug.
+pub fn unit_code(data: &Path, slug: &str) -> String {
+    ok_json(data, &["catalog", "units", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["slug"] == slug)
+        .unwrap_or_else(|| panic!("no unit {slug}"))["code"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
