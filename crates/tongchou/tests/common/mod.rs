@@ -46,6 +46,16 @@ impl Drop for Server {
 
 /// Starts `tongchou serve` on a free local port and waits for /healthz; returns the base URL.
 pub fn serve(data: &Path) -> (Server, String) {
+    serve_with(data, &[], "http", &agent())
+}
+
+/// Starts `tongchou serve` with extra flags, reached with `client`.
+pub fn serve_with(
+    data: &Path,
+    extra: &[&str],
+    scheme: &str,
+    client: &ureq::Agent,
+) -> (Server, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -57,13 +67,18 @@ pub fn serve(data: &Path) -> (Server, String) {
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--http", &addr])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let base = format!("http://{addr}");
+    let base = format!("{scheme}://{addr}");
     for _ in 0..100 {
-        if ureq::get(format!("{base}/healthz")).call().is_ok() {
+        if client
+            .get(format!("{base}/healthz"))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+        {
             return (server, base);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
