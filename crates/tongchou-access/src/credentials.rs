@@ -396,24 +396,32 @@ pub async fn create_token(
 }
 
 pub async fn list_tokens(dir: &DataDir, user: &str) -> Result<Vec<TokenInfo>, AccessError> {
-    let rows: Vec<(String, String, String, String, Option<String>, Option<String>)> =
+    let rows: Vec<TokenRow> =
         sqlx::query_as("SELECT id, label, scopes, created_at, expires_at, revoked_at FROM credentials WHERE user = ? AND kind = 'token' ORDER BY created_at")
             .bind(user)
             .fetch_all(dir.metadata())
             .await?;
     Ok(rows
         .into_iter()
-        .map(
-            |(id, label, scopes, created_at, expires_at, revoked_at)| TokenInfo {
-                id,
-                label,
-                scopes: Scopes::parse(&scopes).unwrap_or(Scopes(0)).names(),
-                created_at,
-                expires_at,
-                revoked_at,
-            },
-        )
+        .map(|r| TokenInfo {
+            id: r.id,
+            label: r.label,
+            scopes: Scopes::parse(&r.scopes).unwrap_or(Scopes(0)).names(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        })
         .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    label: String,
+    scopes: String,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
 }
 
 /// Revokes a session or token: its owner, or a platform admin.

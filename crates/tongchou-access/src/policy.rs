@@ -56,7 +56,6 @@ struct Credential {
     user: String,
     scopes: Scopes,
     expires: Option<Timestamp>,
-    revoked: bool,
 }
 
 struct FieldRule {
@@ -98,6 +97,16 @@ fn deny(why: String) -> AccessError {
     AccessError::Forbidden(why)
 }
 
+#[derive(sqlx::FromRow)]
+struct CredentialRow {
+    id: String,
+    kind: String,
+    secret_hash: Vec<u8>,
+    user: String,
+    scopes: String,
+    expires_at: Option<String>,
+}
+
 type GrantRow = (
     i64,
     String,
@@ -133,28 +142,30 @@ impl PolicySet {
                 },
             );
         }
-        let credentials: Vec<(String, String, Vec<u8>, String, String, Option<String>)> =
+        let credentials: Vec<CredentialRow> =
             sqlx::query_as("SELECT id, kind, secret_hash, user, scopes, expires_at FROM credentials WHERE revoked_at IS NULL")
                 .fetch_all(pool)
                 .await?;
-        for (id, kind, hash, user, scopes, expires) in credentials {
-            let (Ok(hash), Ok(scopes)) = (<[u8; 32]>::try_from(hash), Scopes::parse(&scopes))
-            else {
+        for row in credentials {
+            let (Ok(hash), Ok(scopes)) = (
+                <[u8; 32]>::try_from(row.secret_hash),
+                Scopes::parse(&row.scopes),
+            ) else {
                 continue;
             };
+            let kind = if row.kind == "session" {
+                "session"
+            } else {
+                "token"
+            };
             set.credentials.insert(
-                id,
+                row.id,
                 Credential {
-                    kind: if kind == "session" {
-                        "session"
-                    } else {
-                        "token"
-                    },
+                    kind,
                     hash,
-                    user,
+                    user: row.user,
                     scopes,
-                    expires: expires.as_deref().and_then(parse_stamp),
-                    revoked: false,
+                    expires: row.expires_at.as_deref().and_then(parse_stamp),
                 },
             );
         }
@@ -230,7 +241,7 @@ impl PolicySet {
             .get(id)
             .ok_or(AccessError::Unauthenticated)?;
         let hash_matches: bool = stored.hash.ct_eq(&digest(secret)).into();
-        let live = !stored.revoked && stored.expires.is_none_or(|e| now < e);
+        let live = stored.expires.is_none_or(|e| now < e);
         if !(hash_matches && live && stored.kind == kind) {
             return Err(AccessError::Unauthenticated);
         }
@@ -437,6 +448,9 @@ impl PolicySet {
 pub struct Policy {
     dir: DataDir,
     state: RwLock<(String, Arc<PolicySet>)>,
+    /// One reload at a time: statements arriving during a reload wait for it instead of
+    /// each loading the same set again.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Policy {
@@ -446,6 +460,7 @@ impl Policy {
         Ok(Policy {
             dir,
             state: RwLock::new((generation, Arc::new(set))),
+            reloading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -456,15 +471,21 @@ impl Policy {
     /// The set as of the latest change.
     pub async fn current(&self) -> Result<Arc<PolicySet>, AccessError> {
         let generation = self.dir.policy_generation();
-        {
-            let state = self.state.read().expect("policy lock");
-            if state.0 == generation {
-                return Ok(state.1.clone());
-            }
+        if let Some(set) = self.cached(&generation) {
+            return Ok(set);
+        }
+        let _reload = self.reloading.lock().await;
+        if let Some(set) = self.cached(&generation) {
+            return Ok(set);
         }
         let set = Arc::new(PolicySet::load(&self.dir).await?);
         *self.state.write().expect("policy lock") = (generation, set.clone());
         Ok(set)
+    }
+
+    fn cached(&self, generation: &str) -> Option<Arc<PolicySet>> {
+        let state = self.state.read().expect("policy lock");
+        (state.0 == generation).then(|| state.1.clone())
     }
 
     pub async fn authenticate(&self, credential: &str) -> Result<Principal, AccessError> {

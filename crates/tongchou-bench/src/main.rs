@@ -1,7 +1,10 @@
 //! `cargo run --release -p tongchou-bench -- catalog`: the catalog's numbers (registration
 //! of the full `nanhai` catalog, search latency over ten times it beside a SQLite LIKE scan
 //! of the same metadata, inference speed and accuracy on the `small` district).
+//! `-- access`: sign-in cost, token checks and access decisions with 100,000 grants.
+//! `-- exchange [ROWS] [WORK_DIR]`: ingest and pull beside DuckDB.
 
+mod access;
 mod exchange;
 
 use std::collections::HashMap;
@@ -263,6 +266,10 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match args.get(1).map(String::as_str) {
         Some("catalog") => runtime.block_on(catalog_bench()),
+        Some("access") => {
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            runtime.block_on(access::run())
+        }
         Some("exchange") => {
             let rows = args
                 .get(2)
@@ -275,6 +282,6 @@ fn main() -> Result<()> {
             println!("machine: {}; date: {}", machine(), jiff_today());
             exchange::run(rows, &work)
         }
-        _ => bail!("usage: tongchou-bench catalog | exchange [ROWS] [WORK_DIR]"),
+        _ => bail!("usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR]"),
     }
 }

@@ -235,7 +235,7 @@ fn cli_request_narrowed_approval_refusal_and_revocation() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["id"].to_string() == second)
+        .find(|r| r["id"].as_i64() == second.parse().ok())
         .unwrap();
     assert_eq!(
         (refused["state"].as_str(), refused["reason"].as_str()),
