@@ -74,7 +74,8 @@ pub struct Approval {
     pub masks: BTreeMap<String, String>,
     /// Last day the grant holds.
     pub until: Option<String>,
-    /// `user` (the requester, default) or `unit` (every user of the requesting unit).
+    /// `user` (the requester, default), `unit` (every user of the requesting unit) or
+    /// `role:ROLE` (the requesting unit's users of that role).
     pub to: Option<String>,
 }
 
@@ -580,26 +581,30 @@ pub async fn approve(
         Some(day) => Some(day),
         None => requested_until,
     };
-    let user = match approval.to.as_deref().unwrap_or("user") {
-        "user" => Some(request.requester.clone()),
-        "unit" => None,
-        other => {
-            return Err(AccessError::Invalid(format!(
-                "grant to 'user' or 'unit', not '{other}'"
-            )));
-        }
+    let (user, role) = match approval.to.as_deref().unwrap_or("user") {
+        "user" => (Some(request.requester.clone()), None),
+        "unit" => (None, None),
+        other => match other.strip_prefix("role:").and_then(UserRole::parse) {
+            Some(role) => (None, Some(role.as_str())),
+            None => {
+                return Err(AccessError::Invalid(format!(
+                    "grant to 'user', 'unit' or 'role:ROLE' (e.g. role:analyst), not '{other}'"
+                )));
+            }
+        },
     };
     let now = Timestamp::now();
     let valid_from = clock::start_of_day(parse_date(&request.period_from)?).max(now);
     let valid_until = until.map(clock::end_of_day);
     let fields_json = serde_json::to_string(&granted).expect("serialises");
     let mut tx = pool.begin().await?;
-    let grant_id: i64 = sqlx::query_scalar("INSERT INTO grants (request, resource, provider, unit, user, purpose, fields, row_filter, valid_from, valid_until, granted_by, granted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id")
+    let grant_id: i64 = sqlx::query_scalar("INSERT INTO grants (request, resource, provider, unit, user, role, purpose, fields, row_filter, valid_from, valid_until, granted_by, granted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id")
         .bind(id)
         .bind(&request.resource)
         .bind(&request.provider)
         .bind(&request.unit)
         .bind(&user)
+        .bind(role)
         .bind(&request.purpose)
         .bind(&fields_json)
         .bind(&row_filter)
@@ -626,7 +631,7 @@ pub async fn approve(
         "request_approved",
         &format!("request/{id}"),
         serde_json::json!({"grant": grant_id, "resource": request.resource, "unit": request.unit,
-            "user": user, "fields": granted, "row_filter": row_filter, "valid_until": valid_until.map(stamp)}),
+            "user": user, "role": role, "fields": granted, "row_filter": row_filter, "valid_until": valid_until.map(stamp)}),
     )
     .await?;
     tx.commit().await?;

@@ -296,7 +296,7 @@ async fn approvals_cannot_widen_and_secret_or_unshared_data_is_never_granted() {
                 to: Some("everyone".into()),
                 ..Default::default()
             },
-            "'user' or 'unit'",
+            "role:ROLE",
         ),
     ] {
         match requests::approve(&w.dir, &steward, id, &approval).await {
@@ -502,6 +502,22 @@ async fn only_the_providing_steward_decides_and_nobody_escalates() {
         policy.authenticate(&forged).await,
         Err(AccessError::Unauthenticated)
     ));
+}
+
+#[tokio::test]
+async fn a_grant_to_a_role_reaches_that_role_of_the_unit_only() {
+    let w = World::new().await;
+    let id = w.request(&["months"]).await.unwrap();
+    let approval = Approval {
+        to: Some("role:leader".into()),
+        ..Default::default()
+    };
+    let grant = requests::approve(&w.dir, &w.who("steward_p").await, id, &approval)
+        .await
+        .unwrap();
+    assert_eq!((grant.user, grant.role.as_deref()), (None, Some("leader")));
+    assert!(w.decide("leader_c", ARREARS).await.is_ok());
+    forbidden(w.decide("analyst_c", ARREARS).await, "no grant");
 }
 
 #[tokio::test]

@@ -115,13 +115,13 @@ pub enum AccessCommand {
         fields: Option<Vec<String>>,
         #[arg(long)]
         row_filter: Option<String>,
-        /// field=MASK, repeatable; MASK `none` gives the raw value.
-        #[arg(long = "mask")]
+        /// field=MASK (repeat the flag or list several); MASK `none` gives the raw value.
+        #[arg(long = "mask", num_args = 1..)]
         masks: Vec<String>,
         /// Last day the grant holds.
         #[arg(long)]
         until: Option<String>,
-        /// `user` (the requester) or `unit` (everyone of the requesting unit).
+        /// `user` (the requester), `unit` (everyone of the requesting unit) or `role:ROLE`.
         #[arg(long, default_value = "user")]
         to: String,
         #[arg(long)]

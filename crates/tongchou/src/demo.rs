@@ -385,6 +385,9 @@ async fn leader_only_tax_returns(dir: &DataDir) -> Result<()> {
 /// How to sign in, for the demo's last words.
 pub fn print_accounts(accounts: &[DemoAccount], root: &Path) {
     println!(
+        "登录 sign in: POST /api/auth/sign-in {{\"name\": USER, \"password\": PASSWORD}}, or make an API token with `tongchou token create --as USER --scopes read,query`"
+    );
+    println!(
         "演示账号 demo accounts (also in {}):",
         root.join(ACCOUNTS_FILE).display()
     );
