@@ -482,6 +482,21 @@ pub async fn list_requests(
         .collect())
 }
 
+/// The providing unit decides (统筹而不替代): its stewards, nobody else — not the bureau.
+fn require_providing_steward(
+    by: &Principal,
+    provider: &str,
+    action: &str,
+) -> Result<(), AccessError> {
+    if by.is(UserRole::Steward) && by.user.unit == provider {
+        Ok(())
+    } else {
+        Err(AccessError::Forbidden(format!(
+            "only a steward of the providing unit {provider} {action}"
+        )))
+    }
+}
+
 /// The request, if `by` is a steward of its providing unit and it is still pending.
 async fn pending_for_steward(
     pool: &SqlitePool,
@@ -490,12 +505,7 @@ async fn pending_for_steward(
 ) -> Result<Request, AccessError> {
     by.require(Scope::Decide)?;
     let request = get_request(pool, id).await?;
-    if !by.is(UserRole::Steward) || by.user.unit != request.provider {
-        return Err(AccessError::Forbidden(format!(
-            "only a steward of the providing unit {} decides request #{id}",
-            request.provider
-        )));
-    }
+    require_providing_steward(by, &request.provider, &format!("decides request #{id}"))?;
     if request.state != "pending" {
         return Err(AccessError::Invalid(format!(
             "request #{id} is already {}",
@@ -824,12 +834,7 @@ pub async fn revoke(
     let grant = get_grant(pool, grant_id).await?;
     if let Some(p) = by {
         p.require(Scope::Decide)?;
-        if !p.is(UserRole::Steward) || p.user.unit != grant.provider {
-            return Err(AccessError::Forbidden(format!(
-                "only a steward of the providing unit {} revokes grant #{grant_id}",
-                grant.provider
-            )));
-        }
+        require_providing_steward(p, &grant.provider, &format!("revokes grant #{grant_id}"))?;
     }
     if grant.revoked_at.is_some() {
         return Err(AccessError::Invalid(format!(
@@ -869,12 +874,11 @@ pub async fn set_min_leader_level(
     let resource = load_resource(pool, code).await?;
     if let Some(p) = by {
         p.require(Scope::Decide)?;
-        if !p.is(UserRole::Steward) || p.user.unit != resource.unit {
-            return Err(AccessError::Forbidden(format!(
-                "only a steward of the providing unit {} sets the policy of resource {code}",
-                resource.unit
-            )));
-        }
+        require_providing_steward(
+            p,
+            &resource.unit,
+            &format!("sets the policy of resource {code}"),
+        )?;
     }
     if level.is_some_and(|l| !(1..=10).contains(&l)) {
         return Err(AccessError::Invalid(
