@@ -104,14 +104,52 @@ impl Scopes {
     }
 }
 
+/// A browser session or an API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Session,
+    Token,
+}
+
+impl CredentialKind {
+    /// As stored in `credentials.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Session => "session",
+            CredentialKind::Token => "token",
+        }
+    }
+
+    /// How the credential's text begins.
+    fn prefix(self) -> &'static str {
+        match self {
+            CredentialKind::Session => "ts",
+            CredentialKind::Token => "tc",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<CredentialKind> {
+        [CredentialKind::Session, CredentialKind::Token]
+            .into_iter()
+            .find(|k| k.as_str() == stored)
+    }
+}
+
+/// The credential a principal came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRef {
+    pub kind: CredentialKind,
+    pub id: String,
+}
+
 /// Someone acting: a user, with the scopes of the credential they came with (all scopes for
 /// a browser session or the operator acting `--as` a user at the CLI).
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user: User,
     pub scopes: Scopes,
-    /// The credential's id, when one was used.
-    pub credential: Option<String>,
+    /// The credential used, if any (none at the CLI).
+    pub credential: Option<CredentialRef>,
 }
 
 impl Principal {
@@ -120,6 +158,23 @@ impl Principal {
             user,
             scopes: Scopes::all(),
             credential: None,
+        }
+    }
+
+    /// The operator at the CLI acting as the named (enabled) user.
+    pub async fn of_user(pool: &sqlx::SqlitePool, name: &str) -> Result<Principal, AccessError> {
+        Ok(Principal::acting_as(crate::get_user(pool, name).await?))
+    }
+
+    /// The bureau's business: a platform admin with the `admin` scope.
+    pub fn require_admin(&self, action: &str) -> Result<(), AccessError> {
+        self.require(Scope::Admin)?;
+        if self.is(UserRole::PlatformAdmin) {
+            Ok(())
+        } else {
+            Err(AccessError::Forbidden(format!(
+                "only the bureau's platform admins {action}"
+            )))
         }
     }
 
@@ -170,14 +225,12 @@ pub fn digest(secret: &str) -> [u8; 32] {
 }
 
 /// Splits `ts_<id>_<secret>` into its kind, id and secret.
-pub fn split(credential: &str) -> Option<(&str, &str, &str)> {
-    let (kind, rest) = credential.split_once('_')?;
+pub fn split(credential: &str) -> Option<(CredentialKind, &str, &str)> {
+    let (prefix, rest) = credential.split_once('_')?;
     let (id, secret) = rest.split_once('_')?;
-    let kind = match kind {
-        "ts" => "session",
-        "tc" => "token",
-        _ => return None,
-    };
+    let kind = [CredentialKind::Session, CredentialKind::Token]
+        .into_iter()
+        .find(|k| k.prefix() == prefix)?;
     (id.len() == 16 && !secret.is_empty()).then_some((kind, id, secret))
 }
 
@@ -190,18 +243,17 @@ fn random_hex(bytes: usize) -> String {
 async fn issue(
     dir: &DataDir,
     user: &str,
-    kind: &str,
+    kind: CredentialKind,
     label: &str,
     scopes: Scopes,
     expires_at: Option<Timestamp>,
 ) -> Result<Issued, AccessError> {
     let id = random_hex(8);
     let secret = random_hex(32);
-    let prefix = if kind == "session" { "ts" } else { "tc" };
     let mut tx = dir.metadata().begin().await?;
     sqlx::query("INSERT INTO credentials (id, kind, secret_hash, user, label, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(&id)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(&digest(&secret)[..])
         .bind(user)
         .bind(label)
@@ -210,7 +262,7 @@ async fn issue(
         .bind(expires_at.map(stamp))
         .execute(&mut *tx)
         .await?;
-    if kind == "token" {
+    if kind == CredentialKind::Token {
         events::record(
             &mut tx,
             user,
@@ -221,9 +273,9 @@ async fn issue(
         .await?;
     }
     tx.commit().await?;
-    crate::policy_changed(dir);
+    dir.note_policy_change();
     Ok(Issued {
-        secret: format!("{prefix}_{id}_{secret}"),
+        secret: format!("{}_{id}_{secret}", kind.prefix()),
         id,
         user: user.to_string(),
         scopes: scopes.names(),
@@ -242,15 +294,10 @@ fn decoy_hash() -> &'static str {
 
 async fn failures_since(
     dir: &DataDir,
-    column: &str,
+    sql: &'static str,
     value: &str,
     since: i64,
 ) -> Result<(i64, i64), AccessError> {
-    let sql = if column == "user" {
-        "SELECT count(*), COALESCE(min(at), 0) FROM sign_in_failures WHERE user = ? AND at > ?"
-    } else {
-        "SELECT count(*), COALESCE(min(at), 0) FROM sign_in_failures WHERE address = ? AND at > ?"
-    };
     Ok(sqlx::query_as(sql)
         .bind(value)
         .bind(since)
@@ -268,7 +315,15 @@ pub async fn sign_in(
 ) -> Result<(User, Issued), AccessError> {
     let user = check_password(dir, name, password, address).await?;
     let expires = Timestamp::now() + SignedDuration::from_hours(SESSION_HOURS);
-    let issued = issue(dir, name, "session", "", Scopes::all(), Some(expires)).await?;
+    let issued = issue(
+        dir,
+        name,
+        CredentialKind::Session,
+        "",
+        Scopes::all(),
+        Some(expires),
+    )
+    .await?;
     Ok((user, issued))
 }
 
@@ -281,16 +336,21 @@ pub async fn check_password(
 ) -> Result<User, AccessError> {
     let now = Timestamp::now().as_second();
     let window_start = now - FAILURE_WINDOW_SECONDS;
-    for (column, value, limit, what) in [
-        ("user", name, MAX_FAILURES_PER_ACCOUNT, "for this account"),
+    for (sql, value, limit, what) in [
         (
-            "address",
+            "SELECT count(*), COALESCE(min(at), 0) FROM sign_in_failures WHERE user = ? AND at > ?",
+            name,
+            MAX_FAILURES_PER_ACCOUNT,
+            "for this account",
+        ),
+        (
+            "SELECT count(*), COALESCE(min(at), 0) FROM sign_in_failures WHERE address = ? AND at > ?",
             address,
             MAX_FAILURES_PER_ADDRESS,
             "from this address",
         ),
     ] {
-        let (count, oldest) = failures_since(dir, column, value, window_start).await?;
+        let (count, oldest) = failures_since(dir, sql, value, window_start).await?;
         if count >= limit {
             let wait = (oldest + FAILURE_WINDOW_SECONDS - now).max(60);
             return Err(AccessError::Throttled(what, (wait + 59) / 60));
@@ -313,24 +373,20 @@ pub async fn check_password(
     let mut tx = dir.metadata().begin().await?;
     let result = match stored {
         Some((name, unit, role, level, _)) if matches => {
+            let user = crate::users::row_to_user((name, unit, role, level));
             sqlx::query("DELETE FROM sign_in_failures WHERE user = ?")
-                .bind(&name)
+                .bind(&user.name)
                 .execute(&mut *tx)
                 .await?;
             events::record(
                 &mut tx,
-                &name,
+                &user.name,
                 "sign_in",
-                &name,
+                &user.name,
                 serde_json::json!({"address": address}),
             )
             .await?;
-            Ok(User {
-                name,
-                unit,
-                role: UserRole::parse(&role).unwrap_or(UserRole::Analyst),
-                level,
-            })
+            Ok(user)
         }
         _ => {
             sqlx::query("INSERT INTO sign_in_failures (user, address, at) VALUES (?, ?, ?)")
@@ -365,8 +421,8 @@ pub async fn create_token(
 ) -> Result<Issued, AccessError> {
     if principal
         .credential
-        .as_deref()
-        .is_some_and(|id| id.starts_with("tc"))
+        .as_ref()
+        .is_some_and(|c| c.kind == CredentialKind::Token)
     {
         return Err(AccessError::Forbidden(
             "a token cannot create tokens; sign in or use the CLI".into(),
@@ -387,7 +443,7 @@ pub async fn create_token(
     issue(
         dir,
         &principal.user.name,
-        "token",
+        CredentialKind::Token,
         label,
         scopes,
         Some(expires),
@@ -458,7 +514,7 @@ pub async fn revoke_credential(
     )
     .await?;
     tx.commit().await?;
-    crate::policy_changed(dir);
+    dir.note_policy_change();
     Ok(())
 }
 
@@ -479,11 +535,19 @@ mod tests {
 
     proptest! {
         #[test]
-        fn only_well_formed_credentials_split(text in "\\PC{0,60}") {
-            if let Some((kind, id, secret)) = split(&text) {
-                prop_assert!(kind == "session" || kind == "token");
-                prop_assert_eq!(id.len(), 16);
-                prop_assert!(!secret.is_empty());
+        fn only_well_formed_credentials_split(
+            text in prop_oneof!["\\PC{0,60}", "(ts|tc|tx|t)_[0-9a-f]{15,17}_[0-9a-f]{0,3}"]
+        ) {
+            let well_formed = (text.starts_with("ts_") || text.starts_with("tc_"))
+                && text.len() > 20
+                && text.as_bytes()[19] == b'_';
+            match split(&text) {
+                Some((kind, id, secret)) => {
+                    let expected = [kind.prefix(), "_", id, "_", secret].concat();
+                    prop_assert_eq!(&expected, &text);
+                    prop_assert!(well_formed);
+                }
+                None => prop_assert!(!well_formed || text.as_bytes()[3..19].contains(&b'_')),
             }
         }
     }
@@ -492,6 +556,9 @@ mod tests {
     fn issued_credentials_split_back() {
         let text = format!("tc_{}_{}", random_hex(8), random_hex(32));
         let (kind, id, secret) = split(&text).unwrap();
-        assert_eq!((kind, id.len(), secret.len()), ("token", 16, 64));
+        assert_eq!(
+            (kind, id.len(), secret.len()),
+            (CredentialKind::Token, 16, 64)
+        );
     }
 }

@@ -66,13 +66,5 @@ pub(crate) fn actor_label(principal: Option<&Principal>) -> String {
         .unwrap_or_else(|| "operator".into())
 }
 
-/// Signals a committed change to running servers; failing to signal only delays their
-/// reload, so it is reported rather than undoing the change.
-pub(crate) fn policy_changed(dir: &tongchou_store::DataDir) {
-    if let Err(e) = dir.note_policy_change() {
-        eprintln!("warning: cannot signal the access change to running servers: {e}");
-    }
-}
-
 #[cfg(test)]
 mod rules_tests;

@@ -17,7 +17,7 @@ use tongchou_model::{Resource, Sensitivity, ShareType, UserRole};
 use tongchou_store::DataDir;
 
 use crate::clock::parse_stamp;
-use crate::credentials::{Scopes, digest, split};
+use crate::credentials::{CredentialKind, CredentialRef, Scopes, digest, split};
 use crate::{AccessError, Principal, User};
 
 /// A field a grant gives, with the mask the consumer sees instead of the raw value.
@@ -51,7 +51,7 @@ pub struct Access {
 }
 
 struct Credential {
-    kind: &'static str,
+    kind: CredentialKind,
     hash: [u8; 32],
     user: String,
     scopes: Scopes,
@@ -147,16 +147,12 @@ impl PolicySet {
                 .fetch_all(pool)
                 .await?;
         for row in credentials {
-            let (Ok(hash), Ok(scopes)) = (
+            let (Ok(hash), Ok(scopes), Some(kind)) = (
                 <[u8; 32]>::try_from(row.secret_hash),
                 Scopes::parse(&row.scopes),
+                CredentialKind::parse(&row.kind),
             ) else {
                 continue;
-            };
-            let kind = if row.kind == "session" {
-                "session"
-            } else {
-                "token"
             };
             set.credentials.insert(
                 row.id,
@@ -253,20 +249,14 @@ impl PolicySet {
             .users
             .get(&stored.user)
             .ok_or(AccessError::Unauthenticated)?;
-        let prefix = if kind == "session" { "ts" } else { "tc" };
         Ok(Principal {
             user: user.clone(),
             scopes: stored.scopes,
-            credential: Some(format!("{prefix}_{id}")),
+            credential: Some(CredentialRef {
+                kind,
+                id: id.to_string(),
+            }),
         })
-    }
-
-    pub fn user(&self, name: &str) -> Option<&User> {
-        self.users.get(name)
-    }
-
-    pub fn is_purpose(&self, code: &str) -> bool {
-        self.purposes.contains(code)
     }
 
     /// The decision for one resource in one statement.
@@ -307,7 +297,7 @@ impl PolicySet {
             });
         }
         if let Some(level) = rule.min_leader_level
-            && !(user.role == UserRole::Leader && user.level.unwrap_or(0) >= level)
+            && !user.clears_leader_level(level)
         {
             return Err(deny(format!(
                 "resource {resource} is opened only to leaders of level {level} or above"
@@ -384,67 +374,6 @@ impl PolicySet {
             })
             .max_by_key(|g| g.id)
     }
-
-    /// Builds a set directly, for benchmarks and tests of the decision itself.
-    #[doc(hidden)]
-    pub fn synthetic(grants: usize) -> PolicySet {
-        let mut set = PolicySet::default();
-        set.purposes.insert("statistics".into());
-        let resources = 1_000;
-        let units = 65;
-        for r in 0..resources {
-            set.resources.insert(
-                format!("R{r}"),
-                ResourceRule {
-                    provider: format!("U{}", (r + 1) % units),
-                    share_type: ShareType::Conditional,
-                    fields: (0..12)
-                        .map(|f| FieldRule {
-                            name: format!("f{f}"),
-                            sensitivity: Sensitivity::Internal,
-                            default_mask: None,
-                        })
-                        .collect(),
-                    min_leader_level: None,
-                },
-            );
-        }
-        for u in 0..units * 20 {
-            let name = format!("user{u}");
-            set.users.insert(
-                name.clone(),
-                User {
-                    name,
-                    unit: format!("U{}", u % units),
-                    role: UserRole::Analyst,
-                    level: None,
-                },
-            );
-        }
-        for g in 0..grants {
-            let user = g % (units * 20);
-            set.add_grant(
-                format!("R{}", g % resources),
-                format!("U{}", user % units),
-                GrantRule {
-                    id: g as i64,
-                    user: Some(format!("user{user}")),
-                    role: None,
-                    purpose: "statistics".into(),
-                    fields: (0..6)
-                        .map(|f| GrantedField {
-                            name: format!("f{f}"),
-                            mask: None,
-                        })
-                        .collect(),
-                    row_filter: Some("f1 = 'x'".into()),
-                    valid_from: Timestamp::MIN,
-                    valid_until: None,
-                },
-            );
-        }
-        set
-    }
 }
 
 /// The current [`PolicySet`] of a data directory, reloaded when another process (or this
@@ -514,9 +443,69 @@ impl Policy {
 mod tests {
     use super::*;
 
+    /// A set built directly: 1,000 resources of 65 units, 1,300 users and `grants` grants.
+    fn synthetic(grants: usize) -> PolicySet {
+        let mut set = PolicySet::default();
+        set.purposes.insert("statistics".into());
+        let resources = 1_000;
+        let units = 65;
+        for r in 0..resources {
+            set.resources.insert(
+                format!("R{r}"),
+                ResourceRule {
+                    provider: format!("U{}", (r + 1) % units),
+                    share_type: ShareType::Conditional,
+                    fields: (0..12)
+                        .map(|f| FieldRule {
+                            name: format!("f{f}"),
+                            sensitivity: Sensitivity::Internal,
+                            default_mask: None,
+                        })
+                        .collect(),
+                    min_leader_level: None,
+                },
+            );
+        }
+        for u in 0..units * 20 {
+            let name = format!("user{u}");
+            set.users.insert(
+                name.clone(),
+                User {
+                    name,
+                    unit: format!("U{}", u % units),
+                    role: UserRole::Analyst,
+                    level: None,
+                },
+            );
+        }
+        for g in 0..grants {
+            let user = g % (units * 20);
+            set.add_grant(
+                format!("R{}", g % resources),
+                format!("U{}", user % units),
+                GrantRule {
+                    id: g as i64,
+                    user: Some(format!("user{user}")),
+                    role: None,
+                    purpose: "statistics".into(),
+                    fields: (0..6)
+                        .map(|f| GrantedField {
+                            name: format!("f{f}"),
+                            mask: None,
+                        })
+                        .collect(),
+                    row_filter: Some("f1 = 'x'".into()),
+                    valid_from: Timestamp::MIN,
+                    valid_until: None,
+                },
+            );
+        }
+        set
+    }
+
     #[test]
     fn synthetic_decisions_pick_the_users_own_grant() {
-        let set = PolicySet::synthetic(10_000);
+        let set = synthetic(10_000);
         let access = set
             .decide("user3", "R3", "statistics", Timestamp::now())
             .unwrap();

@@ -176,12 +176,7 @@ pub async fn add_purpose(
     purpose: &Purpose,
 ) -> Result<(), AccessError> {
     if let Some(p) = by {
-        p.require(Scope::Admin)?;
-        if !p.is(UserRole::PlatformAdmin) {
-            return Err(AccessError::Forbidden(
-                "the purpose list is the bureau's: platform admins only".into(),
-            ));
-        }
+        p.require_admin("keep the list of purposes")?;
     }
     if purpose.code.is_empty()
         || !purpose
@@ -210,7 +205,7 @@ pub async fn add_purpose(
     )
     .await?;
     tx.commit().await?;
-    crate::policy_changed(dir);
+    dir.note_policy_change();
     Ok(())
 }
 
@@ -285,7 +280,7 @@ pub async fn file_request(
         )));
     }
     if let Some(level) = min_leader_level(pool, code).await?
-        && !(by.is(UserRole::Leader) && by.user.level.unwrap_or(0) >= level)
+        && !by.user.clears_leader_level(level)
     {
         return Err(AccessError::Forbidden(format!(
             "resource {code} is opened only to leaders of level {level} or above"
@@ -624,17 +619,7 @@ pub async fn approve(
         .bind(stamp(now))
         .fetch_one(&mut *tx)
         .await?;
-    let updated = sqlx::query("UPDATE access_requests SET state = 'approved', decided_by = ?, decided_at = ? WHERE id = ? AND state = 'pending'")
-        .bind(&by.user.name)
-        .bind(stamp(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if updated.rows_affected() != 1 {
-        return Err(AccessError::Invalid(format!(
-            "request #{id} was decided meanwhile"
-        )));
-    }
+    close_pending(&mut tx, id, "approved", &by.user.name, None).await?;
     events::record(
         &mut tx,
         &by.user.name,
@@ -645,7 +630,7 @@ pub async fn approve(
     )
     .await?;
     tx.commit().await?;
-    crate::policy_changed(dir);
+    dir.note_policy_change();
     get_grant(pool, grant_id).await
 }
 
@@ -683,6 +668,31 @@ pub async fn withdraw(dir: &DataDir, by: &Principal, id: i64) -> Result<Request,
     decide_without_grant(dir, &by.user.name, id, "withdrawn", "").await
 }
 
+/// Ends a pending request in `state`; fails if someone decided it meanwhile.
+async fn close_pending(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    state: &str,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<(), AccessError> {
+    let updated = sqlx::query("UPDATE access_requests SET state = ?, decided_by = ?, decided_at = ?, reason = ? WHERE id = ? AND state = 'pending'")
+        .bind(state)
+        .bind(actor)
+        .bind(stamp(Timestamp::now()))
+        .bind(reason)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    if updated.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(AccessError::Invalid(format!(
+            "request #{id} was decided meanwhile"
+        )))
+    }
+}
+
 async fn decide_without_grant(
     dir: &DataDir,
     actor: &str,
@@ -692,19 +702,7 @@ async fn decide_without_grant(
 ) -> Result<Request, AccessError> {
     let pool = dir.metadata();
     let mut tx = pool.begin().await?;
-    let updated = sqlx::query("UPDATE access_requests SET state = ?, decided_by = ?, decided_at = ?, reason = ? WHERE id = ? AND state = 'pending'")
-        .bind(state)
-        .bind(actor)
-        .bind(stamp(Timestamp::now()))
-        .bind(reason)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if updated.rows_affected() != 1 {
-        return Err(AccessError::Invalid(format!(
-            "request #{id} was decided meanwhile"
-        )));
-    }
+    close_pending(&mut tx, id, state, actor, Some(reason)).await?;
     events::record(
         &mut tx,
         actor,
@@ -858,7 +856,7 @@ pub async fn revoke(
     )
     .await?;
     tx.commit().await?;
-    crate::policy_changed(dir);
+    dir.note_policy_change();
     get_grant(pool, grant_id).await
 }
 
@@ -902,6 +900,6 @@ pub async fn set_min_leader_level(
     )
     .await?;
     tx.commit().await?;
-    crate::policy_changed(dir);
+    dir.note_policy_change();
     Ok(())
 }

@@ -98,7 +98,7 @@ impl World {
     }
 
     async fn who(&self, name: &str) -> Principal {
-        Principal::acting_as(crate::get_user(self.dir.metadata(), name).await.unwrap())
+        Principal::of_user(self.dir.metadata(), name).await.unwrap()
     }
 
     async fn request(&self, fields: &[&str]) -> Result<i64, AccessError> {
@@ -521,29 +521,34 @@ async fn a_grant_to_a_role_reaches_that_role_of_the_unit_only() {
 }
 
 #[tokio::test]
-async fn expired_grants_refuse_the_next_statement() {
+async fn grants_end_with_their_last_day_without_any_reload() {
     let w = World::new().await;
     let id = w.request(&["months"]).await.unwrap();
-    let grant = requests::approve(&w.dir, &w.who("steward_p").await, id, &Approval::default())
+    let today = crate::clock::today();
+    let approval = Approval {
+        until: Some(today.to_string()),
+        ..Default::default()
+    };
+    requests::approve(&w.dir, &w.who("steward_p").await, id, &approval)
         .await
         .unwrap();
-    let policy = Policy::open(w.dir.clone()).await.unwrap();
+    // One set, loaded once: the end is checked at each decision, not at load.
+    let set = crate::PolicySet::load(&w.dir).await.unwrap();
+    let end = crate::clock::end_of_day(today);
+    let just_before = end - jiff::SignedDuration::from_secs(1);
     assert!(
-        policy
-            .decide("analyst_c", ARREARS, "subsidy_review")
-            .await
+        set.decide("analyst_c", ARREARS, "subsidy_review", just_before)
             .is_ok()
     );
-    let set = policy.current().await.unwrap();
-    sqlx::query("UPDATE grants SET valid_until = '2000-01-01T00:00:00Z' WHERE id = ?")
-        .bind(grant.id)
+    forbidden(
+        set.decide("analyst_c", ARREARS, "subsidy_review", end),
+        "no grant",
+    );
+    // A grant already past its end is not even loaded.
+    sqlx::query("UPDATE grants SET valid_until = '2000-01-01T00:00:00Z'")
         .execute(w.dir.metadata())
         .await
         .unwrap();
-    assert!(
-        set.decide("analyst_c", ARREARS, "subsidy_review", Timestamp::now())
-            .is_ok()
-    );
     let reloaded = crate::PolicySet::load(&w.dir).await.unwrap();
     forbidden(
         reloaded.decide("analyst_c", ARREARS, "subsidy_review", Timestamp::now()),

@@ -63,6 +63,17 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The level stored for an account: leaders 1–10 (1 unless given), nobody else any.
+fn checked_level(role: UserRole, level: Option<i64>) -> Result<Option<i64>, AccessError> {
+    match (role, level) {
+        (UserRole::Leader, None) => Ok(Some(1)),
+        (UserRole::Leader, Some(n @ 1..=10)) => Ok(Some(n)),
+        (UserRole::Leader, Some(n)) => Err(AccessError::BadLevel(format!("{n} is out of range"))),
+        (_, Some(_)) => Err(AccessError::BadLevel(format!("a {role} has none"))),
+        (_, None) => Ok(None),
+    }
+}
+
 /// Adds an account: the bureau's platform admins (or the operator at the CLI) only.
 pub async fn add_user(
     dir: &DataDir,
@@ -71,25 +82,13 @@ pub async fn add_user(
     password: &str,
 ) -> Result<(), AccessError> {
     if let Some(p) = by {
-        p.require(crate::Scope::Admin)?;
-        if p.user.role != UserRole::PlatformAdmin {
-            return Err(AccessError::Forbidden(
-                "only the bureau's platform admins add accounts".into(),
-            ));
-        }
+        p.require_admin("add accounts")?;
     }
     let pool = dir.metadata();
     if !valid_name(&user.name) {
         return Err(AccessError::BadName(user.name.clone()));
     }
-    match (user.role, user.level) {
-        (UserRole::Leader, Some(1..=10)) | (UserRole::Leader, None) => {}
-        (UserRole::Leader, Some(n)) => {
-            return Err(AccessError::BadLevel(format!("{n} is out of range")));
-        }
-        (_, Some(_)) => return Err(AccessError::BadLevel(format!("a {} has none", user.role))),
-        (_, None) => {}
-    }
+    let level = checked_level(user.role, user.level)?;
     let unit: Option<String> = sqlx::query_scalar("SELECT code FROM units WHERE code = ?")
         .bind(&user.unit)
         .fetch_optional(pool)
@@ -98,11 +97,6 @@ pub async fn add_user(
         return Err(AccessError::UnknownUnit(user.unit.clone()));
     }
     let hash = hash_password(password)?;
-    let level = if user.role == UserRole::Leader {
-        Some(user.level.unwrap_or(1))
-    } else {
-        None
-    };
     let mut tx = pool.begin().await?;
     let result = sqlx::query("INSERT INTO users (name, unit, role, level, password_hash, created_at) VALUES (?, ?, ?, ?, ?, datetime('now'))")
         .bind(&user.name)
@@ -127,11 +121,20 @@ pub async fn add_user(
     )
     .await?;
     tx.commit().await?;
-    crate::policy_changed(dir);
+    dir.note_policy_change();
     Ok(())
 }
 
-fn row_to_user((name, unit, role, level): (String, String, String, Option<i64>)) -> User {
+impl User {
+    /// Whether a resource opened only to leaders of `level` or above is open to this user.
+    pub fn clears_leader_level(&self, level: i64) -> bool {
+        self.role == UserRole::Leader && self.level.unwrap_or(0) >= level
+    }
+}
+
+pub(crate) fn row_to_user(
+    (name, unit, role, level): (String, String, String, Option<i64>),
+) -> User {
     User {
         name,
         unit,
@@ -179,12 +182,7 @@ pub async fn change_user(
     change: &UserChange,
 ) -> Result<User, AccessError> {
     if let Some(p) = by {
-        p.require(crate::Scope::Admin)?;
-        if p.user.role != UserRole::PlatformAdmin {
-            return Err(AccessError::Forbidden(
-                "only the bureau's platform admins change accounts".into(),
-            ));
-        }
+        p.require_admin("change accounts")?;
         if p.user.name == name {
             return Err(AccessError::Forbidden(
                 "nobody changes their own role, level or status; ask another admin".into(),
@@ -200,23 +198,13 @@ pub async fn change_user(
     .await?
     .map(row_to_user)
     .ok_or_else(|| AccessError::UnknownUser(name.to_string()))?;
-    if let Some(role) = change.role {
-        user.role = role;
-    }
-    if change.level.is_some() {
-        user.level = change.level;
-    }
-    if user.role != UserRole::Leader {
-        if change.level.is_some() {
-            return Err(AccessError::BadLevel(format!("a {} has none", user.role)));
-        }
-        user.level = None;
-    } else if !matches!(user.level, Some(1..=10)) {
-        user.level = Some(user.level.unwrap_or(1).clamp(1, 10));
-        if change.level.is_some() {
-            return Err(AccessError::BadLevel("use 1–10".into()));
-        }
-    }
+    user.role = change.role.unwrap_or(user.role);
+    let kept = if user.role == UserRole::Leader {
+        user.level
+    } else {
+        None
+    };
+    user.level = checked_level(user.role, change.level.or(kept))?;
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE users SET role = ?, level = ?, disabled = COALESCE(?, disabled) WHERE name = ?",
@@ -243,7 +231,7 @@ pub async fn change_user(
     )
     .await?;
     tx.commit().await?;
-    crate::policy_changed(dir);
+    dir.note_policy_change();
     Ok(user)
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use jiff::Timestamp;
-use tongchou_access::{Policy, PolicySet, Principal, Scopes, User, credentials};
+use tongchou_access::{Policy, PolicySet, Principal, Scopes, credentials};
 use tongchou_model::UserRole;
 use tongchou_store::DataDir;
 
@@ -128,8 +128,7 @@ pub async fn run() -> Result<()> {
     );
     let mut secrets = Vec::with_capacity(TOKENS);
     for t in 0..TOKENS {
-        let user = tongchou_access::get_user(dir.metadata(), &format!("user{}", t % USERS)).await?;
-        let who = Principal::acting_as(User { ..user });
+        let who = Principal::of_user(dir.metadata(), &format!("user{}", t % USERS)).await?;
         let issued =
             credentials::create_token(&dir, &who, "bench", Scopes::parse("read,query")?, Some(30))
                 .await?;

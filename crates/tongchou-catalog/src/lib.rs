@@ -62,8 +62,9 @@ impl Actor {
         }
     }
 
-    /// Stewards register for their own unit; the bureau's admins and the operator for any.
-    fn may_register_for(&self, unit: &str) -> bool {
+    /// Whether the actor may act as the providing unit `unit` — register and change its
+    /// resources, load and fix its data: its stewards, the bureau's admins and the operator.
+    pub fn may_provide_for(&self, unit: &str) -> bool {
         match self {
             Actor::Operator => true,
             Actor::User {
@@ -265,14 +266,6 @@ impl Catalog {
         self.dir.metadata()
     }
 
-    /// Share types and field sensitivities feed access decisions. The change is committed;
-    /// a failed notice only delays other processes until their next reload, so it is logged.
-    fn policy_changed(&self) {
-        if let Err(e) = self.dir.note_policy_change() {
-            eprintln!("warning: cannot signal the catalog change to running servers: {e}");
-        }
-    }
-
     async fn generation(&self) -> Result<i64, CatalogError> {
         let value: String =
             sqlx::query_scalar("SELECT value FROM instance WHERE key = 'catalog_generation'")
@@ -392,7 +385,7 @@ impl Catalog {
                         r.unit
                     ),
                 );
-            } else if !actor.may_register_for(&r.unit) {
+            } else if !actor.may_provide_for(&r.unit) {
                 problem(
                     "unit",
                     format!(
@@ -492,7 +485,8 @@ impl Catalog {
             .await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
-        self.policy_changed();
+        // Share types and field sensitivities feed access decisions.
+        self.dir.note_policy_change();
         self.reindex_codes(&registered).await?;
         Ok(registered)
     }
@@ -505,7 +499,7 @@ impl Catalog {
         actor: &Actor,
     ) -> Result<i64, CatalogError> {
         let current = self.get(code).await?;
-        if !actor.may_register_for(&current.resource.unit) {
+        if !actor.may_provide_for(&current.resource.unit) {
             return Err(CatalogError::Forbidden(format!(
                 "{} may not change resources of unit {}",
                 actor.label(),
@@ -548,7 +542,8 @@ impl Catalog {
             .await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
-        self.policy_changed();
+        // Share types and field sensitivities feed access decisions.
+        self.dir.note_policy_change();
         self.reindex_codes(&[code.to_string()]).await?;
         Ok(version)
     }

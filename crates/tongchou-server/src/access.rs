@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 use serde::{Deserialize, Serialize};
-use tongchou_access::credentials::{self, Issued, TokenInfo};
+use tongchou_access::credentials::{self, CredentialKind, Issued, TokenInfo};
 use tongchou_access::events::{self, Event};
 use tongchou_access::requests::{self, Approval, Grant, NewRequest, Purpose, Request, View};
 use tongchou_access::users::UserChange;
@@ -91,13 +91,10 @@ pub async fn sign_in(
 /// Ends the current session.
 #[utoipa::path(post, path = "/api/auth/sign-out", responses((status = 204)))]
 pub async fn sign_out(State(s): Shared, caller: Caller) -> Result<Response, ApiError> {
-    if let Some(id) = caller
-        .0
-        .credential
-        .as_deref()
-        .and_then(|c| c.strip_prefix("ts_"))
+    if let Some(session) = &caller.0.credential
+        && session.kind == CredentialKind::Session
     {
-        credentials::revoke_credential(&s.dir, Some(&caller.0), id).await?;
+        credentials::revoke_credential(&s.dir, Some(&caller.0), &session.id).await?;
     }
     Ok((
         StatusCode::NO_CONTENT,
@@ -163,13 +160,7 @@ pub async fn revoke_token(
 
 #[utoipa::path(get, path = "/api/users", responses((status = 200, body = [User]), (status = 403, body = ApiError)))]
 pub async fn list_users(State(s): Shared, caller: Caller) -> ApiResult<Vec<User>> {
-    let p = caller.require(Scope::Admin)?;
-    if !p.is(tongchou_model::UserRole::PlatformAdmin) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "only the bureau's platform admins list accounts",
-        ));
-    }
+    caller.0.require_admin("list accounts")?;
     Ok(Json(tongchou_access::list_users(s.dir.metadata()).await?))
 }
 
@@ -424,13 +415,7 @@ pub async fn recent_events(
     caller: Caller,
     Query(p): Query<LimitParam>,
 ) -> ApiResult<Vec<Event>> {
-    let principal = caller.require(Scope::Admin)?;
-    if !principal.is(tongchou_model::UserRole::PlatformAdmin) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "only the bureau's platform admins read the access record",
-        ));
-    }
+    caller.0.require_admin("read the access record")?;
     Ok(Json(
         events::recent(s.dir.metadata(), p.limit.unwrap_or(100).clamp(1, 10_000)).await?,
     ))

@@ -71,15 +71,6 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-/// The client's address, for throttling sign-ins.
-pub fn client_address(parts: &Parts) -> String {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
@@ -92,7 +83,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
-/// The client address as an extractor.
+/// The client's IP address, for throttling sign-ins.
 pub struct ClientAddress(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
@@ -102,6 +93,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
         parts: &mut Parts,
         _: &S,
     ) -> Result<ClientAddress, Self::Rejection> {
-        Ok(ClientAddress(client_address(parts)))
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Ok(ClientAddress(address))
     }
 }

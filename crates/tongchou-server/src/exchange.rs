@@ -14,7 +14,6 @@ use serde::Deserialize;
 use tongchou_access::Scope;
 use tongchou_exchange::changes::{self, OutputFormat};
 use tongchou_exchange::{Encoding, Mode, ReadOptions};
-use tongchou_model::UserRole;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{ApiError, ApiResult, AppState, Caller, Shared};
@@ -23,10 +22,7 @@ use crate::{ApiError, ApiResult, AppState, Caller, Shared};
 /// the bureau's admins.
 async fn require_provider(s: &AppState, caller: &Caller, code: &str) -> Result<(), ApiError> {
     let provider = s.catalog.get(code).await?.resource.unit;
-    let user = &caller.0.user;
-    let allowed = user.role == UserRole::PlatformAdmin
-        || (user.role == UserRole::Steward && user.unit == provider);
-    if allowed {
+    if caller.actor().may_provide_for(&provider) {
         Ok(())
     } else {
         Err(ApiError::new(

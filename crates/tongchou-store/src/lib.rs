@@ -170,15 +170,23 @@ impl DataDir {
 
     /// Tells every process serving this directory that users, credentials, grants or the
     /// catalog changed, so cached access decisions are rebuilt before the next statement.
-    pub fn note_policy_change(&self) -> std::io::Result<()> {
+    /// Called after the change is committed: failing to signal only delays other processes
+    /// until their next reload, so it is reported, not returned.
+    pub fn note_policy_change(&self) {
         let path = self.config_dir().join(POLICY_GENERATION_FILE);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let stamp: u64 = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or_default();
-        std::fs::write(&tmp, format!("{stamp}-{}", std::process::id()))?;
-        std::fs::rename(&tmp, path)
+        let written = std::fs::write(&tmp, format!("{stamp}-{}", std::process::id()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            eprintln!(
+                "warning: cannot signal an access or catalog change to running servers ({}): {e}",
+                path.display()
+            );
+        }
     }
 
     /// The marker `note_policy_change` wrote last (empty before the first change).

@@ -219,15 +219,9 @@ fn parse_role(text: &str) -> Result<UserRole> {
         .with_context(|| format!("unknown role '{text}': use one of {}", UserRole::choices()))
 }
 
-async fn principal(dir: &DataDir, name: &str) -> Result<Principal> {
-    Ok(Principal::acting_as(
-        tongchou_access::get_user(dir.metadata(), name).await?,
-    ))
-}
-
 async fn optional_principal(dir: &DataDir, name: Option<&str>) -> Result<Option<Principal>> {
     Ok(match name {
-        Some(name) => Some(principal(dir, name).await?),
+        Some(name) => Some(Principal::of_user(dir.metadata(), name).await?),
         None => None,
     })
 }
@@ -311,7 +305,7 @@ pub async fn token(data_dir: &Path, command: TokenCommand) -> Result<()> {
             label,
             json,
         } => {
-            let who = principal(&dir, &user).await?;
+            let who = Principal::of_user(dir.metadata(), &user).await?;
             let issued =
                 credentials::create_token(&dir, &who, &label, Scopes::parse(&scopes)?, Some(days))
                     .await?;
@@ -345,7 +339,7 @@ pub async fn token(data_dir: &Path, command: TokenCommand) -> Result<()> {
             }
         }
         TokenCommand::Revoke { id, user } => {
-            let who = principal(&dir, &user).await?;
+            let who = Principal::of_user(dir.metadata(), &user).await?;
             credentials::revoke_credential(&dir, Some(&who), &id).await?;
             println!("已撤销令牌 revoked token {id}");
         }
@@ -383,7 +377,7 @@ pub async fn access(data_dir: &Path, command: AccessCommand) -> Result<()> {
             until,
             json,
         } => {
-            let who = principal(&dir, &user).await?;
+            let who = Principal::of_user(dir.metadata(), &user).await?;
             let new = NewRequest {
                 resource,
                 fields,
@@ -414,7 +408,7 @@ pub async fn access(data_dir: &Path, command: AccessCommand) -> Result<()> {
             to,
             json,
         } => {
-            let who = principal(&dir, &user).await?;
+            let who = Principal::of_user(dir.metadata(), &user).await?;
             let approval = Approval {
                 fields,
                 row_filter,
@@ -442,12 +436,12 @@ pub async fn access(data_dir: &Path, command: AccessCommand) -> Result<()> {
             );
         }
         AccessCommand::Refuse { id, user, reason } => {
-            let who = principal(&dir, &user).await?;
+            let who = Principal::of_user(dir.metadata(), &user).await?;
             requests::refuse(&dir, &who, id, &reason).await?;
             println!("已拒绝 refused request #{id}: {reason}");
         }
         AccessCommand::Withdraw { id, user } => {
-            let who = principal(&dir, &user).await?;
+            let who = Principal::of_user(dir.metadata(), &user).await?;
             requests::withdraw(&dir, &who, id).await?;
             println!("已撤回 withdrew request #{id}");
         }

@@ -308,12 +308,6 @@ pub async fn staff(dir: &DataDir) -> Result<Vec<DemoAccount>> {
     Ok(accounts)
 }
 
-async fn acting(dir: &DataDir, name: &str) -> Result<Principal> {
-    Ok(Principal::acting_as(
-        tongchou_access::get_user(dir.metadata(), name).await?,
-    ))
-}
-
 async fn file_and_decide(dir: &DataDir, accounts: &[DemoAccount]) -> Result<()> {
     for (requester, provider, name, purpose, row_filter) in APPROVED {
         let (unit, _) = unit_of(dir, provider).await?;
@@ -333,7 +327,12 @@ async fn file_and_decide(dir: &DataDir, accounts: &[DemoAccount]) -> Result<()> 
             from: None,
             until: None,
         };
-        let id = requests::file_request(dir, &acting(dir, requester).await?, &new).await?;
+        let id = requests::file_request(
+            dir,
+            &Principal::of_user(dir.metadata(), requester).await?,
+            &new,
+        )
+        .await?;
         let steward = accounts
             .iter()
             .find(|a| a.unit == unit && a.role == UserRole::Steward)
@@ -352,7 +351,13 @@ async fn file_and_decide(dir: &DataDir, accounts: &[DemoAccount]) -> Result<()> 
             )),
             ..Default::default()
         };
-        requests::approve(dir, &acting(dir, &steward.user).await?, id, &approval).await?;
+        requests::approve(
+            dir,
+            &Principal::of_user(dir.metadata(), &steward.user).await?,
+            id,
+            &approval,
+        )
+        .await?;
     }
     leader_only_tax_returns(dir).await
 }
@@ -363,7 +368,7 @@ async fn leader_only_tax_returns(dir: &DataDir) -> Result<()> {
     let (tax, _) = unit_of(dir, "tax").await?;
     let returns = resource(dir, &tax, "企业纳税申报信息").await?;
     let code = returns.code.clone().unwrap_or_default();
-    let steward = acting(dir, "tax_steward").await?;
+    let steward = Principal::of_user(dir.metadata(), "tax_steward").await?;
     requests::set_min_leader_level(dir, Some(&steward), &code, Some(3)).await?;
     let new = NewRequest {
         resource: code,
@@ -378,7 +383,12 @@ async fn leader_only_tax_returns(dir: &DataDir) -> Result<()> {
         purpose_detail: "区重点企业税收分析 tax of the district's key enterprises".into(),
         ..Default::default()
     };
-    requests::file_request(dir, &acting(dir, "leader").await?, &new).await?;
+    requests::file_request(
+        dir,
+        &Principal::of_user(dir.metadata(), "leader").await?,
+        &new,
+    )
+    .await?;
     Ok(())
 }
 

@@ -4,23 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{add_user, agent, bearer, ok_json, serve, serve_with, token, tongchou, unit_code};
+use common::{
+    add_user, agent, bearer, ok_json, serve, serve_with, tiny_demo, token, tongchou, unit_code,
+};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "a long enough password";
-
-fn demo(tmp: &Path) -> PathBuf {
-    let data = tmp.join("data");
-    let out = tongchou(&data, &["demo", "--scale", "tiny", "--no-serve"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    data
-}
 
 fn accounts(data: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(data.join("demo-accounts.json")).unwrap();
@@ -117,10 +108,15 @@ fn sign_in(
     Ok(cookie.split(';').next().unwrap().to_string())
 }
 
+/// Signs a demo account in with its password; returns the session cookie.
+fn session(http: &ureq::Agent, base: &str, data: &Path, user: &str) -> String {
+    sign_in(http, base, user, &password_of(data, user)).unwrap()
+}
+
 #[test]
 fn cli_request_narrowed_approval_refusal_and_revocation() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = demo(tmp.path());
+    let data = tiny_demo(tmp.path());
     let arrears = resource_code(&data, "社会保险费欠缴明细");
     add_user(
         &data,
@@ -327,7 +323,7 @@ fn cli_request_narrowed_approval_refusal_and_revocation() {
 #[test]
 fn demo_accounts_reach_only_what_their_grants_say() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = demo(tmp.path());
+    let data = tiny_demo(tmp.path());
     let all = accounts(&data);
     for role in [
         "platform_admin",
@@ -462,23 +458,11 @@ fn demo_accounts_reach_only_what_their_grants_say() {
 #[test]
 fn rest_sign_in_requests_decisions_and_throttling() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = demo(tmp.path());
+    let data = tiny_demo(tmp.path());
     let (_server, base) = serve(&data);
     let http = agent();
-    let analyst = sign_in(
-        &http,
-        &base,
-        "science_analyst",
-        &password_of(&data, "science_analyst"),
-    )
-    .unwrap();
-    let steward = sign_in(
-        &http,
-        &base,
-        "social_insurance_steward",
-        &password_of(&data, "social_insurance_steward"),
-    )
-    .unwrap();
+    let analyst = session(&http, &base, &data, "science_analyst");
+    let steward = session(&http, &base, &data, "social_insurance_steward");
     let (status, me) = call(
         &http,
         "GET",
@@ -595,23 +579,11 @@ fn rest_sign_in_requests_decisions_and_throttling() {
 #[test]
 fn privilege_escalation_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = demo(tmp.path());
+    let data = tiny_demo(tmp.path());
     let (_server, base) = serve(&data);
     let http = agent();
-    let analyst = sign_in(
-        &http,
-        &base,
-        "planning_analyst",
-        &password_of(&data, "planning_analyst"),
-    )
-    .unwrap();
-    let steward = sign_in(
-        &http,
-        &base,
-        "tax_steward",
-        &password_of(&data, "tax_steward"),
-    )
-    .unwrap();
+    let analyst = session(&http, &base, &data, "planning_analyst");
+    let steward = session(&http, &base, &data, "tax_steward");
     let read_only = bearer(&token(&data, "tax_steward", "read"));
     let url = |path: &str| format!("{base}{path}");
     let (_, queue) = call(
@@ -819,7 +791,7 @@ fn privilege_escalation_is_refused() {
 #[test]
 fn https_with_a_certificate_and_secure_cookies() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = demo(tmp.path());
+    let data = tiny_demo(tmp.path());
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));

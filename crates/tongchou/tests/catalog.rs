@@ -4,21 +4,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{add_user, agent, bearer, ok_json, serve, token, tongchou};
+use common::{add_user, agent, bearer, ok_json, serve, tiny_demo, token, tongchou};
 use serde_json::{Value, json};
-
-fn demo(tmp: &Path) -> std::path::PathBuf {
-    let data = tmp.join("data");
-    let out = tongchou(&data, &["demo", "--scale", "tiny", "--no-serve"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("信息资源 resources: 100"), "{text}");
-    data
-}
 
 fn unit(data: &Path, slug: &str) -> String {
     let units = ok_json(data, &["catalog", "units", "--json"]);
@@ -36,7 +23,7 @@ fn unit(data: &Path, slug: &str) -> String {
 #[test]
 fn catalog_cli_registers_searches_and_reports() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = demo(tmp.path());
+    let data = tiny_demo(tmp.path());
     let stats = ok_json(&data, &["catalog", "stats", "--json"]);
     assert_eq!(
         (stats["units"].as_i64(), stats["resources"].as_i64()),
@@ -170,7 +157,7 @@ fn catalog_cli_registers_searches_and_reports() {
 #[test]
 fn stewards_act_for_their_own_unit_only() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = demo(tmp.path());
+    let data = tiny_demo(tmp.path());
     let tax = unit(&data, "tax");
     add_user(
         &data,
@@ -224,7 +211,7 @@ fn stewards_act_for_their_own_unit_only() {
 #[test]
 fn inference_from_a_department_export() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = demo(tmp.path());
+    let data = tiny_demo(tmp.path());
     let file = data.join("district/exports/household_registration/户籍人口信息.csv");
     let draft = tmp.path().join("draft.json");
     let tax = unit(&data, "household_registration");
@@ -275,7 +262,7 @@ fn inference_from_a_department_export() {
 #[test]
 fn rest_api_registers_and_searches_with_openapi() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = demo(tmp.path());
+    let data = tiny_demo(tmp.path());
     let (_server, base) = serve(&data);
     let http = agent();
     let admin = bearer(&token(&data, "admin", "all"));

@@ -9,19 +9,24 @@ use std::process::{Command, Stdio};
 use common::{add_user, agent, bearer, bin, ok_json, serve, token, tongchou, unit_code};
 use serde_json::Value;
 
-/// A data directory with the tiny district's catalog registered but nothing loaded.
-fn catalog_only(tmp: &Path) -> (PathBuf, PathBuf) {
-    let data = tmp.join("data");
-    let district = tmp.join("district");
+/// Generates the tiny district (seed 9) into `district`.
+fn generate_tiny(district: &Path) {
     assert!(
         bin()
             .args(["sim", "generate", "--scale", "tiny", "--seed", "9", "--out"])
-            .arg(&district)
+            .arg(district)
             .output()
             .unwrap()
             .status
             .success()
     );
+}
+
+/// A data directory with the tiny district's catalog registered but nothing loaded.
+fn catalog_only(tmp: &Path) -> (PathBuf, PathBuf) {
+    let data = tmp.join("data");
+    let district = tmp.join("district");
+    generate_tiny(&district);
     init_with_catalog(&data, &district);
     (data, district)
 }
@@ -315,15 +320,7 @@ fn a_full_disk_fails_the_load_and_keeps_the_table() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let district = tmp.path().join("district");
-    assert!(
-        bin()
-            .args(["sim", "generate", "--scale", "tiny", "--seed", "9", "--out"])
-            .arg(&district)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    generate_tiny(&district);
     let mount = tmp.path().join("disk");
     std::fs::create_dir(&mount).unwrap();
     assert!(

@@ -22,6 +22,20 @@ pub fn tongchou(data: &Path, args: &[&str]) -> Output {
         .expect("run tongchou")
 }
 
+/// A data directory set up by `demo --scale tiny --no-serve`: catalog, data, accounts.
+pub fn tiny_demo(tmp: &Path) -> std::path::PathBuf {
+    let data = tmp.join("data");
+    let out = tongchou(&data, &["demo", "--scale", "tiny", "--no-serve"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("信息资源 resources: 100"), "{text}");
+    data
+}
+
 /// Runs a command that must succeed and print JSON.
 pub fn ok_json(data: &Path, args: &[&str]) -> Value {
     let out = tongchou(data, args);
