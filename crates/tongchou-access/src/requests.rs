@@ -422,6 +422,27 @@ pub async fn get_request(pool: &SqlitePool, id: i64) -> Result<Request, AccessEr
         .ok_or_else(|| AccessError::NotFound(format!("request #{id}")))
 }
 
+/// Who may list what: everyone their own; stewards (and the bureau's admins) their unit's
+/// queue and what it provides; only the bureau's admins everything.
+fn authorize_view(by: &Principal, view: View, what: &str) -> Result<(), AccessError> {
+    by.require(Scope::Read)?;
+    match view {
+        View::Mine => Ok(()),
+        View::All if by.is(UserRole::PlatformAdmin) => Ok(()),
+        View::All => Err(AccessError::Forbidden(format!(
+            "only the bureau's platform admins see every {what}"
+        ))),
+        View::Queue | View::Provided
+            if matches!(by.user.role, UserRole::Steward | UserRole::PlatformAdmin) =>
+        {
+            Ok(())
+        }
+        View::Queue | View::Provided => Err(AccessError::Forbidden(format!(
+            "only stewards see their unit's {what}s"
+        ))),
+    }
+}
+
 /// Requests as `view` shows them to `by` (the operator sees all).
 pub async fn list_requests(
     pool: &SqlitePool,
@@ -429,17 +450,11 @@ pub async fn list_requests(
     view: View,
     overdue_only: bool,
 ) -> Result<Vec<Request>, AccessError> {
+    if let Some(p) = by {
+        authorize_view(p, view, "request")?;
+    }
     let (sql, bind) = match (by, view) {
-        (None, _) | (_, View::All) => {
-            if let Some(p) = by
-                && !p.is(UserRole::PlatformAdmin)
-            {
-                return Err(AccessError::Forbidden(
-                    "only the bureau's platform admins see every request".into(),
-                ));
-            }
-            (request_sql!("ORDER BY q.id"), None)
-        }
+        (None, _) | (_, View::All) => (request_sql!("ORDER BY q.id"), None),
         (Some(p), View::Mine) => (
             request_sql!("WHERE q.requester = ? ORDER BY q.id"),
             Some(p.user.name.clone()),
@@ -453,16 +468,6 @@ pub async fn list_requests(
             Some(p.user.unit.clone()),
         ),
     };
-    if let Some(p) = by {
-        p.require(Scope::Read)?;
-        if matches!(view, View::Queue | View::Provided)
-            && !matches!(p.user.role, UserRole::Steward | UserRole::PlatformAdmin)
-        {
-            return Err(AccessError::Forbidden(
-                "only stewards see their unit's queue".into(),
-            ));
-        }
-    }
     let mut query = sqlx::query_as::<_, RequestRow>(sql);
     if let Some(value) = bind {
         query = query.bind(value);
@@ -782,35 +787,26 @@ pub async fn list_grants(
     by: Option<&Principal>,
     view: View,
 ) -> Result<Vec<Grant>, AccessError> {
+    if let Some(p) = by {
+        authorize_view(p, view, "grant")?;
+    }
     let rows: Vec<GrantRow> = match (by, view) {
-        (None, _) => {
-            sqlx::query_as(grant_sql!("ORDER BY id"))
-                .fetch_all(pool)
-                .await?
-        }
-        (Some(p), View::All) => {
-            p.require(Scope::Read)?;
-            if !p.is(UserRole::PlatformAdmin) {
-                return Err(AccessError::Forbidden(
-                    "only the bureau's platform admins see every grant".into(),
-                ));
-            }
+        (None, _) | (_, View::All) => {
             sqlx::query_as(grant_sql!("ORDER BY id"))
                 .fetch_all(pool)
                 .await?
         }
         (Some(p), View::Mine) => {
-            p.require(Scope::Read)?;
             sqlx::query_as(grant_sql!(
-                "WHERE unit = ? AND (user IS NULL OR user = ?) ORDER BY id"
+                "WHERE unit = ? AND (user IS NULL OR user = ?) AND (role IS NULL OR role = ?) ORDER BY id"
             ))
             .bind(&p.user.unit)
             .bind(&p.user.name)
+            .bind(p.user.role.as_str())
             .fetch_all(pool)
             .await?
         }
         (Some(p), View::Queue | View::Provided) => {
-            p.require(Scope::Read)?;
             sqlx::query_as(grant_sql!("WHERE provider = ? ORDER BY id"))
                 .bind(&p.user.unit)
                 .fetch_all(pool)

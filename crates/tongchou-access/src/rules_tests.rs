@@ -518,6 +518,21 @@ async fn a_grant_to_a_role_reaches_that_role_of_the_unit_only() {
     assert_eq!((grant.user, grant.role.as_deref()), (None, Some("leader")));
     assert!(w.decide("leader_c", ARREARS).await.is_ok());
     forbidden(w.decide("analyst_c", ARREARS).await, "no grant");
+    for (who, sees) in [("leader_c", true), ("analyst_c", false)] {
+        let mine = requests::list_grants(w.dir.metadata(), Some(&w.who(who).await), View::Mine)
+            .await
+            .unwrap();
+        assert_eq!(mine.iter().any(|g| g.id == grant.id), sees, "{who}");
+    }
+    forbidden(
+        requests::list_grants(
+            w.dir.metadata(),
+            Some(&w.who("analyst_c").await),
+            View::Provided,
+        )
+        .await,
+        "stewards",
+    );
 }
 
 #[tokio::test]
