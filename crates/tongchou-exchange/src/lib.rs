@@ -133,6 +133,39 @@ pub struct Load<'a> {
     pub actor: &'a str,
 }
 
+/// Rows per chunk handed from the reading thread to the checking threads.
+const CHUNK_ROWS: usize = 4096;
+
+type Chunk = Result<Vec<(u64, reader::Row)>, ExchangeError>;
+
+/// Reads (and decodes) rows on a thread of their own, a few chunks ahead of the checking,
+/// so that parsing, checking and writing overlap. A read error ends the stream.
+fn read_ahead(rows: reader::Rows) -> std::sync::mpsc::IntoIter<Chunk> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
+    std::thread::spawn(move || {
+        let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+        for item in rows {
+            match item {
+                Ok(row) => chunk.push(row),
+                Err(e) => {
+                    let _ = sender.send(Err(e));
+                    return;
+                }
+            }
+            if chunk.len() == CHUNK_ROWS {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
+                if sender.send(Ok(full)).is_err() {
+                    return;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = sender.send(Ok(chunk));
+        }
+    });
+    receiver.into_iter()
+}
+
 /// Loads a file into the resource's table. Rows breaking a rule are quarantined; the load
 /// fails as a whole only when the file or the table cannot be read or written, and then
 /// the table stays at its previous version.
@@ -156,7 +189,7 @@ pub async fn ingest(
         jiff::Timestamp::now().as_millisecond(),
         rand_suffix()
     );
-    let mut source = reader::open(path, &resource, options)?;
+    let source = reader::open(path, &resource, options)?;
     let mut loader = load::Loader::new(&resource, &source.labels)?;
     if mode == Mode::Upsert {
         loader = loader.for_upsert(&resource)?;
@@ -184,15 +217,16 @@ pub async fn ingest(
                 std::io::Error::other(e.to_string()),
             ))));
         };
-        for item in source.rows.by_ref() {
-            let (line, row) = match item {
-                Ok(r) => r,
+        let chunks = read_ahead(source.rows);
+        for chunk in chunks {
+            let rows = match chunk {
+                Ok(rows) => rows,
                 Err(e) => {
                     fail(&sender, &e);
                     return Err(e);
                 }
             };
-            loader.push(line, &row);
+            loader.push_chunk(&rows);
             if loader.pending() >= BATCH_ROWS {
                 progress(loader.tally.rows_read);
                 if sender.blocking_send(Ok(loader.batch())).is_err() {

@@ -13,12 +13,14 @@ use deltalake::arrow::datatypes::{
     DataType as ArrowType, Field as ArrowField, Schema, SchemaRef, TimeUnit,
 };
 use deltalake::arrow::record_batch::RecordBatch;
+use rayon::prelude::*;
 use serde::Serialize;
 use tongchou_catalog::values;
 use tongchou_ids::{citizen_id, credit_code};
 use tongchou_model::{DataType, Field, Resource, Role};
 
 use crate::ExchangeError;
+use crate::reader::Row;
 
 /// The Arrow schema of a resource's table, from its catalog fields.
 pub fn arrow_schema(resource: &Resource) -> SchemaRef {
@@ -67,9 +69,10 @@ enum Column {
     Boolean(BooleanBuilder),
 }
 
-enum Value {
+/// A checked value; text borrows from the row it was read from.
+enum Value<'a> {
     Null,
-    Text(String),
+    Text(&'a str),
     Integer(i64),
     Decimal(f64),
     Date(i32),
@@ -89,7 +92,7 @@ impl Column {
         }
     }
 
-    fn push(&mut self, v: Value) {
+    fn push(&mut self, v: Value<'_>) {
         match (self, v) {
             (Column::Text(b), Value::Text(s)) => b.append_value(s),
             (Column::Integer(b), Value::Integer(n)) => b.append_value(n),
@@ -123,7 +126,7 @@ fn days_since_epoch(d: jiff::civil::Date) -> i32 {
 }
 
 /// Coerces a text value to the field's type, or says why it cannot.
-fn coerce(field: &Field, text: &str) -> Result<Value, (&'static str, String)> {
+fn coerce<'a>(field: &Field, text: &'a str) -> Result<Value<'a>, (&'static str, String)> {
     let t = text.trim();
     if t.is_empty() {
         return if field.required {
@@ -136,7 +139,7 @@ fn coerce(field: &Field, text: &str) -> Result<Value, (&'static str, String)> {
         };
     }
     let value = match field.data_type {
-        DataType::String => Value::Text(t.to_string()),
+        DataType::String => Value::Text(t),
         DataType::Integer => values::parse_integer(t)
             .or_else(|| {
                 values::parse_decimal(t)
@@ -212,6 +215,13 @@ pub struct Loader {
     upsert: Option<Upsert>,
     pub tally: Tally,
     pub quarantine: Vec<Quarantined>,
+}
+
+/// One row after the field rules: its values (null where a rule failed) and what failed.
+struct Checked<'r> {
+    values: Vec<Value<'r>>,
+    violations: Vec<Violation>,
+    delete: bool,
 }
 
 /// The first line of each value seen, by a 128-bit hash of the value.
@@ -352,13 +362,13 @@ impl Loader {
         Ok(self)
     }
 
-    fn cell<'r>(&self, row: &'r [String], field: usize) -> &'r str {
+    fn cell<'r>(&self, row: &'r Row, field: usize) -> &'r str {
         self.mapping[field]
             .and_then(|c| row.get(c))
-            .map_or("", |s| s.trim())
+            .map_or("", str::trim)
     }
 
-    fn upsert_key(&self, row: &[String]) -> Option<String> {
+    fn upsert_key(&self, row: &Row) -> Option<String> {
         let u = self.upsert.as_ref()?;
         Some(
             u.key
@@ -369,13 +379,13 @@ impl Loader {
         )
     }
 
-    /// Checks one row; a good row goes into the batch being built, a bad one to quarantine.
-    pub fn push(&mut self, line: u64, row: &[String]) {
-        self.tally.rows_read += 1;
+    /// Checks one row's values against the field rules: everything that depends on the
+    /// row alone, so rows can be checked in parallel.
+    fn check<'r>(&self, row: &'r Row) -> Checked<'r> {
         let mut values = Vec::with_capacity(self.fields.len());
         let mut violations = Vec::new();
-        if let [single] = row
-            && let Some(error) = single.strip_prefix('\u{0}')
+        if row.len() == 1
+            && let Some(error) = row.get(0).and_then(|v| v.strip_prefix('\u{0}'))
         {
             violations.push(Violation {
                 field: String::new(),
@@ -388,13 +398,13 @@ impl Loader {
             .as_ref()
             .and_then(|u| u.op_column)
             .and_then(|c| row.get(c))
-            .is_some_and(|t| is_delete(t));
+            .is_some_and(is_delete);
         for (i, (field, column)) in self.fields.iter().zip(&self.mapping).enumerate() {
             if delete && !self.upsert.as_ref().is_some_and(|u| u.key.contains(&i)) {
                 values.push(Value::Null);
                 continue;
             }
-            let text = column.and_then(|c| row.get(c)).map_or("", String::as_str);
+            let text = column.and_then(|c| row.get(c)).unwrap_or("");
             match coerce(field, text) {
                 Ok(v) => values.push(v),
                 Err((rule, reason)) => {
@@ -407,6 +417,40 @@ impl Loader {
                 }
             }
         }
+        Checked {
+            values,
+            violations,
+            delete,
+        }
+    }
+
+    /// Checks one row; a good row goes into the batch being built, a bad one to quarantine.
+    pub fn push(&mut self, line: u64, row: &Row) {
+        let checked = self.check(row);
+        self.accept(line, row, checked);
+    }
+
+    /// Checks a run of rows on every core, then takes them in file order.
+    pub fn push_chunk(&mut self, rows: &[(u64, Row)]) {
+        let checked: Vec<Checked<'_>> = rows
+            .par_iter()
+            .with_min_len(256)
+            .map(|(_, row)| self.check(row))
+            .collect();
+        for ((line, row), checked) in rows.iter().zip(checked) {
+            self.accept(*line, row, checked);
+        }
+    }
+
+    /// The checks that depend on earlier rows (uniqueness), then the row's place: the batch
+    /// or the quarantine.
+    fn accept(&mut self, line: u64, row: &Row, checked: Checked<'_>) {
+        let Checked {
+            values,
+            mut violations,
+            delete,
+        } = checked;
+        self.tally.rows_read += 1;
         if violations.is_empty() {
             violations.extend(self.duplicates(row));
         }
@@ -419,7 +463,7 @@ impl Loader {
                 .labels
                 .iter()
                 .cloned()
-                .zip(row.iter().cloned())
+                .zip(row.iter().map(str::to_string))
                 .collect();
             self.quarantine.push(Quarantined {
                 line,
@@ -445,7 +489,7 @@ impl Loader {
     }
 
     /// A value already taken in this file by a unique field, or by the upsert key.
-    fn duplicates(&self, row: &[String]) -> Vec<Violation> {
+    fn duplicates(&self, row: &Row) -> Vec<Violation> {
         if let Some(u) = &self.upsert {
             let key = self.upsert_key(row).unwrap_or_default();
             return u
@@ -503,13 +547,17 @@ mod tests {
         .unwrap()
     }
 
-    fn row(values: &[&str]) -> Vec<String> {
-        values.iter().map(|s| s.to_string()).collect()
+    fn row(values: &[&str]) -> Row {
+        Row::from(values.to_vec())
+    }
+
+    fn labels(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| v.to_string()).collect()
     }
 
     #[test]
     fn rules_quarantine_with_reasons_and_good_rows_become_typed() {
-        let labels = row(&["公民身份号码", "出生日期", "性别", "count"]);
+        let labels = labels(&["公民身份号码", "出生日期", "性别", "count"]);
         let mut loader = Loader::new(&resource(), &labels).unwrap();
         loader.push(
             2,
@@ -548,8 +596,53 @@ mod tests {
     }
 
     #[test]
+    fn rows_checked_in_parallel_land_as_if_checked_one_by_one() {
+        let labels = labels(&["公民身份号码", "出生日期", "性别", "count"]);
+        let ids = [
+            "11010519491231002X",
+            "110105194912310021",
+            "440524188001010014",
+        ];
+        let rows: Vec<(u64, Row)> = (0..5_000u64)
+            .map(|i| {
+                let id = ids[(i % 3) as usize];
+                let born = if i % 7 == 0 { "tomorrow" } else { "1949-12-31" };
+                (
+                    i + 2,
+                    row(&[id, born, if i % 5 == 0 { "未知" } else { "女" }, "1"]),
+                )
+            })
+            .collect();
+        let mut one_by_one = Loader::new(&resource(), &labels).unwrap();
+        for (line, r) in &rows {
+            one_by_one.push(*line, r);
+        }
+        let mut chunked = Loader::new(&resource(), &labels).unwrap();
+        for chunk in rows.chunks(1_024) {
+            chunked.push_chunk(chunk);
+        }
+        assert_eq!(chunked.tally.accepted, one_by_one.tally.accepted);
+        assert_eq!(chunked.tally.by_rule, one_by_one.tally.by_rule);
+        let lines = |l: &Loader| {
+            l.quarantine
+                .iter()
+                .map(|q| (q.line, q.violations.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines(&chunked), lines(&one_by_one));
+        assert_eq!(chunked.batch(), one_by_one.batch());
+        // Each valid ID is accepted once; its repeats are caught across chunks.
+        let valid = ids
+            .iter()
+            .filter(|id| citizen_id::validate(id).is_ok())
+            .count();
+        assert_eq!(chunked.tally.accepted, valid as u64);
+        assert!(chunked.tally.by_rule["unique"] > 1_000);
+    }
+
+    #[test]
     fn missing_required_columns_are_named() {
-        let err = Loader::new(&resource(), &row(&["姓名", "性别"]))
+        let err = Loader::new(&resource(), &labels(&["姓名", "性别"]))
             .err()
             .unwrap();
         assert!(

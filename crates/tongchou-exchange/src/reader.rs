@@ -73,7 +73,18 @@ pub struct ReadOptions {
     pub header_row: Option<u64>,
 }
 
-pub type Rows = Box<dyn Iterator<Item = Result<(u64, Vec<String>), ExchangeError>> + Send>;
+/// One row's text values: a single buffer with field bounds, as the CSV reader makes it.
+pub type Row = csv::StringRecord;
+
+pub type Rows = Box<dyn Iterator<Item = Result<(u64, Row), ExchangeError>> + Send>;
+
+/// Rows of formats read as text values one by one (XLSX, JSON, Parquet).
+fn from_values<I>(rows: I) -> Rows
+where
+    I: Iterator<Item = Result<(u64, Vec<String>), ExchangeError>> + Send + 'static,
+{
+    Box::new(rows.map(|r| r.map(|(line, values)| (line, Row::from(values)))))
+}
 
 /// A file opened for reading: its column labels and its rows.
 pub struct Source {
@@ -117,9 +128,9 @@ fn detect(path: &Path) -> Result<&'static encoding_rs::Encoding, ExchangeError> 
     }
 }
 
-fn header_of(
+fn header_of<R: AsRef<[String]>>(
     path: &Path,
-    buffered: &[(u64, Vec<String>)],
+    buffered: &[(u64, R)],
     options: &ReadOptions,
 ) -> Result<usize, ExchangeError> {
     match options.header_row {
@@ -128,7 +139,8 @@ fn header_of(
             .position(|(line, _)| *line == n)
             .ok_or_else(|| bad(path, format!("has no line {n} to use as the header"))),
         None => {
-            let rows: Vec<Vec<String>> = buffered.iter().map(|(_, r)| r.clone()).collect();
+            let rows: Vec<Vec<String>> =
+                buffered.iter().map(|(_, r)| r.as_ref().to_vec()).collect();
             find_header(&rows).ok_or_else(|| bad(path, "no header row with at least two column names in the first 20 rows; name it with --header-row N"))
         }
     }
@@ -156,7 +168,11 @@ fn csv_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeErro
     for item in records.by_ref().take(20) {
         buffered.push(item?);
     }
-    let header = header_of(path, &buffered, options)?;
+    let texts: Vec<(u64, Vec<String>)> = buffered
+        .iter()
+        .map(|(line, r)| (*line, r.iter().map(str::to_string).collect()))
+        .collect();
+    let header = header_of(path, &texts, options)?;
     let labels = buffered[header]
         .1
         .iter()
@@ -185,7 +201,7 @@ impl<R: Read + Send + 'static> OwnedRecords for csv::Reader<R> {
         Box::new(self.into_records().map(move |r| {
             let record = r.map_err(|e| ExchangeError::BadFile(format!("{path}: {e}")))?;
             let line = record.position().map_or(0, |p| p.line());
-            Ok((line, record.iter().map(str::to_string).collect()))
+            Ok((line, record))
         }))
     }
 }
@@ -221,7 +237,7 @@ fn xlsx_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeErr
         labels: labels.into_iter().map(|l| l.trim().to_string()).collect(),
         header_row,
         encoding: None,
-        rows: Box::new(rest.into_iter().map(Ok)),
+        rows: from_values(rest.into_iter().map(Ok)),
     })
 }
 
@@ -273,7 +289,7 @@ fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError
             labels,
             header_row: 0,
             encoding: Some("utf-8"),
-            rows: Box::new(
+            rows: from_values(
                 items
                     .into_iter()
                     .enumerate()
@@ -300,7 +316,7 @@ fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError
         labels,
         header_row: 0,
         encoding: Some("utf-8"),
-        rows: Box::new(rows),
+        rows: from_values(rows),
     })
 }
 
@@ -358,6 +374,6 @@ fn parquet_source(path: &Path) -> Result<Source, ExchangeError> {
         labels,
         header_row: 0,
         encoding: None,
-        rows: Box::new(rows),
+        rows: from_values(rows),
     })
 }
