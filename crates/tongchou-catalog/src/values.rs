@@ -18,21 +18,14 @@ pub fn parse_date(text: &str) -> Option<Date> {
         .strip_suffix('日')
         .or_else(|| t.strip_suffix('号'))
         .unwrap_or(t);
-    let parts: Vec<&str> = t.split(['-', '/', '.', '年', '月']).collect();
-    if parts.len() != 3
-        || parts[0].len() != 4
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || p.len() > 4 || !p.bytes().all(|b| b.is_ascii_digit()))
-    {
+    // Split without collecting: this runs for every date of every loaded row.
+    let mut parts = t.split(['-', '/', '.', '年', '月']);
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |p: &str| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.next().is_some() || year.len() != 4 || ![year, month, day].into_iter().all(digits) {
         return None;
     }
-    Date::new(
-        parts[0].parse().ok()?,
-        parts[1].parse().ok()?,
-        parts[2].parse().ok()?,
-    )
-    .ok()
+    Date::new(year.parse().ok()?, month.parse().ok()?, day.parse().ok()?).ok()
 }
 
 /// Parses `2015-06-09 18:35[:00]` (or with `T`, or any date form above plus a time).
@@ -66,7 +59,12 @@ pub fn parse_integer(text: &str) -> Option<i64> {
 }
 
 pub fn parse_decimal(text: &str) -> Option<f64> {
-    let t = text.trim().replace(',', "");
+    let t = text.trim();
+    let t: std::borrow::Cow<'_, str> = if t.contains(',') {
+        t.replace(',', "").into()
+    } else {
+        t.into()
+    };
     if parse_integer(&t).is_none()
         && t.split('.')
             .next()
