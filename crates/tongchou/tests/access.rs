@@ -108,6 +108,20 @@ fn sign_in(
     Ok(cookie.split(';').next().unwrap().to_string())
 }
 
+/// The arguments of `access decide` for a user, resource and purpose.
+fn decide<'a>(user: &'a str, resource: &'a str, purpose: &'a str) -> [&'a str; 8] {
+    [
+        "access",
+        "decide",
+        "--as",
+        user,
+        "--resource",
+        resource,
+        "--purpose",
+        purpose,
+    ]
+}
+
 /// Signs a demo account in with its password; returns the session cookie.
 fn session(http: &ureq::Agent, base: &str, data: &Path, user: &str) -> String {
     sign_in(http, base, user, &password_of(data, user)).unwrap()
@@ -180,19 +194,7 @@ fn cli_request_narrowed_approval_refusal_and_revocation() {
         json!([{"name": "credit_code", "mask": "keep_first_last(6,0)"}, {"name": "months"}])
     );
     assert_eq!(grant["row_filter"], "months >= 3");
-    let access = ok_json(
-        &data,
-        &[
-            "access",
-            "decide",
-            "--as",
-            "kj_wang",
-            "--resource",
-            &arrears,
-            "--purpose",
-            "subsidy_review",
-        ],
-    );
+    let access = ok_json(&data, &decide("kj_wang", &arrears, "subsidy_review"));
     assert_eq!(access["basis"], json!({"kind": "grant", "id": grant["id"]}));
     assert_eq!(access["fields"].as_array().unwrap().len(), 2);
 
@@ -287,19 +289,7 @@ fn cli_request_narrowed_approval_refusal_and_revocation() {
         ],
     );
     assert!(out.status.success());
-    let out = tongchou(
-        &data,
-        &[
-            "access",
-            "decide",
-            "--as",
-            "kj_wang",
-            "--resource",
-            &arrears,
-            "--purpose",
-            "subsidy_review",
-        ],
-    );
+    let out = tongchou(&data, &decide("kj_wang", &arrears, "subsidy_review"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no grant"));
     let events = ok_json(&data, &["access", "events", "-n", "50", "--json"]);
@@ -340,16 +330,7 @@ fn demo_accounts_reach_only_what_their_grants_say() {
     let exits = resource_code(&data, "出入境记录");
     let access = ok_json(
         &data,
-        &[
-            "access",
-            "decide",
-            "--as",
-            "procuratorate_analyst",
-            "--resource",
-            &exits,
-            "--purpose",
-            "procuratorial_supervision",
-        ],
+        &decide("procuratorate_analyst", &exits, "procuratorial_supervision"),
     );
     assert_eq!(access["row_filter"], "destination = '澳门'");
     let person_id = access["fields"]
@@ -377,35 +358,11 @@ fn demo_accounts_reach_only_what_their_grants_say() {
         ("planning_analyst", "procuratorial_supervision"),
         ("procuratorate_analyst", "statistics"),
     ] {
-        let out = tongchou(
-            &data,
-            &[
-                "access",
-                "decide",
-                "--as",
-                user,
-                "--resource",
-                &exits,
-                "--purpose",
-                purpose,
-            ],
-        );
+        let out = tongchou(&data, &decide(user, &exits, purpose));
         assert!(!out.status.success(), "{user} {purpose}");
     }
     let licences = resource_code(&data, "营业执照信息");
-    let access = ok_json(
-        &data,
-        &[
-            "access",
-            "decide",
-            "--as",
-            "inspector",
-            "--resource",
-            &licences,
-            "--purpose",
-            "market_inspection",
-        ],
-    );
+    let access = ok_json(&data, &decide("inspector", &licences, "market_inspection"));
     assert_eq!(access["basis"]["kind"], "unconditional");
     // The leader-only tax returns: the tax bureau's own analyst as owner, the leader's
     // request waiting in the steward's queue, nobody else.
@@ -441,16 +398,7 @@ fn demo_accounts_reach_only_what_their_grants_say() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("leaders of level 3"));
     let owner = ok_json(
         &data,
-        &[
-            "access",
-            "decide",
-            "--as",
-            "tax_analyst",
-            "--resource",
-            &returns,
-            "--purpose",
-            "tax_administration",
-        ],
+        &decide("tax_analyst", &returns, "tax_administration"),
     );
     assert_eq!(owner["basis"]["kind"], "owner");
 }
