@@ -9,11 +9,16 @@
 //! [`checkpoint`] states "the log had n entries with this root" in the C2SP
 //! `tlog-checkpoint` format, signed with Ed25519 as a C2SP signed note.
 //!
-//! Still to come (issue 6): durable segment files with group commit, the entries' format,
-//! key rotation, and wiring every front door through it.
+//! [`log`] keeps the entries in an append-only file of length-prefixed records, durable
+//! with one sync per batch, and cuts off a torn last record when opened.
+//!
+//! Still to come (issue 6): group commit across concurrent writers, segments, the entries'
+//! format, the subject index, key rotation, and wiring every front door through it.
 
 pub mod checkpoint;
+pub mod log;
 pub mod merkle;
 
 pub use checkpoint::{Checkpoint, CheckpointError, NoteSigner, NoteVerifier};
+pub use log::Log;
 pub use merkle::{Hash, Tree, leaf_hash, node_hash, verify_consistency, verify_inclusion};
