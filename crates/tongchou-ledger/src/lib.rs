@@ -2,23 +2,40 @@
 //! an old checkpoint can check was only ever appended to.
 //!
 //! [`merkle`] is the tree itself: RFC 6962 hashing (leaf = SHA-256(0x00 ‖ entry), node =
-//! SHA-256(0x01 ‖ left ‖ right)), the hashes of complete subtrees kept level by level so
-//! that a proof in a log of any size reads only O(log n) of them, inclusion proofs ("this
-//! entry is in the log") and consistency proofs ("today's log extends yesterday's"), and the
-//! verifiers of RFC 9162 §2.1.3.2 and §2.1.4.2, which need nothing but the proof.
-//! [`checkpoint`] states "the log had n entries with this root" in the C2SP
+//! SHA-256(0x01 ‖ left ‖ right)), roots, inclusion proofs ("this entry is in the log") and
+//! consistency proofs ("today's log extends yesterday's") over any store of complete
+//! subtrees, and the verifiers of RFC 9162 §2.1.3.2 and §2.1.4.2, which need nothing but
+//! the proof. [`checkpoint`] states "the log had n entries with this root" in the C2SP
 //! `tlog-checkpoint` format, signed with Ed25519 as a C2SP signed note.
 //!
-//! [`log`] keeps the entries in an append-only file of length-prefixed records, durable
-//! with one sync per batch, and cuts off a torn last record when opened.
-//!
-//! Still to come (issue 6): group commit across concurrent writers, segments, the entries'
-//! format, the subject index, key rotation, and wiring every front door through it.
+//! [`segment`] and [`log`] keep the entries in append-only segment files, durable with one
+//! sync per batch, with the index and the tree ([`tree_store`]) derived from them and
+//! shared by every process through a file lock.
 
 pub mod checkpoint;
 pub mod log;
 pub mod merkle;
+pub mod segment;
+pub mod tree_store;
+
+use std::io::Write;
+use std::path::Path;
 
 pub use checkpoint::{Checkpoint, CheckpointError, NoteSigner, NoteVerifier};
 pub use log::Log;
-pub use merkle::{Hash, Tree, leaf_hash, node_hash, verify_consistency, verify_inclusion};
+pub use merkle::{
+    Frontier, Hash, Subtrees, Tree, leaf_hash, node_hash, verify_consistency, verify_inclusion,
+};
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new content whole.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}

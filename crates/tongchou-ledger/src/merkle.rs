@@ -1,5 +1,7 @@
 //! The Merkle tree of RFC 6962 / RFC 9162, with proofs and their verifiers.
 
+use std::io;
+
 use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
@@ -29,12 +31,130 @@ fn split(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 
-/// A Merkle tree kept as the hashes of its complete subtrees: `levels[k][i]` covers leaves
-/// `i·2^k .. (i+1)·2^k`. Appending adds at most one hash per level; any root, inclusion or
-/// consistency proof for any size up to the current one reads O(log n) stored hashes.
+/// Where the hashes of complete subtrees are read from: memory ([`Tree`]) or the files of
+/// the ledger's tree store. Every root and proof below reads O(log n) of them.
+pub trait Subtrees {
+    fn size(&self) -> u64;
+    /// The hash of the complete subtree over leaves `index·2^level .. (index+1)·2^level`.
+    fn subtree(&self, level: u32, index: u64) -> io::Result<Hash>;
+}
+
+/// The hash of leaves `start..end` as RFC 6962 defines it (MTH of that range).
+fn range_hash<S: Subtrees + ?Sized>(s: &S, start: u64, end: u64) -> io::Result<Hash> {
+    let n = end - start;
+    if n.is_power_of_two() && start.is_multiple_of(n) {
+        let level = n.trailing_zeros();
+        return s.subtree(level, start >> level);
+    }
+    let k = split(n);
+    Ok(node_hash(
+        &range_hash(s, start, start + k)?,
+        &range_hash(s, start + k, end)?,
+    ))
+}
+
+/// The root of the first `size` entries; `None` when `size` is beyond the tree.
+pub fn root_of<S: Subtrees + ?Sized>(s: &S, size: u64) -> io::Result<Option<Hash>> {
+    match size {
+        0 => Ok(Some(empty_root())),
+        n if n <= s.size() => range_hash(s, 0, n).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The audit path of entry `index` in the tree of the first `size` entries.
+pub fn inclusion_proof_of<S: Subtrees + ?Sized>(
+    s: &S,
+    index: u64,
+    size: u64,
+) -> io::Result<Option<Vec<Hash>>> {
+    if index >= size || size > s.size() {
+        return Ok(None);
+    }
+    let mut proof = Vec::new();
+    path(s, index, 0, size, &mut proof)?;
+    Ok(Some(proof))
+}
+
+fn path<S: Subtrees + ?Sized>(
+    s: &S,
+    index: u64,
+    start: u64,
+    end: u64,
+    proof: &mut Vec<Hash>,
+) -> io::Result<()> {
+    let n = end - start;
+    if n <= 1 {
+        return Ok(());
+    }
+    let k = split(n);
+    if index < start + k {
+        path(s, index, start, start + k, proof)?;
+        proof.push(range_hash(s, start + k, end)?);
+    } else {
+        path(s, index, start + k, end, proof)?;
+        proof.push(range_hash(s, start, start + k)?);
+    }
+    Ok(())
+}
+
+/// The proof that the tree of the first `new` entries extends that of the first `old`.
+pub fn consistency_proof_of<S: Subtrees + ?Sized>(
+    s: &S,
+    old: u64,
+    new: u64,
+) -> io::Result<Option<Vec<Hash>>> {
+    if old == 0 || old > new || new > s.size() {
+        return Ok(None);
+    }
+    let mut proof = Vec::new();
+    if old < new {
+        subproof(s, old, 0, new, true, &mut proof)?;
+    }
+    Ok(Some(proof))
+}
+
+fn subproof<S: Subtrees + ?Sized>(
+    s: &S,
+    m: u64,
+    start: u64,
+    end: u64,
+    whole: bool,
+    proof: &mut Vec<Hash>,
+) -> io::Result<()> {
+    let n = end - start;
+    if m == n {
+        if !whole {
+            proof.push(range_hash(s, start, end)?);
+        }
+        return Ok(());
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(s, m, start, start + k, whole, proof)?;
+        proof.push(range_hash(s, start + k, end)?);
+    } else {
+        subproof(s, m - k, start + k, end, false, proof)?;
+        proof.push(range_hash(s, start, start + k)?);
+    }
+    Ok(())
+}
+
+/// A Merkle tree in memory, kept as the hashes of its complete subtrees: `levels[k][i]`
+/// covers leaves `i·2^k .. (i+1)·2^k`. Appending adds at most one hash per level.
 #[derive(Debug, Default, Clone)]
 pub struct Tree {
     levels: Vec<Vec<Hash>>,
+}
+
+impl Subtrees for Tree {
+    fn size(&self) -> u64 {
+        self.levels.first().map_or(0, |l| l.len() as u64)
+    }
+
+    fn subtree(&self, level: u32, index: u64) -> io::Result<Hash> {
+        Ok(self.levels[level as usize][index as usize])
+    }
 }
 
 impl Tree {
@@ -43,7 +163,7 @@ impl Tree {
     }
 
     pub fn size(&self) -> u64 {
-        self.levels.first().map_or(0, |l| l.len() as u64)
+        Subtrees::size(self)
     }
 
     /// Appends an entry's leaf hash; returns its index.
@@ -66,82 +186,56 @@ impl Tree {
         index
     }
 
-    /// The hash of leaves `start..end` as RFC 6962 defines it (MTH of that range).
-    fn range_hash(&self, start: u64, end: u64) -> Hash {
-        let n = end - start;
-        if n.is_power_of_two() && start.is_multiple_of(n) {
-            let level = n.trailing_zeros() as usize;
-            return self.levels[level][(start >> level) as usize];
-        }
-        let k = split(n);
-        node_hash(
-            &self.range_hash(start, start + k),
-            &self.range_hash(start + k, end),
-        )
-    }
-
-    /// The root of the first `size` entries (`size` ≤ the current size).
     pub fn root(&self, size: u64) -> Option<Hash> {
-        match size {
-            0 => Some(empty_root()),
-            s if s <= self.size() => Some(self.range_hash(0, s)),
-            _ => None,
-        }
+        root_of(self, size).expect("a tree in memory reads without error")
     }
 
-    /// The audit path of entry `index` in the tree of the first `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Option<Vec<Hash>> {
-        if index >= size || size > self.size() {
-            return None;
-        }
-        let mut proof = Vec::new();
-        self.path(index, 0, size, &mut proof);
-        Some(proof)
+        inclusion_proof_of(self, index, size).expect("a tree in memory reads without error")
     }
 
-    fn path(&self, index: u64, start: u64, end: u64, proof: &mut Vec<Hash>) {
-        let n = end - start;
-        if n <= 1 {
-            return;
-        }
-        let k = split(n);
-        if index < start + k {
-            self.path(index, start, start + k, proof);
-            proof.push(self.range_hash(start + k, end));
-        } else {
-            self.path(index, start + k, end, proof);
-            proof.push(self.range_hash(start, start + k));
-        }
-    }
-
-    /// The proof that the tree of the first `new` entries extends that of the first `old`.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Option<Vec<Hash>> {
-        if old == 0 || old > new || new > self.size() {
-            return None;
-        }
-        let mut proof = Vec::new();
-        if old < new {
-            self.subproof(old, 0, new, true, &mut proof);
-        }
-        Some(proof)
+        consistency_proof_of(self, old, new).expect("a tree in memory reads without error")
+    }
+}
+
+/// The right edge of a tree (its "compact range"): one hash per set bit of the size, enough
+/// to extend it and to compute its root in O(log n) memory — how verification streams a
+/// log of any length.
+#[derive(Debug, Default, Clone)]
+pub struct Frontier {
+    size: u64,
+    /// Hashes of complete subtrees, largest first.
+    edge: Vec<Hash>,
+}
+
+impl Frontier {
+    pub fn new() -> Frontier {
+        Frontier::default()
     }
 
-    fn subproof(&self, m: u64, start: u64, end: u64, whole: bool, proof: &mut Vec<Hash>) {
-        let n = end - start;
-        if m == n {
-            if !whole {
-                proof.push(self.range_hash(start, end));
-            }
-            return;
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        let mut hash = leaf;
+        let mut size = self.size;
+        while size & 1 == 1 {
+            let left = self.edge.pop().expect("one hash per set bit");
+            hash = node_hash(&left, &hash);
+            size >>= 1;
         }
-        let k = split(n);
-        if m <= k {
-            self.subproof(m, start, start + k, whole, proof);
-            proof.push(self.range_hash(start + k, end));
-        } else {
-            self.subproof(m - k, start + k, end, false, proof);
-            proof.push(self.range_hash(start, start + k));
-        }
+        self.edge.push(hash);
+        self.size += 1;
+    }
+
+    pub fn root(&self) -> Hash {
+        let mut hashes = self.edge.iter().rev();
+        let Some(last) = hashes.next() else {
+            return empty_root();
+        };
+        hashes.fold(*last, |right, left| node_hash(left, &right))
     }
 }
 
@@ -289,6 +383,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_frontier_has_the_root_of_every_prefix(n in 0u64..300) {
+            let (_, leaves) = tree_of(n);
+            let mut frontier = Frontier::new();
+            prop_assert_eq!(frontier.root(), empty_root());
+            for (i, leaf) in leaves.iter().enumerate() {
+                frontier.push(*leaf);
+                prop_assert_eq!(frontier.root(), mth(&leaves[..=i]));
+            }
+        }
+
         #[test]
         fn roots_match_the_definition_for_every_prefix(n in 1u64..300) {
             let (tree, leaves) = tree_of(n);
