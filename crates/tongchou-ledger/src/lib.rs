@@ -10,18 +10,29 @@
 //!
 //! [`segment`] and [`log`] keep the entries in append-only segment files, durable with one
 //! sync per batch, with the index and the tree ([`tree_store`]) derived from them and
-//! shared by every process through a file lock.
+//! shared by every process through a file lock. [`committer`] groups concurrent appends
+//! into one sync. [`entry`] is what an entry says. [`ledger`] adds the signing key, its
+//! rotation, checkpoints and proofs; [`verify`] checks a whole ledger from its files and
+//! [`check`] checks a proof with nothing but the proof and a key.
 
+pub mod check;
 pub mod checkpoint;
+pub mod committer;
+pub mod entry;
+pub mod ledger;
 pub mod log;
 pub mod merkle;
 pub mod segment;
 pub mod tree_store;
+pub mod verify;
 
 use std::io::Write;
 use std::path::Path;
 
 pub use checkpoint::{Checkpoint, CheckpointError, NoteSigner, NoteVerifier};
+pub use committer::Committer;
+pub use entry::{Entry, SubjectKey};
+pub use ledger::{ConsistencyProof, InclusionProof, Ledger, LedgerError};
 pub use log::Log;
 pub use merkle::{
     Frontier, Hash, Subtrees, Tree, leaf_hash, node_hash, verify_consistency, verify_inclusion,

@@ -328,13 +328,23 @@ impl Log {
     /// Appends a batch and makes it durable with one sync; returns the first entry's index.
     /// On error nothing of the batch counts: the segment is cut back to where it was.
     pub fn append(&mut self, entries: &[&[u8]]) -> io::Result<u64> {
-        if let Some(big) = entries.iter().find(|e| e.len() > MAX_ENTRY_BYTES) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("an entry of {} bytes exceeds {MAX_ENTRY_BYTES}", big.len()),
-            ));
-        }
-        self.locked(|log| log.append_locked(entries))
+        self.append_with(|_| entries.iter().map(|e| e.to_vec()).collect())
+    }
+
+    /// Like `append`, with the entries made by `build` from the index the first will have,
+    /// under the lock, so that entries can carry their own place in the log.
+    pub fn append_with(&mut self, build: impl FnOnce(u64) -> Vec<Vec<u8>>) -> io::Result<u64> {
+        self.locked(|log| {
+            let entries = build(log.len);
+            if let Some(big) = entries.iter().find(|e| e.len() > MAX_ENTRY_BYTES) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("an entry of {} bytes exceeds {MAX_ENTRY_BYTES}", big.len()),
+                ));
+            }
+            let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+            log.append_locked(&refs)
+        })
     }
 
     fn append_locked(&mut self, entries: &[&[u8]]) -> io::Result<u64> {

@@ -1,0 +1,109 @@
+//! Group commit: many writers, one thread appending. Each writer hands over its entry and
+//! waits; the thread takes everything that queued while the last batch was being synced,
+//! appends it with one write and one sync, and answers each writer with its entry's place.
+//! The more writers wait, the larger the batches, so throughput grows with load while a
+//! lone writer waits for one sync only.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use crate::ledger::{Ledger, LedgerError};
+
+/// Entries and bytes one batch takes at most.
+const MAX_BATCH_ENTRIES: usize = 20_000;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
+struct Job {
+    entry: Vec<u8>,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+/// A shared handle on a ledger: appends go through the committing thread, everything
+/// else (proofs, checkpoints) locks the ledger briefly.
+#[derive(Clone)]
+pub struct Committer {
+    jobs: mpsc::Sender<Job>,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+impl Committer {
+    pub fn start(ledger: Ledger) -> Committer {
+        let ledger = Arc::new(Mutex::new(ledger));
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let shared = ledger.clone();
+        std::thread::Builder::new()
+            .name("ledger-commit".into())
+            .spawn(move || commit_loop(&queue, &shared))
+            .expect("the ledger thread starts");
+        Committer { jobs, ledger }
+    }
+
+    /// Appends one unnumbered entry; returns once it is durable, with its place.
+    pub async fn append(&self, entry: Vec<u8>) -> Result<u64, LedgerError> {
+        let (done, answer) = oneshot::channel();
+        self.send(entry, done)?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(LedgerError::NotDurable)
+    }
+
+    /// The same, for callers outside an async runtime.
+    pub fn append_blocking(&self, entry: Vec<u8>) -> Result<u64, LedgerError> {
+        let (done, answer) = oneshot::channel();
+        self.send(entry, done)?;
+        answer
+            .blocking_recv()
+            .map_err(|_| stopped())?
+            .map_err(LedgerError::NotDurable)
+    }
+
+    fn send(
+        &self,
+        entry: Vec<u8>,
+        done: oneshot::Sender<Result<u64, String>>,
+    ) -> Result<(), LedgerError> {
+        self.jobs.send(Job { entry, done }).map_err(|_| stopped())
+    }
+
+    pub fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn stopped() -> LedgerError {
+    LedgerError::NotDurable("the ledger's writing thread has stopped".into())
+}
+
+fn commit_loop(queue: &mpsc::Receiver<Job>, ledger: &Mutex<Ledger>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        let mut bytes = batch[0].entry.len();
+        while batch.len() < MAX_BATCH_ENTRIES && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(job) => {
+                    bytes += job.entry.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let (entries, answers): (Vec<Vec<u8>>, Vec<_>) =
+            batch.into_iter().map(|j| (j.entry, j.done)).unzip();
+        let appended = ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .append(&entries);
+        for (i, done) in answers.into_iter().enumerate() {
+            let answer = match &appended {
+                Ok(first) => Ok(first + i as u64),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = done.send(answer);
+        }
+    }
+}
