@@ -1,11 +1,25 @@
 //! The record of every sign-in, request, decision, grant change and revocation, written in
-//! the same transaction as the change it records. The audit ledger takes these over.
+//! the same transaction as the change it records: the outbox from which the audit ledger
+//! (`tongchou-audit`) takes each event, noting the entry it became.
+
+use std::sync::RwLock;
 
 use serde::Serialize;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::AccessError;
 use crate::clock::stamp;
+
+static FRONT_DOOR: RwLock<&str> = RwLock::new("unknown");
+
+/// Names the front door this process serves now (`cli`, `rest`), recorded with each event.
+pub fn set_front_door(front_door: &'static str) {
+    *FRONT_DOOR.write().unwrap_or_else(|p| p.into_inner()) = front_door;
+}
+
+fn front_door() -> &'static str {
+    *FRONT_DOOR.read().unwrap_or_else(|p| p.into_inner())
+}
 
 pub async fn record(
     conn: &mut SqliteConnection,
@@ -15,13 +29,14 @@ pub async fn record(
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO access_events (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO access_events (at, actor, action, target, detail, front_door) VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(stamp(jiff::Timestamp::now()))
     .bind(actor)
     .bind(action)
     .bind(target)
     .bind(detail.to_string())
+    .bind(front_door())
     .execute(conn)
     .await?;
     Ok(())

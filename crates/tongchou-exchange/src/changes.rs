@@ -147,14 +147,31 @@ pub struct Subscription {
     pub resource: String,
     pub consumer: String,
     pub cursor: i64,
+    /// Why the consumer takes the data (a code of the bureau's purposes), recorded with
+    /// every pull.
+    pub purpose: Option<String>,
 }
 
-/// Subscribes a consumer unit to a resource, from the beginning (cursor -1).
+/// Subscribes a consumer unit to a resource, from the beginning (cursor -1), for a
+/// purpose from the bureau's list. Subscribing again changes the purpose only.
 pub async fn subscribe(
     dir: &DataDir,
     code: &str,
     consumer: &str,
+    purpose: Option<&str>,
 ) -> Result<Subscription, ExchangeError> {
+    if let Some(p) = purpose {
+        let known: Option<String> =
+            sqlx::query_scalar("SELECT code FROM purposes WHERE code = ? AND active = 1")
+                .bind(p)
+                .fetch_optional(dir.metadata())
+                .await?;
+        if known.is_none() {
+            return Err(ExchangeError::Columns(format!(
+                "'{p}' is not one of the bureau's purposes; list them with `tongchou access purposes`"
+            )));
+        }
+    }
     let known: Option<String> = sqlx::query_scalar("SELECT code FROM resources WHERE code = ?")
         .bind(code)
         .fetch_optional(dir.metadata())
@@ -173,9 +190,10 @@ pub async fn subscribe(
             "unit {consumer} is not registered"
         )));
     }
-    sqlx::query("INSERT INTO subscriptions (resource, consumer, cursor, created_at) VALUES (?, ?, -1, datetime('now')) ON CONFLICT (resource, consumer) DO NOTHING")
+    sqlx::query("INSERT INTO subscriptions (resource, consumer, cursor, created_at, purpose) VALUES (?, ?, -1, datetime('now'), ?) ON CONFLICT (resource, consumer) DO UPDATE SET purpose = COALESCE(excluded.purpose, purpose)")
         .bind(code)
         .bind(consumer)
+        .bind(purpose)
         .execute(dir.metadata())
         .await?;
     subscription_of(dir, code, consumer).await
@@ -186,19 +204,22 @@ async fn subscription_of(
     code: &str,
     consumer: &str,
 ) -> Result<Subscription, ExchangeError> {
-    let r = sqlx::query("SELECT id, resource, consumer, cursor FROM subscriptions WHERE resource = ? AND consumer = ?").bind(code).bind(consumer).fetch_one(dir.metadata()).await?;
+    let r = sqlx::query("SELECT id, resource, consumer, cursor, purpose FROM subscriptions WHERE resource = ? AND consumer = ?").bind(code).bind(consumer).fetch_one(dir.metadata()).await?;
     Ok(Subscription {
         id: r.get("id"),
         resource: r.get("resource"),
         consumer: r.get("consumer"),
         cursor: r.get("cursor"),
+        purpose: r.get("purpose"),
     })
 }
 
 pub async fn subscriptions(dir: &DataDir) -> Result<Vec<Subscription>, ExchangeError> {
-    let rows = sqlx::query("SELECT id, resource, consumer, cursor FROM subscriptions ORDER BY id")
-        .fetch_all(dir.metadata())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, resource, consumer, cursor, purpose FROM subscriptions ORDER BY id",
+    )
+    .fetch_all(dir.metadata())
+    .await?;
     Ok(rows
         .into_iter()
         .map(|r| Subscription {
@@ -206,6 +227,7 @@ pub async fn subscriptions(dir: &DataDir) -> Result<Vec<Subscription>, ExchangeE
             resource: r.get("resource"),
             consumer: r.get("consumer"),
             cursor: r.get("cursor"),
+            purpose: r.get("purpose"),
         })
         .collect())
 }
@@ -221,16 +243,41 @@ pub struct Pulled {
     pub file: String,
 }
 
-/// Delivers the changes since the subscription's cursor to `out` and moves the cursor,
-/// counting the records in the exchange volume. The cursor moves only after the file is
-/// written, so a failed pull is pulled again.
-pub async fn pull(
+/// What a pull is about to deliver, for the audit ledger to record before it is released.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullPreview {
+    pub subscription: i64,
+    pub resource: String,
+    pub provider: String,
+    pub consumer: String,
+    pub purpose: Option<String>,
+    pub from_version: i64,
+    pub to_version: i64,
+    pub rows: u64,
+    pub columns: Vec<String>,
+    /// `sha256:` and the hex digest of the file as written.
+    pub digest: String,
+    /// The person and enterprise IDs in the rows, when there are at most `subject_rows`.
+    #[serde(skip)]
+    pub subject_ids: Vec<String>,
+}
+
+/// Delivers the changes since the subscription's cursor to `out`, has `record` trace the
+/// delivery, and only then moves the cursor and counts the records in the exchange volume.
+/// When `record` fails the file is removed and the cursor stays: the pull can be repeated
+/// and nothing was delivered untraced.
+pub async fn pull<F>(
     dir: &DataDir,
     id: i64,
     format: OutputFormat,
     out: &Path,
-) -> Result<Pulled, ExchangeError> {
-    let r = sqlx::query("SELECT s.resource, s.consumer, s.cursor, r.unit FROM subscriptions s JOIN resources r ON r.code = s.resource WHERE s.id = ?")
+    subject_rows: u64,
+    record: F,
+) -> Result<Pulled, ExchangeError>
+where
+    F: AsyncFnOnce(&PullPreview) -> Result<(), String>,
+{
+    let r = sqlx::query("SELECT s.resource, s.consumer, s.cursor, s.purpose, r.unit FROM subscriptions s JOIN resources r ON r.code = s.resource WHERE s.id = ?")
         .bind(id)
         .fetch_optional(dir.metadata())
         .await?
@@ -241,8 +288,41 @@ pub async fn pull(
         r.get("cursor"),
         r.get("unit"),
     );
+    let purpose: Option<String> = r.get("purpose");
     let changes = since(dir, &code, cursor).await?;
     write(&changes, format, out)?;
+    let subject_ids = if changes.rows <= subject_rows {
+        identifiers(dir, &code, &changes.batches).await?
+    } else {
+        Vec::new()
+    };
+    let preview = PullPreview {
+        subscription: id,
+        resource: code.clone(),
+        provider: provider.clone(),
+        consumer: consumer.clone(),
+        purpose,
+        from_version: cursor,
+        to_version: changes.to_version,
+        rows: changes.rows,
+        columns: changes
+            .batches
+            .first()
+            .map(|b| {
+                b.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        digest: file_digest(out)?,
+        subject_ids,
+    };
+    if let Err(why) = record(&preview).await {
+        let _ = std::fs::remove_file(out);
+        return Err(ExchangeError::NotRecorded(why));
+    }
     let mut tx = dir.metadata().begin().await?;
     sqlx::query("UPDATE subscriptions SET cursor = ? WHERE id = ?")
         .bind(changes.to_version)
@@ -265,6 +345,46 @@ pub async fn pull(
         rows: changes.rows,
         file: out.display().to_string(),
     })
+}
+
+fn file_digest(path: &Path) -> Result<String, ExchangeError> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| ExchangeError::Table(format!("cannot read {}: {e}", path.display())))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .map_err(|e| ExchangeError::Table(format!("cannot read {}: {e}", path.display())))?;
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// The values of the resource's person and enterprise ID fields in `batches`.
+async fn identifiers(
+    dir: &DataDir,
+    code: &str,
+    batches: &[RecordBatch],
+) -> Result<Vec<String>, ExchangeError> {
+    let fields: Vec<String> = sqlx::query_scalar(
+        "SELECT json_extract(f.value, '$.name') FROM resources r, json_each(r.body, '$.fields') f WHERE r.code = ? AND json_extract(f.value, '$.role') IN ('person_id', 'enterprise_id')",
+    )
+    .bind(code)
+    .fetch_all(dir.metadata())
+    .await?;
+    let mut ids = Vec::new();
+    for batch in batches {
+        for name in &fields {
+            let Some(column) = batch.column_by_name(name) else {
+                continue;
+            };
+            let text = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| ExchangeError::Table(e.to_string()))?;
+            let text = text
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .expect("cast to Utf8 gives a StringArray");
+            ids.extend(text.iter().flatten().map(str::to_string));
+        }
+    }
+    Ok(ids)
 }
 
 /// Records delivered, per day, resource, provider and consumer.

@@ -35,6 +35,8 @@ pub enum ExchangeError {
     Catalog(#[from] tongchou_catalog::CatalogError),
     #[error("metadata database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    NotRecorded(String),
 }
 
 impl From<deltalake::DeltaTableError> for ExchangeError {

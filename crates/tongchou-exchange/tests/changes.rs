@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tongchou_catalog::{Actor, Batch, Catalog};
-use tongchou_exchange::changes::{self, OutputFormat};
+use tongchou_exchange::ExchangeError;
+use tongchou_exchange::changes::{self, OutputFormat, PullPreview};
 use tongchou_exchange::{Encoding, Mode, ReadOptions};
 use tongchou_store::DataDir;
 
@@ -117,12 +118,40 @@ async fn upserts_update_delete_and_insert_and_subscribers_pull_just_that() {
     )
     .await;
     assert_eq!(first.accepted, 3);
-    let sub = changes::subscribe(&dir, &code, &consumer).await.unwrap();
-    let out = tmp.path().join("pull1.parquet");
-    let pulled = changes::pull(&dir, sub.id, OutputFormat::Parquet, &out)
+    let sub = changes::subscribe(&dir, &code, &consumer, None)
         .await
         .unwrap();
-    assert_eq!(pulled.rows, 3);
+    let out = tmp.path().join("pull1.parquet");
+    // A delivery the ledger cannot record is not delivered: no file, the cursor stays.
+    let refused = changes::pull(
+        &dir,
+        sub.id,
+        OutputFormat::Parquet,
+        &out,
+        1000,
+        async |_: &PullPreview| Err("the ledger is full".to_string()),
+    )
+    .await;
+    assert!(matches!(refused, Err(ExchangeError::NotRecorded(_))));
+    assert!(!out.exists());
+    let (pulled, preview) = pull_traced(&dir, sub.id, OutputFormat::Parquet, &out).await;
+    assert_eq!(pulled.rows, 3, "the refused pull did not move the cursor");
+    assert_eq!(preview.rows, 3);
+    let mut ids = preview.subject_ids.clone();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![c[0].clone(), c[1].clone(), c[2].clone()],
+        "the enterprises delivered"
+    );
+    let digest = {
+        use sha2::Digest;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(std::fs::read(&out).unwrap()))
+        )
+    };
+    assert_eq!(preview.digest, digest);
     let all = changes::since(&dir, &code, -1).await.unwrap();
     assert_eq!(
         changes_of(&all.batches)
@@ -140,9 +169,7 @@ async fn upserts_update_delete_and_insert_and_subscribers_pull_just_that() {
     );
     assert_eq!(upsert.rows, 3);
     let out = tmp.path().join("pull2.json");
-    let pulled = changes::pull(&dir, sub.id, OutputFormat::Json, &out)
-        .await
-        .unwrap();
+    let (pulled, _) = pull_traced(&dir, sub.id, OutputFormat::Json, &out).await;
     assert_eq!(pulled.rows, 3);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
         .unwrap()
@@ -169,14 +196,13 @@ async fn upserts_update_delete_and_insert_and_subscribers_pull_just_that() {
     let updated = lines.iter().find(|l| l["_change"] == "update").unwrap();
     assert_eq!(updated["employees"], 11);
 
-    let again = changes::pull(
+    let (again, _) = pull_traced(
         &dir,
         sub.id,
         OutputFormat::Csv,
         &tmp.path().join("pull3.csv"),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(again.rows, 0, "the cursor moved");
     let volume: i64 = changes::volume(&dir)
         .await
@@ -203,7 +229,7 @@ async fn upserts_need_a_key_and_subscriptions_a_known_unit() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, catalog, code, _) = setup(tmp.path()).await;
     assert!(
-        changes::subscribe(&dir, &code, "nobody")
+        changes::subscribe(&dir, &code, "nobody", None)
             .await
             .unwrap_err()
             .to_string()
@@ -226,4 +252,22 @@ async fn upserts_need_a_key_and_subscriptions_a_known_unit() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("统一社会信用代码"), "{err}");
+}
+
+/// Pulls, keeping what the ledger would have been asked to record.
+async fn pull_traced(
+    dir: &tongchou_store::DataDir,
+    id: i64,
+    format: OutputFormat,
+    out: &std::path::Path,
+) -> (changes::Pulled, PullPreview) {
+    let seen = std::sync::Mutex::new(None);
+    let pulled = changes::pull(dir, id, format, out, 1000, async |p: &PullPreview| {
+        *seen.lock().unwrap() = Some(p.clone());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let preview = seen.into_inner().unwrap().expect("the pull was traced");
+    (pulled, preview)
 }

@@ -50,7 +50,27 @@ impl Committer {
             .map_err(LedgerError::NotDurable)
     }
 
-    /// The same, for callers outside an async runtime.
+    /// Appends several entries in order (usually in one batch); returns the first's place.
+    pub async fn append_all(&self, entries: Vec<Vec<u8>>) -> Result<Vec<u64>, LedgerError> {
+        let mut answers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (done, answer) = oneshot::channel();
+            self.send(entry, done)?;
+            answers.push(answer);
+        }
+        let mut places = Vec::with_capacity(answers.len());
+        for answer in answers {
+            places.push(
+                answer
+                    .await
+                    .map_err(|_| stopped())?
+                    .map_err(LedgerError::NotDurable)?,
+            );
+        }
+        Ok(places)
+    }
+
+    /// The same as `append`, for callers outside an async runtime.
     pub fn append_blocking(&self, entry: Vec<u8>) -> Result<u64, LedgerError> {
         let (done, answer) = oneshot::channel();
         self.send(entry, done)?;

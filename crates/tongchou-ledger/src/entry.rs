@@ -81,8 +81,13 @@ impl Entry {
 
 /// The current time in China, as entries carry it.
 pub fn now() -> String {
-    jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+    china_time(jiff::Timestamp::now())
+}
+
+/// A moment as entries carry it: RFC 3339, milliseconds, China's offset, so that times
+/// compare as text.
+pub fn china_time(at: jiff::Timestamp) -> String {
+    at.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
         .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
         .to_string()
 }

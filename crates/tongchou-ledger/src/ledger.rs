@@ -154,8 +154,21 @@ impl Ledger {
             damage: None,
         };
         ledger.damage = ledger.find_damage()?;
+        let torn = ledger.log.torn_bytes();
+        if torn > 0 && ledger.damage.is_none() {
+            // An append cut off by a crash, never acknowledged: set aside (kept in
+            // ledger/torn/), and say so in the log.
+            ledger.log.repair()?;
+        }
         if ledger.log.is_empty() && ledger.damage.is_none() {
             ledger.start()?;
+        }
+        if torn > 0 && ledger.damage.is_none() {
+            let mut repaired = Entry::new("ledger_repaired", "ledger", ALLOWED);
+            repaired.reason = Some(format!(
+                "{torn} bytes of an append cut off by a crash were set aside in ledger/torn/"
+            ));
+            ledger.append(&[repaired.to_bytes()])?;
         }
         Ok(ledger)
     }

@@ -174,6 +174,8 @@ pub struct SubscribeBody {
     pub resource: String,
     /// The consumer unit's code; the caller's own unit when left out.
     pub unit: Option<String>,
+    /// Why the unit takes the data: a code of the bureau's purposes.
+    pub purpose: Option<String>,
 }
 
 /// Subscribes a consumer unit to a resource.
@@ -192,7 +194,7 @@ pub async fn subscribe(
         ));
     }
     Ok(Json(
-        changes::subscribe(&s.dir, &b.resource, unit)
+        changes::subscribe(&s.dir, &b.resource, unit, b.purpose.as_deref())
             .await
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?,
     ))
@@ -241,7 +243,42 @@ pub async fn pull(
         p.subscription,
         jiff::Timestamp::now().as_nanosecond()
     ));
-    let pulled = changes::pull(&s.dir, p.subscription, format, &path).await?;
+    let statement = format!(
+        "GET /api/exchange/pull?subscription={}&format={format_name}",
+        p.subscription
+    );
+    let audit = &s.audit;
+    let user = &principal.user;
+    let pulled = changes::pull(
+        &s.dir,
+        p.subscription,
+        format,
+        &path,
+        audit.settings().subject_rows,
+        async |preview: &changes::PullPreview| {
+            let mut entry = tongchou_audit::Entry::new("pull", "rest", tongchou_audit::ALLOWED);
+            entry.user = Some(user.name.clone());
+            entry.unit = Some(user.unit.clone());
+            entry.purpose = preview.purpose.clone();
+            entry.statement = Some(statement.clone());
+            entry.resources = vec![preview.resource.clone()];
+            entry.fields = preview.columns.clone();
+            entry.rows = Some(preview.rows);
+            entry.result_digest = Some(preview.digest.clone());
+            entry.subjects =
+                audit.subjects_of(preview.rows, preview.subject_ids.iter().map(String::as_str));
+            entry.detail = serde_json::json!({
+                "subscription": preview.subscription,
+                "versions": [preview.from_version, preview.to_version],
+            });
+            audit
+                .record(&entry)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -255,6 +292,7 @@ pub async fn pull(
         OutputFormat::Parquet => "application/vnd.apache.parquet",
     };
     Ok((
+        axum::Extension(crate::audit::Recorded),
         [
             (header::CONTENT_TYPE, content_type.to_string()),
             (

@@ -24,8 +24,10 @@ use tongchou_model::{OpenType, Resource, ShareType, Unit, UpdateCycle};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 mod access;
+mod audit;
 mod auth;
 mod exchange;
+mod ledger;
 
 pub use auth::Caller;
 
@@ -34,6 +36,7 @@ pub struct AppState {
     pub dir: tongchou_store::DataDir,
     pub catalog: Catalog,
     pub policy: tongchou_access::Policy,
+    pub audit: tongchou_audit::Audit,
     /// Session cookies are marked Secure when served over TLS.
     pub secure_cookies: bool,
 }
@@ -49,10 +52,14 @@ impl AppState {
         let policy = tongchou_access::Policy::open(dir.clone())
             .await
             .map_err(|e| e.to_string())?;
+        let audit = tongchou_audit::Audit::open(&dir)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(AppState {
             dir,
             catalog,
             policy,
+            audit,
             secure_cookies,
         })
     }
@@ -95,6 +102,7 @@ impl From<tongchou_exchange::ExchangeError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
             E::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            E::NotRecorded(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
@@ -113,11 +121,14 @@ impl From<CatalogError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let reason = audit::ErrorText(self.error.clone());
+        let mut response = (
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             Json(self),
         )
-            .into_response()
+            .into_response();
+        response.extensions_mut().insert(reason);
+        response
     }
 }
 
@@ -264,6 +275,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .merge(exchange::routes())
         .merge(access::routes())
+        .merge(ledger::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record_requests,
+        ))
         .with_state(state)
 }
 

@@ -9,7 +9,9 @@ use tongchou_store::DataDir;
 
 use crate::access_cmd::{self, AccessCommand, TokenCommand, UserCommand};
 use crate::catalog_cmd::{self, CatalogCommand};
+use crate::cli_audit::audited;
 use crate::exchange_cmd::{self, ExchangeCommand, IngestArgs, QuarantineCommand};
+use crate::ledger_cmd::{self, LedgerCommand};
 use crate::progress::Bar;
 
 #[derive(Parser)]
@@ -69,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: AccessCommand,
     },
+    /// The audit ledger: verify it, prove entries, see who used whose data (审计账本).
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Serve the REST API (and, later, the portal) (启动服务).
     Serve(ServeArgs),
     /// The simulated district (模拟区).
@@ -109,6 +116,9 @@ struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Sign a ledger checkpoint this often (seconds) while the ledger grows.
+    #[arg(long, default_value_t = 60)]
+    checkpoint_every: u64,
 }
 
 #[derive(Args)]
@@ -141,27 +151,33 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let dir = &cli.data_dir;
     match cli.command {
-        Command::Init => init(&cli.data_dir),
-        Command::Demo(args) => runtime()?.block_on(demo(&cli.data_dir, &args)),
+        Command::Init => init(dir),
+        Command::Demo(args) => runtime()?.block_on(demo(dir, &args)),
         Command::Catalog { command } => {
-            runtime()?.block_on(catalog_cmd::run(&cli.data_dir, command))
+            runtime()?.block_on(audited(dir, "catalog", |_| catalog_cmd::run(dir, command)))
         }
-        Command::User { command } => runtime()?.block_on(access_cmd::user(&cli.data_dir, command)),
-        Command::Token { command } => {
-            runtime()?.block_on(access_cmd::token(&cli.data_dir, command))
-        }
+        Command::User { command } => runtime()?.block_on(audited(dir, "account_change", |_| {
+            access_cmd::user(dir, command)
+        })),
+        Command::Token { command } => runtime()?.block_on(audited(dir, "account_change", |_| {
+            access_cmd::token(dir, command)
+        })),
         Command::Access { command } => {
-            runtime()?.block_on(access_cmd::access(&cli.data_dir, command))
+            runtime()?.block_on(audited(dir, "access", |_| access_cmd::access(dir, command)))
         }
-        Command::Ingest(args) => runtime()?.block_on(exchange_cmd::ingest(&cli.data_dir, args)),
-        Command::Quarantine { command } => {
-            runtime()?.block_on(exchange_cmd::quarantine(&cli.data_dir, command))
+        Command::Ingest(args) => {
+            runtime()?.block_on(audited(dir, "load", |_| exchange_cmd::ingest(dir, args)))
         }
-        Command::Exchange { command } => {
-            runtime()?.block_on(exchange_cmd::exchange(&cli.data_dir, command))
-        }
-        Command::Serve(args) => runtime()?.block_on(serve(&cli.data_dir, &args)),
+        Command::Quarantine { command } => runtime()?.block_on(audited(dir, "quarantine", |_| {
+            exchange_cmd::quarantine(dir, command)
+        })),
+        Command::Exchange { command } => runtime()?.block_on(audited(dir, "exchange", |audit| {
+            exchange_cmd::exchange(dir, audit, command)
+        })),
+        Command::Ledger { command } => ledger_cmd::run(dir, command),
+        Command::Serve(args) => runtime()?.block_on(serve(dir, &args)),
         Command::Sim {
             command: SimCommand::Generate(args),
         } => generate(&args),
@@ -185,8 +201,16 @@ fn init(data_dir: &Path) -> Result<()> {
 }
 
 async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
+    tongchou_access::events::set_front_door("cli");
     let scale = parse_scale(&args.scale)?;
     let dir = DataDir::init(data_dir).await?;
+    let audit = tongchou_audit::Audit::open(&dir).await?;
+    audit
+        .record(&crate::cli_audit::entry(
+            "demo_setup",
+            tongchou_audit::ALLOWED,
+        ))
+        .await?;
     let district = dir.root().join("district");
     if !district.exists() {
         println!(
@@ -217,6 +241,8 @@ async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
     catalog_cmd::print_inventory(&catalog.inventory().await?);
     let accounts = crate::demo::staff(&dir).await?;
     crate::demo::print_accounts(&accounts, dir.root());
+    tongchou_audit::outbox::drain(&audit).await?;
+    audit.with_ledger(|l| l.checkpoint()).await?;
     if args.no_serve {
         return Ok(());
     }
@@ -225,6 +251,7 @@ async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
 }
 
 async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
+    tongchou_access::events::set_front_door("rest");
     let dir = DataDir::open(data_dir).await?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tongchou_server::Tls {
@@ -236,6 +263,9 @@ async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
     let state = tongchou_server::AppState::open(dir, tls.is_some())
         .await
         .map_err(anyhow::Error::msg)?;
+    state
+        .audit
+        .keep_checkpointing(std::time::Duration::from_secs(args.checkpoint_every));
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
         "统筹 Tongchou 服务地址 serving at {scheme}://{}/  (REST API under /api, OpenAPI at /openapi.json; Ctrl-C to stop)",

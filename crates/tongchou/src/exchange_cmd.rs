@@ -74,6 +74,9 @@ pub enum ExchangeCommand {
         /// The consumer unit's code.
         #[arg(long)]
         unit: String,
+        /// Why the unit takes the data: a code of `tongchou access purposes`.
+        #[arg(long)]
+        purpose: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -251,7 +254,11 @@ pub async fn quarantine(data_dir: &Path, command: QuarantineCommand) -> Result<(
     Ok(())
 }
 
-pub async fn exchange(data_dir: &Path, command: ExchangeCommand) -> Result<()> {
+pub async fn exchange(
+    data_dir: &Path,
+    audit: tongchou_audit::Audit,
+    command: ExchangeCommand,
+) -> Result<()> {
     let dir = DataDir::open(data_dir).await?;
     match command {
         ExchangeCommand::History { resource, json } => {
@@ -283,9 +290,12 @@ pub async fn exchange(data_dir: &Path, command: ExchangeCommand) -> Result<()> {
         ExchangeCommand::Subscribe {
             resource,
             unit,
+            purpose,
             json,
         } => {
-            let s = tongchou_exchange::changes::subscribe(&dir, &resource, &unit).await?;
+            let s =
+                tongchou_exchange::changes::subscribe(&dir, &resource, &unit, purpose.as_deref())
+                    .await?;
             if json {
                 return print_json(&s);
             }
@@ -301,9 +311,30 @@ pub async fn exchange(data_dir: &Path, command: ExchangeCommand) -> Result<()> {
             format,
             json,
         } => {
-            let pulled =
-                tongchou_exchange::changes::pull(&dir, subscription, output_format(&format)?, &out)
-                    .await?;
+            let pulled = tongchou_exchange::changes::pull(
+                &dir,
+                subscription,
+                output_format(&format)?,
+                &out,
+                audit.settings().subject_rows,
+                async |preview: &tongchou_exchange::changes::PullPreview| {
+                    let mut entry = crate::cli_audit::entry("pull", tongchou_audit::ALLOWED);
+                    entry.unit = Some(preview.consumer.clone());
+                    entry.purpose = preview.purpose.clone();
+                    entry.resources = vec![preview.resource.clone()];
+                    entry.fields = preview.columns.clone();
+                    entry.rows = Some(preview.rows);
+                    entry.result_digest = Some(preview.digest.clone());
+                    entry.subjects = audit
+                        .subjects_of(preview.rows, preview.subject_ids.iter().map(String::as_str));
+                    audit
+                        .record(&entry)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                },
+            )
+            .await?;
             if json {
                 return print_json(&pulled);
             }

@@ -4,8 +4,10 @@
 mod access_cmd;
 mod catalog_cmd;
 mod cli;
+mod cli_audit;
 mod demo;
 mod exchange_cmd;
+mod ledger_cmd;
 mod progress;
 
 use std::process::ExitCode;

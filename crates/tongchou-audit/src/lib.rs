@@ -1,0 +1,232 @@
+//! What Tongchou records in its audit ledger (可追溯, DESIGN.md §6) and how the record is
+//! read back.
+//!
+//! Every front door builds an [`Entry`] for each statement, download, pull, catalog change
+//! and load — denied ones included — and [`Audit::record`]s it before acting or before the
+//! first byte of a result leaves: the call returns only once the entry is durable, and
+//! when the ledger cannot be written the action fails. Access events (sign-ins, requests,
+//! decisions, grants) are written by the access crate in the same transaction as their
+//! change and moved into the ledger by [`outbox`]. [`index`] keeps a searchable copy of the
+//! entries in the metadata database — who looked at a person, use by unit and purpose,
+//! denied attempts, unusual readers — rebuilt from the ledger whenever it is behind.
+
+pub mod index;
+pub mod outbox;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tongchou_ledger::{Committer, Ledger, LedgerError, SubjectKey};
+use tongchou_store::DataDir;
+
+pub use tongchou_ledger::entry::{ALLOWED, DENIED, Entry, FAILED, now};
+
+/// The name the ledger's checkpoints carry.
+pub const ORIGIN: &str = "tongchou/ledger";
+pub const SETTINGS_FILE: &str = "ledger.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("the ledger's index in the metadata database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Settings(String),
+}
+
+/// `config/ledger.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Results of up to this many rows have their people and enterprises indexed.
+    #[serde(default = "default_subject_rows")]
+    pub subject_rows: u64,
+}
+
+fn default_subject_rows() -> u64 {
+    1000
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            subject_rows: default_subject_rows(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn read(config: &Path) -> Result<Settings, AuditError> {
+        let path = config.join(SETTINGS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| AuditError::Settings(format!("{}: {}", path.display(), e.message()))),
+            Err(_) => Ok(Settings::default()),
+        }
+    }
+}
+
+/// The ledger of a data directory, shared by the tasks of one process.
+#[derive(Clone)]
+pub struct Audit {
+    committer: Committer,
+    dir: DataDir,
+    settings: Settings,
+    subject_key: SubjectKey,
+}
+
+impl Audit {
+    /// Opens (or starts) the ledger and pins its first key in the metadata database.
+    pub async fn open(dir: &DataDir) -> Result<Audit, AuditError> {
+        let settings = Settings::read(&dir.config_dir())?;
+        let (ledger_dir, config) = (dir.ledger_dir(), dir.config_dir());
+        let ledger =
+            tokio::task::spawn_blocking(move || Ledger::open(&ledger_dir, &config, ORIGIN))
+                .await
+                .expect("opening the ledger does not panic")?;
+        let subject_key = ledger.subject_key().clone();
+        if let Some(first) = tongchou_ledger::ledger::read_verifiers(&dir.config_dir())?.first() {
+            sqlx::query(
+                "INSERT OR IGNORE INTO ledger_pins (name, value) VALUES ('first_verifier_key', ?)",
+            )
+            .bind(first.encode())
+            .execute(dir.metadata())
+            .await?;
+        }
+        Ok(Audit {
+            committer: Committer::start(ledger),
+            dir: dir.clone(),
+            settings,
+            subject_key,
+        })
+    }
+
+    /// Appends an entry; returns its place once it is durable.
+    pub async fn record(&self, entry: &Entry) -> Result<u64, AuditError> {
+        Ok(self.committer.append(entry.to_bytes()).await?)
+    }
+
+    /// Records a denied attempt. A failure to record it is returned to the caller too:
+    /// the refusal stands either way.
+    pub async fn record_denied(&self, mut entry: Entry, reason: &str) -> Result<u64, AuditError> {
+        entry.outcome = DENIED.into();
+        entry.reason = Some(reason.to_string());
+        self.record(&entry).await
+    }
+
+    pub fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    pub fn dir(&self) -> &DataDir {
+        &self.dir
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The keyed hash under which a person's or enterprise's ID is indexed.
+    pub fn subject(&self, id: &str) -> String {
+        self.subject_key.subject(id)
+    }
+
+    /// The subjects of a result of `rows` rows: its IDs hashed, sorted, each once; none when
+    /// the result is larger than the configured limit.
+    pub fn subjects_of<'a>(
+        &self,
+        rows: u64,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<String> {
+        if rows > self.settings.subject_rows {
+            return Vec::new();
+        }
+        let mut subjects: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !id.trim().is_empty())
+            .map(|id| self.subject(id))
+            .collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        subjects
+    }
+
+    /// Runs `f` on the ledger outside the async runtime's threads.
+    pub async fn with_ledger<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Ledger) -> T + Send + 'static,
+    ) -> T {
+        let committer = self.committer.clone();
+        tokio::task::spawn_blocking(move || f(&mut committer.ledger()))
+            .await
+            .expect("ledger work does not panic")
+    }
+}
+
+/// The newest `n` entries, oldest of them first, as JSON.
+pub fn tail(ledger: &mut Ledger, n: u64) -> Result<Vec<serde_json::Value>, LedgerError> {
+    ledger.refresh()?;
+    let len = ledger.len();
+    (len.saturating_sub(n)..len)
+        .map(|i| {
+            let bytes = ledger.log().entry(i)?;
+            Ok(serde_json::from_slice(&bytes).unwrap_or_else(
+                |_| serde_json::json!({ "seq": i, "unreadable": String::from_utf8_lossy(&bytes) }),
+            ))
+        })
+        .collect()
+}
+
+impl Audit {
+    /// Signs a checkpoint every `every` while the log grows, for as long as the process runs.
+    pub fn keep_checkpointing(&self, every: std::time::Duration) {
+        let audit = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if let Err(e) = audit.with_ledger(|l| l.checkpoint()).await {
+                    eprintln!("ledger: no checkpoint this time: {e}");
+                }
+            }
+        });
+    }
+}
+
+/// The entries `seqs` with their inclusion proofs against one fresh checkpoint.
+pub fn export(
+    ledger: &mut Ledger,
+    seqs: &[u64],
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<tongchou_ledger::check::Export, LedgerError> {
+    let note = ledger.checkpoint()?;
+    let size = tongchou_ledger::Checkpoint::read_unverified(&note)?.size;
+    let entries = seqs
+        .iter()
+        .map(|&index| {
+            let entry = ledger.log().entry(index)?;
+            let hashes = ledger.log().inclusion_proof(index, size)?.ok_or_else(|| {
+                LedgerError::NotFound(format!("entry {index} is past the checkpoint"))
+            })?;
+            Ok(tongchou_ledger::check::ExportedEntry {
+                index,
+                entry: String::from_utf8_lossy(&entry).into_owned(),
+                hashes: hashes.iter().map(hex_of).collect(),
+            })
+        })
+        .collect::<Result<Vec<_>, LedgerError>>()?;
+    Ok(tongchou_ledger::check::Export {
+        format: tongchou_ledger::check::EXPORT_FORMAT.into(),
+        from: since.unwrap_or("").into(),
+        to: until.unwrap_or("").into(),
+        checkpoint: note,
+        verifier_key: ledger.verifier().map(|v| v.encode()).unwrap_or_default(),
+        entries,
+    })
+}
+
+fn hex_of(hash: &tongchou_ledger::Hash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
