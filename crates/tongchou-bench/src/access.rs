@@ -23,7 +23,7 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn report(what: &str, mut samples: Vec<Duration>) -> (f64, f64) {
+pub(crate) fn report(what: &str, mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
     let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
     println!(

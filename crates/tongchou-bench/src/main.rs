@@ -6,6 +6,7 @@
 
 mod access;
 mod exchange;
+mod ledger;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -282,6 +283,21 @@ fn main() -> Result<()> {
             println!("machine: {}; date: {}", machine(), jiff_today());
             exchange::run(rows, &work)
         }
-        _ => bail!("usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR]"),
+        Some("ledger") => {
+            let number = |i: usize, default: u64| {
+                args.get(i).and_then(|r| r.parse().ok()).unwrap_or(default)
+            };
+            let work = args
+                .get(4)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-ledger"));
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            let result = ledger::run(&work, number(2, 100_000_000), number(3, 10_000_000));
+            let _ = std::fs::remove_dir_all(&work);
+            result
+        }
+        _ => bail!(
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR]"
+        ),
     }
 }

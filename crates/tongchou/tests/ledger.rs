@@ -344,7 +344,11 @@ fn a_crash_mid_append_is_set_aside_and_the_ledger_verifies() {
         .iter()
         .find(|e| e["kind"] == "ledger_repaired")
         .expect("the repair is recorded");
-    assert_eq!(repaired["seq"].as_u64().unwrap(), before + 1, "nothing acknowledged was lost");
+    assert_eq!(
+        repaired["seq"].as_u64().unwrap(),
+        before + 1,
+        "nothing acknowledged was lost"
+    );
     assert_eq!(
         std::fs::read_dir(data.join("ledger/torn")).unwrap().count(),
         1
@@ -402,7 +406,10 @@ fn a_full_ledger_disk_fails_the_statement() {
                 break;
             }
         }
-        assert!(said.contains("audit ledger"), "a command fails, saying why: {said}");
+        assert!(
+            said.contains("audit ledger"),
+            "a command fails, saying why: {said}"
+        );
         let (status, rows) = pull(&http, &base, &analyst, subscription);
         assert_eq!(status, 503, "the pull is refused when it cannot be traced");
         assert_eq!(rows.len(), 1, "one error object, no rows");
