@@ -259,6 +259,15 @@ impl PolicySet {
         })
     }
 
+    /// An active account (disabled ones are not in the set).
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+
+    pub fn knows_purpose(&self, purpose: &str) -> bool {
+        self.purposes.contains(purpose)
+    }
+
     /// The decision for one resource in one statement.
     pub fn decide(
         &self,

@@ -151,6 +151,36 @@ impl Audit {
         subjects
     }
 
+    /// `text` with every ID-shaped word (see [`looks_like_identifier`]) replaced by `…`,
+    /// and the subjects of those IDs: a statement that names someone touched them, whatever
+    /// it returned.
+    pub fn redact(&self, text: &str) -> (String, Vec<String>) {
+        let mut out = String::with_capacity(text.len());
+        let mut subjects = Vec::new();
+        let mut word = String::new();
+        let mut flush = |word: &mut String, out: &mut String| {
+            if looks_like_identifier(word) {
+                subjects.push(self.subject(word));
+                out.push('…');
+            } else {
+                out.push_str(word);
+            }
+            word.clear();
+        };
+        for c in text.chars() {
+            if c.is_ascii_alphanumeric() {
+                word.push(c);
+            } else {
+                flush(&mut word, &mut out);
+                out.push(c);
+            }
+        }
+        flush(&mut word, &mut out);
+        subjects.sort_unstable();
+        subjects.dedup();
+        (out, subjects)
+    }
+
     /// Runs `f` on the ledger outside the async runtime's threads.
     pub async fn with_ledger<T: Send + 'static>(
         &self,
@@ -160,6 +190,24 @@ impl Audit {
         tokio::task::spawn_blocking(move || f(&mut committer.ledger()))
             .await
             .expect("ledger work does not panic")
+    }
+}
+
+/// A 公民身份号码 (18 characters, or the old 15 digits) or 统一社会信用代码 (18): the
+/// words whose clear text never goes into an entry.
+pub fn looks_like_identifier(word: &str) -> bool {
+    let digits = word.chars().filter(char::is_ascii_digit).count();
+    match word.len() {
+        15 => digits == 15,
+        18 => {
+            word.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase() || c == 'x')
+                && digits >= 10
+                && word[..6]
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        }
+        _ => false,
     }
 }
 

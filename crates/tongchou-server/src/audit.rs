@@ -60,6 +60,7 @@ fn kind_of(method: &Method, path: &str) -> &'static str {
     let reads = method == Method::GET || method == Method::HEAD;
     match path {
         "/api/exchange/pull" => "pull",
+        "/api/query" => "statement",
         "/api/exchange/quarantine" => "download",
         "/api/auth/sign-in" => "sign_in_attempt",
         "/api/auth/sign-out" => "sign_out",
@@ -106,7 +107,8 @@ pub async fn record_requests(
         entry.user = Some(principal.user.name.clone());
         entry.unit = Some(principal.user.unit.clone());
     }
-    let changes = !(method == Method::GET || method == Method::HEAD);
+    // A query statement reads, though it is POSTed.
+    let changes = !(method == Method::GET || method == Method::HEAD || path == "/api/query");
     if changes {
         entry.detail = serde_json::json!({ "phase": "started" });
         if let Err(e) = s.audit.record(&entry).await {
@@ -152,6 +154,9 @@ pub async fn record_requests(
 
 fn merge(entry: &mut Entry, extra: Entry) {
     entry.purpose = extra.purpose.or(entry.purpose.take());
+    if extra.statement.is_some() {
+        entry.statement = extra.statement;
+    }
     entry.resources = extra.resources;
     entry.fields = extra.fields;
     entry.masks = extra.masks;

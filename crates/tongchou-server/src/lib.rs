@@ -28,6 +28,7 @@ mod audit;
 mod auth;
 mod exchange;
 mod ledger;
+mod query;
 
 pub use auth::Caller;
 
@@ -35,8 +36,9 @@ pub use auth::Caller;
 pub struct AppState {
     pub dir: tongchou_store::DataDir,
     pub catalog: Catalog,
-    pub policy: tongchou_access::Policy,
+    pub policy: Arc<tongchou_access::Policy>,
     pub audit: tongchou_audit::Audit,
+    pub query: tongchou_query::Engine,
     /// Session cookies are marked Secure when served over TLS.
     pub secure_cookies: bool,
 }
@@ -49,9 +51,13 @@ impl AppState {
         let catalog = Catalog::open(dir.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let policy = tongchou_access::Policy::open(dir.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        let policy = Arc::new(
+            tongchou_access::Policy::open(dir.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let query =
+            tongchou_query::Engine::open(dir.clone(), policy.clone()).map_err(|e| e.to_string())?;
         let audit = tongchou_audit::Audit::open(&dir)
             .await
             .map_err(|e| e.to_string())?;
@@ -60,6 +66,7 @@ impl AppState {
             catalog,
             policy,
             audit,
+            query,
             secure_cookies,
         })
     }
@@ -276,6 +283,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(exchange::routes())
         .merge(access::routes())
         .merge(ledger::routes())
+        .route("/api/query", post(query::query))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record_requests,

@@ -71,6 +71,8 @@ enum Command {
         #[command(subcommand)]
         command: AccessCommand,
     },
+    /// Run one governed SQL statement as a user, for a purpose (查询).
+    Query(crate::query_cmd::QueryArgs),
     /// The audit ledger: verify it, prove entries, see who used whose data (审计账本).
     Ledger {
         #[command(subcommand)]
@@ -177,6 +179,7 @@ pub fn run(cli: Cli) -> Result<()> {
             exchange_cmd::exchange(dir, audit, command)
         })),
         Command::Ledger { command } => ledger_cmd::run(dir, command),
+        Command::Query(args) => runtime()?.block_on(crate::query_cmd::run(dir, args)),
         Command::Serve(args) => runtime()?.block_on(serve(dir, &args)),
         Command::Sim {
             command: SimCommand::Generate(args),

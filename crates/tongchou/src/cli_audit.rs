@@ -19,16 +19,6 @@ pub fn operator() -> String {
     )
 }
 
-/// Looks like a 公民身份号码 (17 digits and a check character) or a 统一社会信用代码.
-fn identifies_someone(arg: &str) -> bool {
-    arg.len() == 18
-        && arg.chars().all(|c| c.is_ascii_alphanumeric())
-        && arg[..6]
-            .chars()
-            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
-        && arg.chars().filter(|c| c.is_ascii_digit()).count() >= 10
-}
-
 /// The command line with passwords, tokens and IDs of people or enterprises hidden.
 pub fn statement(args: &[String]) -> String {
     let mut shown = Vec::with_capacity(args.len());
@@ -37,7 +27,7 @@ pub fn statement(args: &[String]) -> String {
         let secret_flag = ["--password", "--token", "--secret"]
             .iter()
             .any(|f| arg == f || arg.starts_with(&format!("{f}=")));
-        if hide_next || identifies_someone(arg) {
+        if hide_next || tongchou_audit::looks_like_identifier(arg) {
             shown.push("…".to_string());
         } else if let Some((flag, _)) = arg.split_once('=').filter(|_| secret_flag) {
             shown.push(format!("{flag}=…"));

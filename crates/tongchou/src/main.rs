@@ -9,6 +9,7 @@ mod demo;
 mod exchange_cmd;
 mod ledger_cmd;
 mod progress;
+mod query_cmd;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,355 @@
+//! Governed query (DESIGN.md §5): SQL over the resources' Delta tables in Apache
+//! DataFusion, in a session built for one (user, purpose), where each resource is an
+//! opaque governed leaf ([`governed`]) planned from the caller's `tongchou_access::Access`:
+//! the grant's row filter on raw rows first, every granted field masked from its raw value
+//! ([`udf`], masks from `tongchou-mask`, keyed per consumer unit), ungranted fields absent.
+//! Statements are queries only (no DDL, DML, `SET`, `COPY`, `EXPLAIN ANALYZE`), bounded by
+//! a row cap, a time limit and a memory pool.
+//!
+//! Front doors (`tongchou query`, `POST /api/query`) record every statement in the audit
+//! ledger before the result leaves; the PostgreSQL wire protocol follows.
+
+pub mod front;
+pub mod governed;
+pub mod session;
+pub mod udf;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use deltalake::datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::logical_expr::LogicalPlan;
+use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use sqlx::Row;
+use tongchou_access::{AccessError, Policy};
+use tongchou_mask::UnitKey;
+use tongchou_store::DataDir;
+
+use crate::governed::Reads;
+use crate::session::{UnitSchema, Visible};
+
+pub const CATALOG: &str = "tongchou";
+pub const MASK_KEY_FILE: &str = "mask-master.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Sql(String),
+    #[error("the statement ran longer than {0} s and was stopped; narrow it")]
+    Timeout(u64),
+    #[error("the result has more than {0} rows; narrow it (WHERE, LIMIT, GROUP BY)")]
+    TooManyRows(u64),
+    #[error("metadata database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("the mask key: {0}")]
+    Key(String),
+}
+
+impl From<arrow::error::ArrowError> for QueryError {
+    fn from(e: arrow::error::ArrowError) -> QueryError {
+        QueryError::Sql(e.to_string())
+    }
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> QueryError {
+        let text = e.to_string();
+        if text.contains("Resources exhausted") {
+            QueryError::Refused(format!(
+                "the statement needs more memory than allowed: {text}"
+            ))
+        } else {
+            QueryError::Sql(text)
+        }
+    }
+}
+
+/// Per-statement bounds.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_rows: u64,
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_rows: 100_000,
+            timeout: Duration::from_secs(60),
+            memory_bytes: 1 << 30,
+        }
+    }
+}
+
+/// How one resource was read, for the ledger.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResourceRead {
+    pub code: String,
+    pub fields: Vec<String>,
+    /// Field → mask, for masked fields.
+    pub masks: BTreeMap<String, String>,
+    pub row_filter: Option<String>,
+    /// Fields that identify a person or enterprise and were delivered unmasked.
+    pub clear_identifiers: Vec<String>,
+}
+
+/// A statement's answer and what it read.
+pub struct Answer {
+    pub batches: Vec<RecordBatch>,
+    pub schema: arrow::datatypes::SchemaRef,
+    pub rows: u64,
+    pub reads: Vec<ResourceRead>,
+}
+
+pub struct Engine {
+    dir: DataDir,
+    policy: Arc<Policy>,
+    master_key: [u8; 32],
+    pub limits: Limits,
+}
+
+fn load_or_create_master_key(dir: &DataDir) -> Result<[u8; 32], QueryError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.config_dir().join(MASK_KEY_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| QueryError::Key(format!("{} is not a key", path.display())));
+    }
+    let key: [u8; 32] = rand::random();
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| {
+            f.write_all(hex::encode(key).as_bytes())
+                .and_then(|()| f.sync_all())
+        });
+    match created {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_master_key(dir),
+        Err(e) => Err(QueryError::Key(format!(
+            "cannot write {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+impl Engine {
+    pub fn open(dir: DataDir, policy: Arc<Policy>) -> Result<Engine, QueryError> {
+        let master_key = load_or_create_master_key(&dir)?;
+        Ok(Engine {
+            dir,
+            policy,
+            master_key,
+            limits: Limits::default(),
+        })
+    }
+
+    /// The resources `user` may read for `purpose`, grouped by providing unit's name.
+    async fn visible(
+        &self,
+        user: &str,
+        purpose: &str,
+    ) -> Result<HashMap<String, HashMap<String, Visible>>, QueryError> {
+        let set = self.policy.current().await?;
+        let rows = sqlx::query(
+            "SELECT r.code, r.name, u.name AS unit_name FROM resources r JOIN units u ON u.code = r.unit WHERE r.has_data = 1",
+        )
+        .fetch_all(self.dir.metadata())
+        .await?;
+        let now = jiff::Timestamp::now();
+        let mut units: HashMap<String, HashMap<String, Visible>> = HashMap::new();
+        for r in rows {
+            let code: String = r.get("code");
+            if let Ok(access) = set.decide(user, &code, purpose, now) {
+                units
+                    .entry(r.get("unit_name"))
+                    .or_default()
+                    .insert(r.get("name"), Visible { code, access });
+            }
+        }
+        Ok(units)
+    }
+
+    /// Runs one query statement as `user` for `purpose`.
+    pub async fn run(&self, user: &str, purpose: &str, sql: &str) -> Result<Answer, QueryError> {
+        let set = self.policy.current().await?;
+        let account = set.user(user).ok_or_else(|| {
+            AccessError::Forbidden(format!("user '{user}' does not exist or is disabled"))
+        })?;
+        if !set.knows_purpose(purpose) {
+            return Err(AccessError::Forbidden(format!(
+                "purpose '{purpose}' is not on the bureau's list; see `tongchou access purposes`"
+            ))
+            .into());
+        }
+        let key = UnitKey::derive(&self.master_key, &account.unit);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .build_arc()?;
+        let reads = Arc::new(Mutex::new(Reads::default()));
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, "public");
+        let ctx = SessionContext::new_with_config_rt(config, runtime.clone());
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        let visible = self.visible(user, purpose).await?;
+        let mut by_code = HashMap::new();
+        for (unit_name, tables) in visible {
+            for v in tables.values() {
+                by_code.insert(v.code.clone(), v.clone());
+            }
+            catalog.register_schema(
+                &unit_name,
+                Arc::new(UnitSchema {
+                    tables,
+                    built: Mutex::new(HashMap::new()),
+                    dir: self.dir.clone(),
+                    key: key.clone(),
+                    runtime: runtime.clone(),
+                    reads: reads.clone(),
+                }),
+            )?;
+        }
+        catalog.register_schema(
+            "public",
+            Arc::new(deltalake::datafusion::catalog::MemorySchemaProvider::new()),
+        )?;
+        ctx.register_catalog(CATALOG, catalog);
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| QueryError::Sql(e.to_string()))?;
+        options.verify_plan(&plan).map_err(|e| {
+            QueryError::Refused(format!(
+                "only queries are run here ({e}); nothing was changed"
+            ))
+        })?;
+        if let LogicalPlan::Analyze(_) = plan {
+            return Err(QueryError::Refused(
+                "EXPLAIN ANALYZE is not run: its counts describe rows you may not see; use EXPLAIN"
+                    .into(),
+            ));
+        }
+        let frame = ctx.execute_logical_plan(plan).await?;
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let limits = self.limits.clone();
+        let collected = tokio::time::timeout(limits.timeout, async {
+            let mut stream = frame.execute_stream().await?;
+            let (mut batches, mut rows) = (Vec::new(), 0u64);
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                if rows > limits.max_rows {
+                    return Err(QueryError::TooManyRows(limits.max_rows));
+                }
+                batches.push(batch);
+            }
+            Ok((batches, rows))
+        })
+        .await
+        .map_err(|_| QueryError::Timeout(limits.timeout.as_secs()))??;
+        let (batches, rows) = collected;
+        let read = reads.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let identifiers = self.identifier_fields(&read.resources).await?;
+        let reads = read
+            .resources
+            .iter()
+            .filter_map(|code| by_code.get(code))
+            .map(|v| ResourceRead {
+                code: v.code.clone(),
+                fields: v.access.fields.iter().map(|f| f.name.clone()).collect(),
+                masks: v
+                    .access
+                    .fields
+                    .iter()
+                    .filter_map(|f| {
+                        f.mask
+                            .clone()
+                            .filter(|m| m != "none")
+                            .map(|m| (f.name.clone(), m))
+                    })
+                    .collect(),
+                row_filter: v.access.row_filter.clone(),
+                clear_identifiers: v
+                    .access
+                    .fields
+                    .iter()
+                    .filter(|f| f.mask.as_deref().is_none_or(|m| m == "none"))
+                    .filter(|f| identifiers.contains(&(v.code.clone(), f.name.clone())))
+                    .map(|f| f.name.clone())
+                    .collect(),
+            })
+            .collect();
+        Ok(Answer {
+            batches,
+            schema,
+            rows,
+            reads,
+        })
+    }
+
+    /// (resource, field) pairs of person and enterprise ID fields among `codes`.
+    async fn identifier_fields(
+        &self,
+        codes: &[String],
+    ) -> Result<Vec<(String, String)>, QueryError> {
+        let mut found = Vec::new();
+        for code in codes {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT json_extract(f.value, '$.name') FROM resources r, json_each(r.body, '$.fields') f WHERE r.code = ? AND json_extract(f.value, '$.role') IN ('person_id', 'enterprise_id')",
+            )
+            .bind(code)
+            .fetch_all(self.dir.metadata())
+            .await?;
+            found.extend(names.into_iter().map(|n| (code.clone(), n)));
+        }
+        Ok(found)
+    }
+}
+
+/// The values of result columns named like a clearly delivered identifier field.
+pub fn identifiers_in(answer: &Answer) -> Vec<String> {
+    let names: Vec<&str> = answer
+        .reads
+        .iter()
+        .flat_map(|r| r.clear_identifiers.iter().map(String::as_str))
+        .collect();
+    let mut ids = Vec::new();
+    for batch in &answer.batches {
+        for (i, field) in batch.schema().fields().iter().enumerate() {
+            if !names.contains(&field.name().as_str()) {
+                continue;
+            }
+            if let Ok(text) =
+                arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)
+            {
+                let text = text
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .expect("cast to Utf8 gives a StringArray");
+                ids.extend(text.iter().flatten().map(str::to_string));
+            }
+        }
+    }
+    ids
+}

@@ -1,0 +1,177 @@
+//! A grant's mask as a DataFusion scalar function. Registered only in the trusted context
+//! that plans a governed leaf, so the user's SQL can neither call it nor see it.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, StringArray, new_null_array,
+};
+use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type};
+use deltalake::datafusion::common::{DataFusionError, Result};
+use deltalake::datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use tongchou_mask::{Mask, UnitKey};
+
+#[derive(Debug)]
+pub struct MaskUdf {
+    name: String,
+    mask: Mask,
+    key: UnitKey,
+    signature: Signature,
+}
+
+impl MaskUdf {
+    pub fn new(name: String, mask: Mask, key: UnitKey) -> MaskUdf {
+        MaskUdf {
+            name,
+            mask,
+            key,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl PartialEq for MaskUdf {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for MaskUdf {}
+
+impl Hash for MaskUdf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+/// The type a mask gives a column of `input` type: dates stay dates and numbers numbers
+/// where the mask allows; `null` keeps the type; everything else becomes text.
+pub fn masked_type(mask: &Mask, input: &DataType) -> DataType {
+    match (mask, input) {
+        (Mask::DateYear | Mask::DateMonth, DataType::Date32) => DataType::Date32,
+        (Mask::Round { .. } | Mask::Bucket { .. }, DataType::Float64) => DataType::Float64,
+        (Mask::Round { .. } | Mask::Bucket { .. }, DataType::Int64) => DataType::Int64,
+        (Mask::Null, t) => t.clone(),
+        _ => DataType::Utf8,
+    }
+}
+
+fn date_of(days: i32) -> Option<jiff::civil::Date> {
+    jiff::civil::Date::new(1970, 1, 1)
+        .ok()?
+        .checked_add(jiff::Span::new().days(i64::from(days)))
+        .ok()
+}
+
+fn days_of(date: jiff::civil::Date) -> Option<i32> {
+    let epoch = jiff::civil::Date::new(1970, 1, 1).ok()?;
+    Some(epoch.until(date).ok()?.get_days())
+}
+
+impl MaskUdf {
+    fn mask_array(&self, input: &ArrayRef) -> Result<ArrayRef> {
+        let out = masked_type(&self.mask, input.data_type());
+        let array: ArrayRef = match (&out, input.data_type()) {
+            (_, _) if matches!(self.mask, Mask::Null) => new_null_array(&out, input.len()),
+            (DataType::Date32, DataType::Date32) => Arc::new(
+                input
+                    .as_primitive::<Date32Type>()
+                    .iter()
+                    .map(|d| {
+                        d.and_then(date_of)
+                            .and_then(|d| self.mask.date(d))
+                            .and_then(days_of)
+                    })
+                    .collect::<Date32Array>(),
+            ),
+            (DataType::Float64, DataType::Float64) => Arc::new(
+                input
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| v.and_then(|v| self.mask.number(v)))
+                    .collect::<Float64Array>(),
+            ),
+            (DataType::Int64, DataType::Int64) => Arc::new(
+                input
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| v.and_then(|v| self.mask.number(v as f64)).map(|v| v as i64))
+                    .collect::<Int64Array>(),
+            ),
+            _ => {
+                let text = arrow::compute::cast(input, &DataType::Utf8)?;
+                Arc::new(
+                    text.as_string::<i32>()
+                        .iter()
+                        .map(|v| v.and_then(|v| self.mask.text(v, &self.key)))
+                        .collect::<StringArray>(),
+                )
+            }
+        };
+        Ok(array)
+    }
+}
+
+impl ScalarUDFImpl for MaskUdf {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        let input = args
+            .first()
+            .ok_or_else(|| DataFusionError::Plan("a mask takes one column".into()))?;
+        Ok(masked_type(&self.mask, input))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let input = args
+            .args
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Plan("a mask takes one column".into()))?
+            .into_array(rows)?;
+        Ok(ColumnarValue::Array(self.mask_array(&input)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udf(spec: &str) -> MaskUdf {
+        MaskUdf::new(
+            "m".into(),
+            Mask::parse(spec).unwrap(),
+            UnitKey::new([3; 32]),
+        )
+    }
+
+    #[test]
+    fn columns_are_masked_keeping_their_types_where_the_mask_allows() {
+        let dates: ArrayRef = Arc::new(Date32Array::from(vec![Some(3790), None]));
+        let out = udf("date_month").mask_array(&dates).unwrap();
+        assert_eq!(out.data_type(), &DataType::Date32);
+        let month = date_of(out.as_primitive::<Date32Type>().value(0)).unwrap();
+        assert_eq!((month.year(), month.month(), month.day()), (1980, 5, 1));
+        assert!(out.is_null(1));
+
+        let money: ArrayRef = Arc::new(Float64Array::from(vec![12_345.6]));
+        let out = udf("bucket(1000)").mask_array(&money).unwrap();
+        assert_eq!(out.as_primitive::<Float64Type>().value(0), 12_000.0);
+
+        let ids: ArrayRef = Arc::new(StringArray::from(vec!["44060519800101123X"]));
+        let out = udf("citizen_id").mask_array(&ids).unwrap();
+        assert_eq!(out.as_string::<i32>().value(0), "440605********123X");
+        let out = udf("null").mask_array(&ids).unwrap();
+        assert!(out.is_null(0));
+    }
+}

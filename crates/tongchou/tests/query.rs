@@ -1,0 +1,362 @@
+//! Governed query through the real binary on the tiny demo: the procuratorate's analyst
+//! reads the exit-entry records under the grant the exit-entry administration gave
+//! (destination = '澳门' only, person IDs as pseudonyms, names masked), and each attack of
+//! the suite below fails to see a raw value, a hidden row or the policy.
+
+mod common;
+
+use std::path::Path;
+
+use common::{ok_json, tiny_demo, tongchou};
+use serde_json::Value;
+
+const TABLE: &str = r#""佛山市公安局南海分局出入境管理大队"."出入境记录""#;
+const ANALYST: &str = "procuratorate_analyst";
+const OWNER: &str = "exit_entry_steward";
+const PURPOSE: &str = "procuratorial_supervision";
+
+fn query(data: &Path, user: &str, sql: &str) -> std::process::Output {
+    tongchou(
+        data,
+        &[
+            "query",
+            "--as",
+            user,
+            "--purpose",
+            PURPOSE,
+            "--format",
+            "json",
+            sql,
+        ],
+    )
+}
+
+fn rows(data: &Path, user: &str, sql: &str) -> Vec<Value> {
+    let out = query(data, user, sql);
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap_or_else(|e| panic!("{sql}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Raw values the analyst must never see: IDs and full names of every traveller, and the
+/// rows to other destinations.
+struct Secrets {
+    ids: Vec<String>,
+    names: Vec<String>,
+}
+
+fn secrets(data: &Path) -> Secrets {
+    let all = rows(
+        data,
+        OWNER,
+        &format!("SELECT DISTINCT person_id, name FROM {TABLE}"),
+    );
+    Secrets {
+        ids: all
+            .iter()
+            .map(|r| r["person_id"].as_str().unwrap().to_string())
+            .collect(),
+        names: all
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .filter(|n| n.chars().count() >= 2)
+            .collect(),
+    }
+}
+
+fn assert_nothing_leaks(secrets: &Secrets, what: &str, text: &str) {
+    for id in &secrets.ids {
+        assert!(!text.contains(id.as_str()), "{what} shows a raw ID: {text}");
+    }
+    for name in &secrets.names {
+        assert!(
+            !text.contains(name.as_str()),
+            "{what} shows a raw name {name}: {text}"
+        );
+    }
+}
+
+#[test]
+fn the_grant_is_enforced_inside_the_engine_and_attacks_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let secrets = secrets(&data);
+    assert!(secrets.ids.len() > 10);
+    let owner_total = rows(&data, OWNER, &format!("SELECT count(*) AS n FROM {TABLE}"))[0]["n"]
+        .as_u64()
+        .unwrap();
+
+    // What the grant gives: 澳门 rows only, pseudonyms, masked names.
+    let seen = rows(&data, ANALYST, &format!("SELECT * FROM {TABLE}"));
+    assert!(!seen.is_empty() && (seen.len() as u64) < owner_total);
+    assert!(seen.iter().all(|r| r["destination"] == "澳门"));
+    assert!(
+        seen.iter()
+            .all(|r| r["person_id"].as_str().unwrap().starts_with('P')
+                && r["person_id"].as_str().unwrap().len() == 21)
+    );
+    assert!(
+        seen.iter()
+            .all(|r| r["name"].as_str().unwrap().contains('*'))
+    );
+    assert_nothing_leaks(&secrets, "SELECT *", &serde_json::to_string(&seen).unwrap());
+
+    // Attacks that must return nothing hidden and run without error oracles.
+    let raw_id = &secrets.ids[0];
+    let attacks = [
+        format!("SELECT count(*) AS n FROM {TABLE} WHERE person_id = '{raw_id}'"),
+        format!("SELECT count(*) AS n FROM {TABLE} WHERE person_id LIKE '{}%'", &raw_id[..6]),
+        format!("SELECT CASE WHEN destination <> '澳门' THEN 1/0 ELSE 0 END AS x FROM {TABLE}"),
+        format!("SELECT CASE WHEN person_id = '{raw_id}' THEN 1/0 ELSE 0 END AS x FROM {TABLE}"),
+        format!("SELECT CAST(destination AS INT) AS x FROM {TABLE} WHERE destination <> '澳门'"),
+        format!("SELECT min(person_id) AS a, max(person_id) AS b, min(name) AS c FROM {TABLE}"),
+        format!("SELECT name, count(*) AS n FROM {TABLE} GROUP BY name ORDER BY n DESC LIMIT 3"),
+        format!("SELECT * FROM {TABLE} ORDER BY person_id LIMIT 1"),
+        format!("WITH t AS (SELECT * FROM {TABLE}) SELECT count(*) AS n FROM t WHERE destination = '香港'"),
+        format!("SELECT count(*) AS n FROM (SELECT destination FROM {TABLE} UNION ALL SELECT destination FROM {TABLE}) u WHERE destination <> '澳门'"),
+        format!("SELECT person_id, row_number() OVER (PARTITION BY person_id ORDER BY crossed_on) AS k FROM {TABLE} LIMIT 5"),
+        format!("SELECT upper(person_id) AS u, substr(name, 1, 1) AS s FROM {TABLE} LIMIT 5"),
+        format!("SELECT a.person_id FROM {TABLE} a JOIN {TABLE} b ON a.person_id = b.person_id WHERE b.destination = '泰国'"),
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_name = '出入境记录'".to_string(),
+    ];
+    for sql in &attacks {
+        let out = query(&data, ANALYST, sql);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains("Divide by zero"),
+            "{sql}: an error oracle fired: {text}"
+        );
+        assert_nothing_leaks(&secrets, sql, &text);
+        if sql.contains("count(*)") && sql.contains(raw_id.as_str())
+            || sql.contains("'香港'")
+            || sql.contains("<> '澳门'") && sql.contains("UNION")
+        {
+            assert!(out.status.success(), "{sql}: {text}");
+            let n: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(n[0]["n"], 0, "{sql} counted hidden rows");
+        }
+    }
+
+    // EXPLAIN shows the governed leaf only: no policy, no mask, no raw path.
+    let out = tongchou(
+        &data,
+        &[
+            "query",
+            "--as",
+            ANALYST,
+            "--purpose",
+            PURPOSE,
+            &format!("EXPLAIN SELECT name FROM {TABLE} WHERE person_id = 'x'"),
+        ],
+    );
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && plan.contains("GovernedScan"),
+        "{plan}"
+    );
+    for hidden in ["governed_mask", "澳门", "destination =", "tables/", "raw"] {
+        assert!(!plan.contains(hidden), "EXPLAIN shows '{hidden}': {plan}");
+    }
+
+    // Statements that are not queries are refused, and change nothing.
+    for sql in [
+        "SET datafusion.execution.batch_size = 1".to_string(),
+        format!(
+            "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '{}'",
+            data.join("tables").display()
+        ),
+        format!("CREATE VIEW v AS SELECT * FROM {TABLE}"),
+        format!("COPY (SELECT * FROM {TABLE}) TO '/tmp/leak.csv'"),
+        format!("INSERT INTO {TABLE} VALUES (1)"),
+        format!("EXPLAIN ANALYZE SELECT * FROM {TABLE}"),
+        format!("SELECT 1; SELECT * FROM {TABLE}"),
+    ] {
+        let out = query(&data, ANALYST, &sql);
+        assert!(!out.status.success(), "{sql} ran");
+    }
+    assert!(!Path::new("/tmp/leak.csv").exists());
+
+    // A resource without a grant does not exist for the analyst.
+    let out = query(
+        &data,
+        ANALYST,
+        r#"SELECT * FROM "佛山市南海区人力资源和社会保障局"."社会保险参保缴费信息""#,
+    );
+    assert!(!out.status.success());
+
+    // Every statement is in the ledger: what was read, how masked, filtered, returned.
+    let entries = ok_json(
+        &data,
+        &[
+            "ledger",
+            "search",
+            "--kind",
+            "statement",
+            "--user",
+            ANALYST,
+            "--limit",
+            "500",
+            "--json",
+        ],
+    );
+    let entries = entries.as_array().unwrap();
+    assert!(entries.len() >= attacks.len() + 8);
+    assert!(entries.iter().any(|e| e["outcome"] == "denied"));
+    let last_ok = ok_json(&data, &["ledger", "tail", "--json", "-n", "400"]);
+    let full = last_ok
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["kind"] == "statement"
+                && e["user"] == ANALYST
+                && e["statement"] == format!("SELECT * FROM {TABLE}")
+        })
+        .expect("the first statement is in the ledger");
+    assert_eq!(full["rows"], seen.len());
+    assert_eq!(full["masks"]["308001003/000003:person_id"], "pseudonym");
+    assert_eq!(
+        full["row_filters"]["308001003/000003"],
+        "destination = '澳门'"
+    );
+    assert!(
+        full["result_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_nothing_leaks(
+        &secrets,
+        "the ledger",
+        &serde_json::to_string(&last_ok).unwrap(),
+    );
+}
+
+#[test]
+fn revoking_the_grant_stops_the_next_statement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    assert!(
+        query(&data, ANALYST, &format!("SELECT count(*) FROM {TABLE}"))
+            .status
+            .success()
+    );
+    let grants = ok_json(
+        &data,
+        &[
+            "access", "list", "--grants", "--view", "provided", "--as", OWNER, "--json",
+        ],
+    );
+    let grant = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["resource"] == "308001003/000003")
+        .expect("the demo's grant");
+    let id = grant["id"].as_i64().unwrap().to_string();
+    let out = tongchou(
+        &data,
+        &[
+            "access",
+            "revoke",
+            &id,
+            "--as",
+            OWNER,
+            "--reason",
+            "监督结束 supervision closed",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = query(&data, ANALYST, &format!("SELECT count(*) FROM {TABLE}"));
+    assert!(!out.status.success(), "the revoked grant still reads");
+}
+
+#[test]
+fn rest_runs_the_same_governed_statement_and_records_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let analyst = common::bearer(&common::token(&data, ANALYST, "read,query"));
+    let reader = common::bearer(&common::token(&data, ANALYST, "read"));
+    let (_server, base) = common::serve(&data);
+    let http = common::agent();
+    let post = |auth: &str, body: Value| {
+        let mut r = http
+            .post(format!("{base}/api/query"))
+            .header("Authorization", auth)
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_to_string().unwrap())
+    };
+    let sql = format!("SELECT person_id, name, destination FROM {TABLE} LIMIT 20");
+    let (status, text) = post(
+        &analyst,
+        serde_json::json!({"sql": sql, "purpose": PURPOSE}),
+    );
+    assert_eq!(status, 200, "{text}");
+    let rows: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(rows.len(), 20);
+    assert!(
+        rows.iter()
+            .all(|r| r["destination"] == "澳门" && r["name"].as_str().unwrap().contains('*'))
+    );
+    let (status, text) = post(
+        &analyst,
+        serde_json::json!({"sql": sql, "purpose": PURPOSE, "format": "csv"}),
+    );
+    assert_eq!(status, 200);
+    assert!(text.starts_with("person_id,name,destination\n"), "{text}");
+    let (status, _) = post(&reader, serde_json::json!({"sql": sql, "purpose": PURPOSE}));
+    assert_eq!(status, 403, "a read-only token cannot query");
+    let (status, text) = post(
+        &analyst,
+        serde_json::json!({"sql": r#"SELECT * FROM "佛山市南海区人力资源和社会保障局"."社会保险参保缴费信息""#, "purpose": PURPOSE}),
+    );
+    assert_eq!(status, 404, "{text}");
+    let (status, _) = post(
+        &analyst,
+        serde_json::json!({"sql": "DROP TABLE x", "purpose": PURPOSE}),
+    );
+    assert_eq!(status, 403);
+
+    let entries = ok_json(
+        &data,
+        &["ledger", "search", "--kind", "statement", "--json"],
+    );
+    let entries = entries.as_array().unwrap();
+    let rest: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["front_door"] == "rest")
+        .collect();
+    assert!(rest.len() >= 5, "{rest:?}");
+    assert!(rest.iter().any(|e| e["outcome"] == "denied"));
+    let tail = ok_json(&data, &["ledger", "tail", "--json", "-n", "30"]);
+    let ok = tail
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["front_door"] == "rest" && e["kind"] == "statement" && e["rows"] == 20)
+        .expect("the REST statement is recorded with its rows");
+    assert_eq!(ok["statement"], sql);
+    assert_eq!(ok["purpose"], PURPOSE);
+    assert_eq!(
+        ok["row_filters"]["308001003/000003"],
+        "destination = '澳门'"
+    );
+}
