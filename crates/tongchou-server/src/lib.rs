@@ -28,7 +28,10 @@ mod audit;
 mod auth;
 mod exchange;
 mod ledger;
+mod pg;
 mod query;
+
+pub use pg::serve_pg;
 
 pub use auth::Caller;
 

@@ -118,6 +118,10 @@ struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Also serve the PostgreSQL wire protocol here (e.g. 127.0.0.1:15432); the database
+    /// name is the purpose: `psql -h 127.0.0.1 -p 15432 -U USER -d PURPOSE`.
+    #[arg(long)]
+    pg: Option<std::net::SocketAddr>,
     /// Sign a ledger checkpoint this often (seconds) while the ledger grows.
     #[arg(long, default_value_t = 60)]
     checkpoint_every: u64,
@@ -280,7 +284,23 @@ async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
             args.http.ip()
         );
     }
-    tongchou_server::serve(std::sync::Arc::new(state), args.http, tls)
+    let state = std::sync::Arc::new(state);
+    let state_for_pg = state.clone();
+    if let Some(pg) = args.pg {
+        if !pg.ip().is_loopback() {
+            eprintln!(
+                "注意 warning: the PostgreSQL port {pg} takes passwords in clear; keep it on 127.0.0.1 or behind TLS"
+            );
+        }
+        println!("PostgreSQL 协议 wire protocol at {pg} (database = purpose)");
+        tokio::spawn(async move {
+            if let Err(e) = tongchou_server::serve_pg(state_for_pg, pg).await {
+                eprintln!("错误 error: cannot serve PostgreSQL on {pg}: {e}");
+                std::process::exit(1);
+            }
+        });
+    }
+    tongchou_server::serve(state, args.http, tls)
         .await
         .with_context(|| format!("cannot serve on {}", args.http))
 }

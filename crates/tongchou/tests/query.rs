@@ -360,3 +360,159 @@ fn rest_runs_the_same_governed_statement_and_records_it() {
         "destination = '澳门'"
     );
 }
+
+fn psql(port: u16, user: &str, password: &str, database: &str, sql: &str) -> std::process::Output {
+    std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-d",
+            database,
+        ])
+        .args(["-X", "-A", "-t", "-F", "|", "-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql is installed (.ci/run installs postgresql-client)")
+}
+
+fn password_of(data: &Path, user: &str) -> String {
+    let accounts: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("demo-accounts.json")).unwrap())
+            .unwrap();
+    accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["user"] == user)
+        .unwrap()["password"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn psql_signs_in_with_the_platform_password_and_reads_governed_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let secrets = secrets(&data);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pg = format!("127.0.0.1:{port}");
+    let (_server, _) = common::serve_with(&data, &["--pg", &pg], "http", &common::agent());
+    let password = password_of(&data, ANALYST);
+
+    let out = psql(
+        port,
+        ANALYST,
+        &password,
+        PURPOSE,
+        &format!("SELECT person_id, name, destination FROM {TABLE} LIMIT 50"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 50, "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with("|澳门") && l.starts_with('P')),
+        "{text}"
+    );
+    assert_nothing_leaks(&secrets, "psql", &text);
+
+    // Attacks over the wire fare no better.
+    for sql in [
+        format!(
+            "SELECT count(*) FROM {TABLE} WHERE person_id = '{}'",
+            secrets.ids[0]
+        ),
+        format!("SELECT CASE WHEN destination <> '澳门' THEN 1/0 ELSE 0 END FROM {TABLE}"),
+        format!("EXPLAIN SELECT * FROM {TABLE}"),
+        format!("COPY (SELECT * FROM {TABLE}) TO STDOUT"),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+    ] {
+        let out = psql(port, ANALYST, &password, PURPOSE, &sql);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains("Divide by zero"), "{sql}: {text}");
+        assert!(
+            !text.contains("澳门'") && !text.contains("governed_mask"),
+            "{sql}: {text}"
+        );
+        assert_nothing_leaks(&secrets, &sql, &text);
+    }
+
+    // A wrong password is refused; an API token with the query scope works as one.
+    let out = psql(port, ANALYST, "not the password", PURPOSE, "SELECT 1");
+    assert!(!out.status.success());
+    let token = common::token(&data, ANALYST, "read,query");
+    let out = psql(
+        port,
+        ANALYST,
+        &token,
+        PURPOSE,
+        &format!("SELECT count(*) FROM {TABLE}"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read_only = common::token(&data, ANALYST, "read");
+    assert!(
+        !psql(port, ANALYST, &read_only, PURPOSE, "SELECT 1")
+            .status
+            .success()
+    );
+    // An unknown purpose sees nothing.
+    let out = psql(
+        port,
+        ANALYST,
+        &password,
+        "curiosity",
+        &format!("SELECT count(*) FROM {TABLE}"),
+    );
+    assert!(!out.status.success());
+
+    let entries = ok_json(
+        &data,
+        &[
+            "ledger",
+            "search",
+            "--kind",
+            "statement",
+            "--json",
+            "--limit",
+            "100",
+        ],
+    );
+    let pg_entries: Vec<&Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["front_door"] == "pg")
+        .collect();
+    assert!(pg_entries.len() >= 7, "{pg_entries:?}");
+    assert!(pg_entries.iter().any(|e| e["outcome"] == "denied"));
+    let failed_sign_in = ok_json(
+        &data,
+        &["ledger", "search", "--kind", "sign_in_failed", "--json"],
+    );
+    assert!(!failed_sign_in.as_array().unwrap().is_empty());
+    assert!(tongchou(&data, &["ledger", "verify"]).status.success());
+}
