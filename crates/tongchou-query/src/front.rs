@@ -70,8 +70,7 @@ pub fn statement_entry(audit: &Audit, mut entry: Entry, answer: &Answer, result:
         "sha256:{}",
         hex::encode(sha2::Sha256::digest(result))
     ));
-    let ids = crate::identifiers_in(answer);
-    entry.subjects = audit.subjects_of(answer.rows, ids.iter().map(String::as_str));
+    entry.subjects = audit.subjects_of(answer.rows, answer.subject_ids.iter().map(String::as_str));
     entry.subjects.extend(named);
     entry.subjects.sort_unstable();
     entry.subjects.dedup();

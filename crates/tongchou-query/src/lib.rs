@@ -77,6 +77,9 @@ impl From<DataFusionError> for QueryError {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_rows: u64,
+    /// Answers of up to this many rows have the people and enterprises they name worked
+    /// out (for the ledger's subject index).
+    pub subject_rows: u64,
     pub timeout: Duration,
     pub memory_bytes: usize,
 }
@@ -85,6 +88,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_rows: 100_000,
+            subject_rows: 1000,
             timeout: Duration::from_secs(60),
             memory_bytes: 1 << 30,
         }
@@ -99,8 +103,8 @@ pub struct ResourceRead {
     /// Field → mask, for masked fields.
     pub masks: BTreeMap<String, String>,
     pub row_filter: Option<String>,
-    /// Fields that identify a person or enterprise and were delivered unmasked.
-    pub clear_identifiers: Vec<String>,
+    /// Fields that identify a person or enterprise, with their mask if any.
+    pub identifiers: Vec<(String, Option<String>)>,
 }
 
 /// A statement's answer and what it read.
@@ -109,6 +113,9 @@ pub struct Answer {
     pub schema: arrow::datatypes::SchemaRef,
     pub rows: u64,
     pub reads: Vec<ResourceRead>,
+    /// The raw IDs of the people and enterprises the answer names (see `subjects_of`);
+    /// empty for answers larger than `Limits::subject_rows`. Never shown to the caller.
+    pub subject_ids: Vec<String>,
 }
 
 pub struct Engine {
@@ -290,22 +297,26 @@ impl Engine {
                     })
                     .collect(),
                 row_filter: v.access.row_filter.clone(),
-                clear_identifiers: v
+                identifiers: v
                     .access
                     .fields
                     .iter()
-                    .filter(|f| f.mask.as_deref().is_none_or(|m| m == "none"))
                     .filter(|f| identifiers.contains(&(v.code.clone(), f.name.clone())))
-                    .map(|f| f.name.clone())
+                    .map(|f| (f.name.clone(), f.mask.clone().filter(|m| m != "none")))
                     .collect(),
             })
             .collect();
-        Ok(Answer {
+        let mut answer = Answer {
             batches,
             schema,
             rows,
             reads,
-        })
+            subject_ids: Vec::new(),
+        };
+        if rows <= self.limits.subject_rows {
+            answer.subject_ids = self.subjects_of(&answer, sql, &key, &runtime).await?;
+        }
+        Ok(answer)
     }
 
     /// (resource, field) pairs of person and enterprise ID fields among `codes`.
@@ -327,29 +338,132 @@ impl Engine {
     }
 }
 
-/// The values of result columns named like a clearly delivered identifier field.
-pub fn identifiers_in(answer: &Answer) -> Vec<String> {
-    let names: Vec<&str> = answer
-        .reads
-        .iter()
-        .flat_map(|r| r.clear_identifiers.iter().map(String::as_str))
-        .collect();
-    let mut ids = Vec::new();
+/// Words of `sql` shaped like a keyed pseudonym (`P` and 20 base-32 characters).
+fn pseudonyms_in(sql: &str) -> Vec<String> {
+    sql.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| {
+            w.len() == 21
+                && w.starts_with('P')
+                && w.chars()
+                    .all(|c| c.is_ascii_uppercase() || ('2'..='9').contains(&c))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The distinct text values of the answer's columns named `name`.
+fn column_values(answer: &Answer, name: &str) -> Vec<String> {
+    let mut values = Vec::new();
     for batch in &answer.batches {
-        for (i, field) in batch.schema().fields().iter().enumerate() {
-            if !names.contains(&field.name().as_str()) {
-                continue;
-            }
-            if let Ok(text) =
-                arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)
-            {
-                let text = text
-                    .as_any()
-                    .downcast_ref::<arrow::array::StringArray>()
-                    .expect("cast to Utf8 gives a StringArray");
-                ids.extend(text.iter().flatten().map(str::to_string));
-            }
+        let Some(column) = batch.column_by_name(name) else {
+            continue;
+        };
+        if let Ok(text) = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8) {
+            let text = text
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .expect("cast to Utf8 gives a StringArray");
+            values.extend(text.iter().flatten().map(str::to_string));
         }
     }
-    ids
+    values.sort_unstable();
+    values.dedup();
+    values
+}
+
+impl Engine {
+    /// The raw IDs an answer names, by the result columns that carry an ID field's name:
+    /// clear values as they are, FPE values decrypted with the caller's unit key, keyed
+    /// pseudonyms mapped back by masking the raw column again in a trusted context.
+    /// Pseudonyms written in the statement itself (`WHERE person_id = 'P…'`) count too.
+    /// Other masks (partial IDs) name nobody for certain and are left out.
+    async fn subjects_of(
+        &self,
+        answer: &Answer,
+        sql: &str,
+        key: &UnitKey,
+        runtime: &Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut ids = Vec::new();
+        for read in &answer.reads {
+            for (field, mask) in &read.identifiers {
+                let mut values = column_values(answer, field);
+                if mask.as_deref() == Some("pseudonym") {
+                    values.extend(pseudonyms_in(sql));
+                    values.sort_unstable();
+                    values.dedup();
+                }
+                if values.is_empty() {
+                    continue;
+                }
+                match mask.as_deref() {
+                    None => ids.extend(values),
+                    Some("fpe") => ids.extend(values.iter().map(|v| key.fpe_decrypt(v))),
+                    Some("pseudonym") => ids.extend(
+                        self.unpseudonymize(&read.code, field, &values, key, runtime)
+                            .await?,
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn unpseudonymize(
+        &self,
+        code: &str,
+        field: &str,
+        pseudonyms: &[String],
+        key: &UnitKey,
+        runtime: &Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>,
+    ) -> Result<Vec<String>, QueryError> {
+        let dir = tongchou_exchange::table::table_dir(&self.dir.tables_dir(), code);
+        let Some(table) = tongchou_exchange::table::open(&dir)
+            .await
+            .map_err(|e| QueryError::Sql(e.to_string()))?
+        else {
+            return Ok(Vec::new());
+        };
+        let trusted = SessionContext::new_with_config_rt(SessionConfig::new(), runtime.clone());
+        trusted.register_table(
+            "raw",
+            table
+                .table_provider()
+                .await
+                .map_err(|e| QueryError::Sql(e.to_string()))?,
+        )?;
+        trusted.register_udf(
+            deltalake::datafusion::logical_expr::ScalarUDF::new_from_impl(
+                crate::udf::MaskUdf::new(
+                    "subject_pseudonym".into(),
+                    tongchou_mask::Mask::Pseudonym,
+                    key.clone(),
+                ),
+            ),
+        );
+        let list = pseudonyms
+            .iter()
+            .map(|p| format!("'{}'", p.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let column = format!("\"{}\"", field.replace('"', "\"\""));
+        let sql = format!(
+            "SELECT DISTINCT CAST({column} AS VARCHAR) AS id FROM raw WHERE subject_pseudonym({column}) IN ({list})"
+        );
+        let batches = trusted.sql(&sql).await?.collect().await?;
+        let found = Answer {
+            schema: batches
+                .first()
+                .map(|b| b.schema())
+                .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty())),
+            batches,
+            rows: 0,
+            reads: Vec::new(),
+            subject_ids: Vec::new(),
+        };
+        Ok(column_values(&found, "id"))
+    }
 }

@@ -59,11 +59,12 @@ impl AppState {
                 .await
                 .map_err(|e| e.to_string())?,
         );
-        let query =
+        let mut query =
             tongchou_query::Engine::open(dir.clone(), policy.clone()).map_err(|e| e.to_string())?;
         let audit = tongchou_audit::Audit::open(&dir)
             .await
             .map_err(|e| e.to_string())?;
+        query.limits.subject_rows = audit.settings().subject_rows;
         Ok(AppState {
             dir,
             catalog,

@@ -249,6 +249,12 @@ async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
     let accounts = crate::demo::staff(&dir).await?;
     crate::demo::print_accounts(&accounts, dir.root());
     tongchou_audit::outbox::drain(&audit).await?;
+    if let Some(official) = crate::demo::macau_trips(&dir, &audit).await? {
+        println!(
+            "谁查了我 who looked at this (simulated) official: tongchou --data-dir {} ledger subject {official}",
+            dir.root().display()
+        );
+    }
     audit.with_ledger(|l| l.checkpoint()).await?;
     if args.no_serve {
         return Ok(());

@@ -412,3 +412,41 @@ pub fn print_accounts(accounts: &[DemoAccount], root: &Path) {
         );
     }
 }
+
+/// The seed's scenario "officials' frequent trips to Macau", run once as SQL by the
+/// procuratorate's analyst under the grants above and recorded like any statement, so the
+/// ledger (and `ledger subject`) has real uses to show. Returns one official's ID.
+pub async fn macau_trips(dir: &DataDir, audit: &tongchou_audit::Audit) -> Result<Option<String>> {
+    const SQL: &str = r#"SELECT r.person_id, r.name, r.unit, r.position, count(*) AS trips
+FROM "佛山市公安局南海分局出入境管理大队"."出入境记录" e
+JOIN "中共佛山市南海区委组织部"."公职人员名册" r ON e.person_id = r.person_id
+WHERE e.direction = '出境'
+GROUP BY r.person_id, r.name, r.unit, r.position
+HAVING count(*) >= 4
+ORDER BY trips DESC"#;
+    const USER: &str = "procuratorate_analyst";
+    const PURPOSE: &str = "procuratorial_supervision";
+    let policy = std::sync::Arc::new(tongchou_access::Policy::open(dir.clone()).await?);
+    let unit = policy.current().await?.user(USER).map(|u| u.unit.clone());
+    let mut engine = tongchou_query::Engine::open(dir.clone(), policy)?;
+    engine.limits.subject_rows = audit.settings().subject_rows;
+    let answer = match engine.run(USER, PURPOSE, SQL).await {
+        Ok(answer) => answer,
+        // Scales without these resources have no such scenario.
+        Err(tongchou_query::QueryError::Sql(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = tongchou_query::front::render(&answer, "table")?;
+    let mut entry = tongchou_audit::Entry::new("statement", "cli", tongchou_audit::ALLOWED);
+    entry.user = Some(USER.into());
+    entry.unit = unit;
+    entry.purpose = Some(PURPOSE.into());
+    entry.statement = Some(SQL.into());
+    let entry = tongchou_query::front::statement_entry(audit, entry, &answer, &bytes);
+    audit.record(&entry).await?;
+    println!(
+        "场景查询 scenario statement: officials' trips to Macau, {} officials found, as {USER}",
+        answer.rows
+    );
+    Ok(answer.subject_ids.first().cloned())
+}

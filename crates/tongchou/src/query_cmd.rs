@@ -35,7 +35,8 @@ pub async fn run(data_dir: &Path, args: QueryArgs) -> Result<()> {
         .await?
         .user(&args.user)
         .map(|u| u.unit.clone());
-    let engine = Engine::open(dir, std::sync::Arc::new(policy))?;
+    let mut engine = Engine::open(dir, std::sync::Arc::new(policy))?;
+    engine.limits.subject_rows = audit.settings().subject_rows;
     let mut entry = Entry::new("statement", "cli", ALLOWED);
     entry.user = Some(args.user.clone());
     entry.unit = unit;

@@ -436,3 +436,28 @@ fn a_full_ledger_disk_fails_the_statement() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn the_subject_view_answers_for_the_demos_people() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = tongchou(&data, &["demo", "--scale", "tiny", "--no-serve"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let official = text
+        .lines()
+        .find_map(|l| l.split("ledger subject ").nth(1))
+        .expect("the demo names an official to look up")
+        .trim()
+        .to_string();
+    let seen = ok_json(&data, &["ledger", "subject", &official, "--json"]);
+    let seen = seen.as_array().unwrap();
+    assert!(!seen.is_empty());
+    assert_eq!(seen[0]["user"], "procuratorate_analyst");
+    assert_eq!(seen[0]["purpose"], "procuratorial_supervision");
+    assert!(seen[0]["unit"].is_string() && seen[0]["time"].is_string());
+}

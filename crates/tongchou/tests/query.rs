@@ -148,6 +148,31 @@ fn the_grant_is_enforced_inside_the_engine_and_attacks_fail() {
         }
     }
 
+    // Who looked at a traveller: a lookup by pseudonym is traced back to the person.
+    let pseudonym = seen[0]["person_id"].as_str().unwrap();
+    let record = seen[0]["record_no"].as_str().unwrap();
+    let found = rows(
+        &data,
+        ANALYST,
+        &format!("SELECT crossed_on, port FROM {TABLE} WHERE person_id = '{pseudonym}'"),
+    );
+    assert!(!found.is_empty());
+    let raw = rows(
+        &data,
+        OWNER,
+        &format!("SELECT person_id FROM {TABLE} WHERE record_no = '{record}'"),
+    );
+    let raw = raw[0]["person_id"].as_str().unwrap();
+    let tracked = ok_json(&data, &["ledger", "subject", raw, "--json"]);
+    assert!(
+        tracked
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["user"] == ANALYST && e["purpose"] == PURPOSE),
+        "{tracked}"
+    );
+
     // EXPLAIN shows the governed leaf only: no policy, no mask, no raw path.
     let out = tongchou(
         &data,
