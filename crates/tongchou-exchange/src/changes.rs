@@ -262,6 +262,27 @@ pub struct PullPreview {
     pub subject_ids: Vec<String>,
 }
 
+impl PullPreview {
+    /// The ledger entry of this delivery, from a front door's `base` (who, how).
+    pub fn entry(
+        &self,
+        audit: &tongchou_audit::Audit,
+        mut base: tongchou_audit::Entry,
+    ) -> tongchou_audit::Entry {
+        base.purpose = self.purpose.clone();
+        base.resources = vec![self.resource.clone()];
+        base.fields = self.columns.clone();
+        base.rows = Some(self.rows);
+        base.result_digest = Some(self.digest.clone());
+        base.subjects = audit.subjects_of(self.rows, self.subject_ids.iter().map(String::as_str));
+        base.detail = serde_json::json!({
+            "subscription": self.subscription,
+            "versions": [self.from_version, self.to_version],
+        });
+        base
+    }
+}
+
 /// Delivers the changes since the subscription's cursor to `out`, has `record` trace the
 /// delivery, and only then moves the cursor and counts the records in the exchange volume.
 /// When `record` fails the file is removed and the cursor stays: the pull can be repeated

@@ -256,21 +256,11 @@ pub async fn pull(
         &path,
         audit.settings().subject_rows,
         async |preview: &changes::PullPreview| {
-            let mut entry = tongchou_audit::Entry::new("pull", "rest", tongchou_audit::ALLOWED);
-            entry.user = Some(user.name.clone());
-            entry.unit = Some(user.unit.clone());
-            entry.purpose = preview.purpose.clone();
-            entry.statement = Some(statement.clone());
-            entry.resources = vec![preview.resource.clone()];
-            entry.fields = preview.columns.clone();
-            entry.rows = Some(preview.rows);
-            entry.result_digest = Some(preview.digest.clone());
-            entry.subjects =
-                audit.subjects_of(preview.rows, preview.subject_ids.iter().map(String::as_str));
-            entry.detail = serde_json::json!({
-                "subscription": preview.subscription,
-                "versions": [preview.from_version, preview.to_version],
-            });
+            let mut base = tongchou_audit::Entry::new("pull", "rest", tongchou_audit::ALLOWED);
+            base.user = Some(user.name.clone());
+            base.unit = Some(user.unit.clone());
+            base.statement = Some(statement.clone());
+            let entry = preview.entry(audit, base);
             audit
                 .record(&entry)
                 .await

@@ -318,15 +318,9 @@ pub async fn exchange(
                 &out,
                 audit.settings().subject_rows,
                 async |preview: &tongchou_exchange::changes::PullPreview| {
-                    let mut entry = crate::cli_audit::entry("pull", tongchou_audit::ALLOWED);
-                    entry.unit = Some(preview.consumer.clone());
-                    entry.purpose = preview.purpose.clone();
-                    entry.resources = vec![preview.resource.clone()];
-                    entry.fields = preview.columns.clone();
-                    entry.rows = Some(preview.rows);
-                    entry.result_digest = Some(preview.digest.clone());
-                    entry.subjects = audit
-                        .subjects_of(preview.rows, preview.subject_ids.iter().map(String::as_str));
+                    let mut base = crate::cli_audit::entry("pull", tongchou_audit::ALLOWED);
+                    base.unit = Some(preview.consumer.clone());
+                    let entry = preview.entry(&audit, base);
                     audit
                         .record(&entry)
                         .await

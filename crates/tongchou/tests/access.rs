@@ -7,30 +7,12 @@ mod common;
 use std::path::Path;
 
 use common::{
-    add_user, agent, bearer, ok_json, serve, serve_with, tiny_demo, token, tongchou, unit_code,
+    accounts, add_user, agent, bearer, ok_json, password_of, serve, serve_with, tiny_demo, token,
+    tongchou, unit_code,
 };
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "a long enough password";
-
-fn accounts(data: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(data.join("demo-accounts.json")).unwrap();
-    serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn password_of(data: &Path, user: &str) -> String {
-    accounts(data)
-        .iter()
-        .find(|a| a["user"] == user)
-        .unwrap_or_else(|| panic!("no demo account {user}"))["password"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 fn resource_code(data: &Path, name: &str) -> String {
     let hits = ok_json(data, &["catalog", "search", name, "--json"]);

@@ -248,10 +248,7 @@ fn front_doors_are_recorded_subjects_answer_and_proofs_check_elsewhere() {
             |u| u["purpose"] == "procuratorial_supervision" && u["entries"].as_i64() >= Some(1)
         )
     );
-    let denied = ok_json(
-        &data,
-        &["ledger", "search", "--outcome", "denied", "--json"],
-    );
+    let denied = Value::Array(common::ledger_search(&data, &["--outcome", "denied"]));
     assert!(
         denied
             .as_array()

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ok_json, tiny_demo, tongchou};
+use common::{ledger_search, ok_json, password_of, tiny_demo, tongchou};
 use serde_json::Value;
 
 const TABLE: &str = r#""佛山市公安局南海分局出入境管理大队"."出入境记录""#;
@@ -221,21 +221,10 @@ fn the_grant_is_enforced_inside_the_engine_and_attacks_fail() {
     assert!(!out.status.success());
 
     // Every statement is in the ledger: what was read, how masked, filtered, returned.
-    let entries = ok_json(
+    let entries = ledger_search(
         &data,
-        &[
-            "ledger",
-            "search",
-            "--kind",
-            "statement",
-            "--user",
-            ANALYST,
-            "--limit",
-            "500",
-            "--json",
-        ],
+        &["--kind", "statement", "--user", ANALYST, "--limit", "500"],
     );
-    let entries = entries.as_array().unwrap();
     assert!(entries.len() >= attacks.len() + 8);
     assert!(entries.iter().any(|e| e["outcome"] == "denied"));
     let last_ok = ok_json(&data, &["ledger", "tail", "--json", "-n", "400"]);
@@ -360,11 +349,7 @@ fn rest_runs_the_same_governed_statement_and_records_it() {
     );
     assert_eq!(status, 403);
 
-    let entries = ok_json(
-        &data,
-        &["ledger", "search", "--kind", "statement", "--json"],
-    );
-    let entries = entries.as_array().unwrap();
+    let entries = ledger_search(&data, &["--kind", "statement"]);
     let rest: Vec<&Value> = entries
         .iter()
         .filter(|e| e["front_door"] == "rest")
@@ -403,21 +388,6 @@ fn psql(port: u16, user: &str, password: &str, database: &str, sql: &str) -> std
         .env("PGCONNECT_TIMEOUT", "10")
         .output()
         .expect("psql is installed (.ci/run installs postgresql-client)")
-}
-
-fn password_of(data: &Path, user: &str) -> String {
-    let accounts: Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("demo-accounts.json")).unwrap())
-            .unwrap();
-    accounts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["user"] == user)
-        .unwrap()["password"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 #[test]
@@ -514,30 +484,10 @@ fn psql_signs_in_with_the_platform_password_and_reads_governed_data() {
     );
     assert!(!out.status.success());
 
-    let entries = ok_json(
-        &data,
-        &[
-            "ledger",
-            "search",
-            "--kind",
-            "statement",
-            "--json",
-            "--limit",
-            "100",
-        ],
-    );
-    let pg_entries: Vec<&Value> = entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["front_door"] == "pg")
-        .collect();
+    let entries = ledger_search(&data, &["--kind", "statement", "--limit", "100"]);
+    let pg_entries: Vec<&Value> = entries.iter().filter(|e| e["front_door"] == "pg").collect();
     assert!(pg_entries.len() >= 7, "{pg_entries:?}");
     assert!(pg_entries.iter().any(|e| e["outcome"] == "denied"));
-    let failed_sign_in = ok_json(
-        &data,
-        &["ledger", "search", "--kind", "sign_in_failed", "--json"],
-    );
-    assert!(!failed_sign_in.as_array().unwrap().is_empty());
+    assert!(!ledger_search(&data, &["--kind", "sign_in_failed"]).is_empty());
     assert!(tongchou(&data, &["ledger", "verify"]).status.success());
 }

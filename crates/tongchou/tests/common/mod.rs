@@ -24,6 +24,11 @@ pub fn tongchou(data: &Path, args: &[&str]) -> Output {
 
 /// A data directory set up by `demo --scale tiny --no-serve`: catalog, data, accounts.
 pub fn tiny_demo(tmp: &Path) -> std::path::PathBuf {
+    tiny_demo_saying(tmp).0
+}
+
+/// The same, with what the demo printed.
+pub fn tiny_demo_saying(tmp: &Path) -> (std::path::PathBuf, String) {
     let data = tmp.join("data");
     let out = tongchou(&data, &["demo", "--scale", "tiny", "--no-serve"]);
     assert!(
@@ -31,9 +36,9 @@ pub fn tiny_demo(tmp: &Path) -> std::path::PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("信息资源 resources: 100"), "{text}");
-    data
+    (data, text)
 }
 
 /// Runs a command that must succeed and print JSON.
@@ -157,4 +162,32 @@ pub fn unit_code(data: &Path, slug: &str) -> String {
 
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
+}
+
+/// The demo's accounts as `demo` wrote them to `demo-accounts.json`.
+pub fn accounts(data: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(data.join("demo-accounts.json")).unwrap();
+    serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A demo account's password.
+pub fn password_of(data: &Path, user: &str) -> String {
+    accounts(data)
+        .iter()
+        .find(|a| a["user"] == user)
+        .unwrap_or_else(|| panic!("no demo account {user}"))["password"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `ledger search … --json` as entries.
+pub fn ledger_search(data: &Path, filters: &[&str]) -> Vec<Value> {
+    let mut args = vec!["ledger", "search", "--json"];
+    args.extend_from_slice(filters);
+    ok_json(data, &args).as_array().unwrap().clone()
 }
