@@ -5,6 +5,7 @@
 //! `-- exchange [ROWS] [WORK_DIR]`: ingest and pull beside DuckDB.
 
 mod access;
+mod audit_overhead;
 mod exchange;
 mod ledger;
 
@@ -283,6 +284,14 @@ fn main() -> Result<()> {
             println!("machine: {}; date: {}", machine(), jiff_today());
             exchange::run(rows, &work)
         }
+        Some("audit-overhead") => {
+            let work = args
+                .get(2)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-audit"));
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            runtime.block_on(audit_overhead::run(&work))
+        }
         Some("ledger") => {
             let number = |i: usize, default: u64| {
                 args.get(i).and_then(|r| r.parse().ok()).unwrap_or(default)
@@ -297,7 +306,7 @@ fn main() -> Result<()> {
             result
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR]"
         ),
     }
 }

@@ -1,0 +1,162 @@
+//! What auditing costs governed query: the seed's "one enterprise's social-insurance
+//! arrears" point lookup by the science bureau's reviewer, run by 16 concurrent clients
+//! through the governed engine, once as the front doors run it (answer rendered, ledger
+//! entry built and made durable before the answer would leave) and once without the
+//! ledger, in the same process on the same data. The ratio is the overhead.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sqlx::Row;
+use tongchou_audit::{ALLOWED, Audit, Entry};
+use tongchou_query::Engine;
+use tongchou_query::front::{render, statement_entry};
+use tongchou_store::DataDir;
+
+use crate::access::report;
+
+const USER: &str = "science_analyst";
+const PURPOSE: &str = "subsidy_review";
+const ARREARS: &str = "313001007/000007";
+const CLIENTS: usize = 16;
+const SECONDS: u64 = 10;
+
+pub async fn run(work: &Path) -> Result<()> {
+    let data = work.join("data");
+    if !data.join("tongchou.toml").exists() {
+        let status = std::process::Command::new("target/release/tongchou")
+            .args(["--data-dir"])
+            .arg(&data)
+            .args(["demo", "--scale", "small", "--no-serve"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("run target/release/tongchou (cargo build --release first)")?;
+        anyhow::ensure!(status.success(), "the demo did not set up");
+    }
+    let dir = DataDir::open(&data).await?;
+    let row = sqlx::query("SELECT r.name, u.name AS unit FROM resources r JOIN units u ON u.code = r.unit WHERE r.code = ?")
+        .bind(ARREARS)
+        .fetch_one(dir.metadata())
+        .await?;
+    let table = format!(
+        "\"{}\".\"{}\"",
+        row.get::<String, _>("unit"),
+        row.get::<String, _>("name")
+    );
+    let policy = Arc::new(tongchou_access::Policy::open(dir.clone()).await?);
+    let engine = Arc::new(Engine::open(dir.clone(), policy)?);
+    let audit = Audit::open(&dir).await?;
+    let codes = engine
+        .run(USER, PURPOSE, &format!("SELECT DISTINCT credit_code FROM {table}"))
+        .await?;
+    let codes: Arc<Vec<String>> = Arc::new(
+        codes
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+                    .expect("text");
+                let c = c
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .expect("strings")
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>();
+                c
+            })
+            .collect(),
+    );
+    println!(
+        "Point lookups of one enterprise's arrears ({} enterprises in {table}), {CLIENTS} clients, {SECONDS} s each:",
+        codes.len()
+    );
+    let mut results = Vec::new();
+    for audited in [false, true, false, true] {
+        results.push((
+            audited,
+            measure(&engine, &audit, &table, &codes, audited).await?,
+        ));
+    }
+    let best = |a: bool| {
+        results
+            .iter()
+            .filter(|(x, _)| *x == a)
+            .map(|(_, r)| *r)
+            .fold(0.0f64, f64::max)
+    };
+    let (plain, audited) = (best(false), best(true));
+    println!(
+        "  best of two: without the ledger {plain:.0}/s, audited {audited:.0}/s — audited ÷ plain {:.3} (overhead {:.1}%)",
+        audited / plain,
+        (1.0 - audited / plain) * 100.0
+    );
+    Ok(())
+}
+
+async fn measure(
+    engine: &Arc<Engine>,
+    audit: &Audit,
+    table: &str,
+    codes: &Arc<Vec<String>>,
+    audited: bool,
+) -> Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let (engine, audit, codes, stop, done) = (
+            engine.clone(),
+            audit.clone(),
+            codes.clone(),
+            stop.clone(),
+            done.clone(),
+        );
+        let table = table.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = client;
+            while !stop.load(Ordering::Relaxed) {
+                let code = &codes[i % codes.len()];
+                let sql = format!("SELECT * FROM {table} WHERE credit_code = '{code}'");
+                let t = Instant::now();
+                let answer = engine.run(USER, PURPOSE, &sql).await?;
+                let bytes = render(&answer, "json")?;
+                if audited {
+                    let mut entry = Entry::new("statement", "pg", ALLOWED);
+                    entry.user = Some(USER.into());
+                    entry.purpose = Some(PURPOSE.into());
+                    let (statement, named) = audit.redact(&sql);
+                    entry.statement = Some(statement);
+                    entry.subjects = named;
+                    let entry = statement_entry(&audit, entry, &answer, &bytes);
+                    audit.record(&entry).await?;
+                }
+                latencies.push(t.elapsed());
+                done.fetch_add(1, Ordering::Relaxed);
+                i += CLIENTS;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    let label = if audited {
+        "audited (front-door path)"
+    } else {
+        "without the ledger"
+    };
+    println!("  {label}: {rate:.0} statements/s");
+    report(&format!("{label}, latency"), latencies);
+    Ok(rate)
+}
