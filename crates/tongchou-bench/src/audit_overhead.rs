@@ -50,7 +50,11 @@ pub async fn run(work: &Path) -> Result<()> {
     let engine = Arc::new(Engine::open(dir.clone(), policy)?);
     let audit = Audit::open(&dir).await?;
     let codes = engine
-        .run(USER, PURPOSE, &format!("SELECT DISTINCT credit_code FROM {table}"))
+        .run(
+            USER,
+            PURPOSE,
+            &format!("SELECT DISTINCT credit_code FROM {table}"),
+        )
         .await?;
     let codes: Arc<Vec<String>> = Arc::new(
         codes
@@ -59,15 +63,13 @@ pub async fn run(work: &Path) -> Result<()> {
             .flat_map(|b| {
                 let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
                     .expect("text");
-                let c = c
-                    .as_any()
+                c.as_any()
                     .downcast_ref::<arrow::array::StringArray>()
                     .expect("strings")
                     .iter()
                     .flatten()
                     .map(str::to_string)
-                    .collect::<Vec<_>>();
-                c
+                    .collect::<Vec<_>>()
             })
             .collect(),
     );
