@@ -263,6 +263,19 @@ pub struct PullPreview {
 }
 
 impl PullPreview {
+    /// Records this delivery in the ledger; the `Err` text is what the caller is told.
+    pub async fn record(
+        &self,
+        audit: &tongchou_audit::Audit,
+        base: tongchou_audit::Entry,
+    ) -> Result<(), String> {
+        audit
+            .record(&self.entry(audit, base))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// The ledger entry of this delivery, from a front door's `base` (who, how).
     pub fn entry(
         &self,

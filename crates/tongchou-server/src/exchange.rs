@@ -260,12 +260,7 @@ pub async fn pull(
             base.user = Some(user.name.clone());
             base.unit = Some(user.unit.clone());
             base.statement = Some(statement.clone());
-            let entry = preview.entry(audit, base);
-            audit
-                .record(&entry)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            preview.record(audit, base).await
         },
     )
     .await?;

@@ -320,12 +320,7 @@ pub async fn exchange(
                 async |preview: &tongchou_exchange::changes::PullPreview| {
                     let mut base = crate::cli_audit::entry("pull", tongchou_audit::ALLOWED);
                     base.unit = Some(preview.consumer.clone());
-                    let entry = preview.entry(&audit, base);
-                    audit
-                        .record(&entry)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                    preview.record(&audit, base).await
                 },
             )
             .await?;
