@@ -91,7 +91,7 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 
 pub async fn record_requests(
     State(s): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_string();
@@ -106,6 +106,10 @@ pub async fn record_requests(
     {
         entry.user = Some(principal.user.name.clone());
         entry.unit = Some(principal.user.unit.clone());
+        // The handler's `Caller` takes it from here instead of checking again.
+        request
+            .extensions_mut()
+            .insert(crate::auth::Authenticated(principal));
     }
     // A query statement reads, though it is POSTed.
     let changes = !(method == Method::GET || method == Method::HEAD || path == "/api/query");

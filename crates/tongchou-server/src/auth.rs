@@ -17,6 +17,10 @@ pub const SESSION_COOKIE: &str = "tongchou_session";
 /// The authenticated caller of a request.
 pub struct Caller(pub Principal);
 
+/// The caller as the audit middleware authenticated it, for this request only.
+#[derive(Clone)]
+pub struct Authenticated(pub Principal);
+
 impl Caller {
     pub fn require(&self, scope: Scope) -> Result<&Principal, ApiError> {
         self.0.require(scope)?;
@@ -78,6 +82,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Caller, ApiError> {
+        if let Some(Authenticated(principal)) = parts.extensions.remove::<Authenticated>() {
+            return Ok(Caller(principal));
+        }
         let credential = credential(&parts.headers).ok_or(AccessError::Unauthenticated)?;
         Ok(Caller(state.policy.authenticate(&credential).await?))
     }
