@@ -191,6 +191,9 @@ pub async fn subject(audit: &Audit, id: &str) -> Result<Vec<Listed>, AuditError>
     Ok(rows.iter().map(listed).collect())
 }
 
+/// The kinds of entry that deliver data, counted as "use".
+const USES: &str = "e.kind IN ('statement', 'pull', 'download', 'verification')";
+
 /// Use of data per unit and purpose.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Usage {
@@ -210,7 +213,9 @@ pub async fn usage(audit: &Audit, filter: &Filter) -> Result<Vec<Usage>, AuditEr
     q.push_bind(DENIED)
         .push(") AS denied, COALESCE(sum(e.rows), 0) AS rows, sum(e.subjects) AS subjects FROM ledger_entries e");
     push_filter(&mut q, filter);
-    q.push(" AND e.kind IN ('statement', 'pull', 'download', 'verification') GROUP BY e.unit, e.purpose ORDER BY entries DESC");
+    q.push(" AND ")
+        .push(USES)
+        .push(" GROUP BY e.unit, e.purpose ORDER BY entries DESC");
     let rows = q.build().fetch_all(audit.dir().metadata()).await?;
     Ok(rows
         .iter()
@@ -249,7 +254,9 @@ pub async fn unusual(
         "SELECT e.user, e.unit, count(DISTINCT s.subject) AS subjects FROM ledger_entries e LEFT JOIN ledger_subjects s ON s.seq = e.seq",
     );
     push_filter(&mut q, filter);
-    q.push(" AND e.user IS NOT NULL AND e.kind IN ('statement', 'pull', 'download', 'verification') GROUP BY e.user, e.unit");
+    q.push(" AND e.user IS NOT NULL AND ")
+        .push(USES)
+        .push(" GROUP BY e.user, e.unit");
     let rows = q.build().fetch_all(audit.dir().metadata()).await?;
     let readers: Vec<(String, Option<String>, i64)> = rows
         .iter()

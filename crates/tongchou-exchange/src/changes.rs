@@ -391,18 +391,24 @@ fn file_digest(path: &Path) -> Result<String, ExchangeError> {
     Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
+/// The names of a resource's fields that identify a person or an enterprise — what the
+/// ledger's subject index is built from.
+pub async fn identifier_fields(dir: &DataDir, code: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT json_extract(f.value, '$.name') FROM resources r, json_each(r.body, '$.fields') f WHERE r.code = ? AND json_extract(f.value, '$.role') IN ('person_id', 'enterprise_id')",
+    )
+    .bind(code)
+    .fetch_all(dir.metadata())
+    .await
+}
+
 /// The values of the resource's person and enterprise ID fields in `batches`.
 async fn identifiers(
     dir: &DataDir,
     code: &str,
     batches: &[RecordBatch],
 ) -> Result<Vec<String>, ExchangeError> {
-    let fields: Vec<String> = sqlx::query_scalar(
-        "SELECT json_extract(f.value, '$.name') FROM resources r, json_each(r.body, '$.fields') f WHERE r.code = ? AND json_extract(f.value, '$.role') IN ('person_id', 'enterprise_id')",
-    )
-    .bind(code)
-    .fetch_all(dir.metadata())
-    .await?;
+    let fields = identifier_fields(dir, code).await?;
     let mut ids = Vec::new();
     for batch in batches {
         for name in &fields {

@@ -326,12 +326,7 @@ impl Engine {
     ) -> Result<Vec<(String, String)>, QueryError> {
         let mut found = Vec::new();
         for code in codes {
-            let names: Vec<String> = sqlx::query_scalar(
-                "SELECT json_extract(f.value, '$.name') FROM resources r, json_each(r.body, '$.fields') f WHERE r.code = ? AND json_extract(f.value, '$.role') IN ('person_id', 'enterprise_id')",
-            )
-            .bind(code)
-            .fetch_all(self.dir.metadata())
-            .await?;
+            let names = tongchou_exchange::changes::identifier_fields(&self.dir, code).await?;
             found.extend(names.into_iter().map(|n| (code.clone(), n)));
         }
         Ok(found)
@@ -449,7 +444,7 @@ impl Engine {
             .map(|p| format!("'{}'", p.replace('\'', "''")))
             .collect::<Vec<_>>()
             .join(", ");
-        let column = format!("\"{}\"", field.replace('"', "\"\""));
+        let column = crate::session::quoted(field);
         let sql = format!(
             "SELECT DISTINCT CAST({column} AS VARCHAR) AS id FROM raw WHERE subject_pseudonym({column}) IN ({list})"
         );

@@ -41,7 +41,8 @@ impl std::fmt::Debug for UnitSchema {
     }
 }
 
-fn quoted(name: &str) -> String {
+/// A SQL identifier in double quotes (Chinese and any other characters kept).
+pub fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
