@@ -4,7 +4,7 @@
 //! entry built and made durable before the answer would leave) and once without the
 //! ledger, in the same process on the same data. The ratio is the overhead.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,13 +18,24 @@ use tongchou_store::DataDir;
 
 use crate::access::report;
 
-const USER: &str = "science_analyst";
-const PURPOSE: &str = "subsidy_review";
-const ARREARS: &str = "313001007/000007";
+pub const USER: &str = "science_analyst";
+pub const PURPOSE: &str = "subsidy_review";
+pub const ARREARS: &str = "313001007/000007";
 const CLIENTS: usize = 16;
 const SECONDS: u64 = 10;
 
-pub async fn run(work: &Path) -> Result<()> {
+/// The demo's arrears table, and the enterprises in it, as the reviewer sees them.
+pub struct Lookups {
+    pub data: PathBuf,
+    pub dir: DataDir,
+    pub engine: Arc<Engine>,
+    /// `"unit"."resource"`, quoted for SQL.
+    pub table: String,
+    pub codes: Arc<Vec<String>>,
+}
+
+/// Sets up the small demo in `work/data` (once) and finds the lookups' keys.
+pub async fn lookups(work: &Path) -> Result<Lookups> {
     let data = work.join("data");
     if !data.join("tongchou.toml").exists() {
         let status = std::process::Command::new("target/release/tongchou")
@@ -42,13 +53,12 @@ pub async fn run(work: &Path) -> Result<()> {
         .fetch_one(dir.metadata())
         .await?;
     let table = format!(
-        "\"{}\".\"{}\"",
-        row.get::<String, _>("unit"),
-        row.get::<String, _>("name")
+        "{}.{}",
+        tongchou_query::session::quoted(&row.get::<String, _>("unit")),
+        tongchou_query::session::quoted(&row.get::<String, _>("name"))
     );
     let policy = Arc::new(tongchou_access::Policy::open(dir.clone()).await?);
     let engine = Arc::new(Engine::open(dir.clone(), policy)?);
-    let audit = Audit::open(&dir).await?;
     let codes = engine
         .run(
             USER,
@@ -56,23 +66,39 @@ pub async fn run(work: &Path) -> Result<()> {
             &format!("SELECT DISTINCT credit_code FROM {table}"),
         )
         .await?;
-    let codes: Arc<Vec<String>> = Arc::new(
-        codes
-            .batches
-            .iter()
-            .flat_map(|b| {
-                let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
-                    .expect("text");
-                c.as_any()
-                    .downcast_ref::<arrow::array::StringArray>()
-                    .expect("strings")
-                    .iter()
-                    .flatten()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect(),
-    );
+    let codes = codes
+        .batches
+        .iter()
+        .flat_map(|b| {
+            let c =
+                arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).expect("text");
+            c.as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .expect("strings")
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Ok(Lookups {
+        data,
+        dir,
+        engine,
+        table,
+        codes: Arc::new(codes),
+    })
+}
+
+pub async fn run(work: &Path) -> Result<()> {
+    let Lookups {
+        dir,
+        engine,
+        table,
+        codes,
+        ..
+    } = lookups(work).await?;
+    let audit = Audit::open(&dir).await?;
     println!(
         "Point lookups of one enterprise's arrears ({} enterprises in {table}), {CLIENTS} clients, {SECONDS} s each:",
         codes.len()

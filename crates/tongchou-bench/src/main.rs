@@ -8,6 +8,7 @@ mod access;
 mod audit_overhead;
 mod exchange;
 mod ledger;
+mod pg_lookup;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,6 +19,10 @@ use tongchou_catalog::{Actor, Batch, Catalog, SearchQuery};
 use tongchou_model::ShareType;
 use tongchou_sim::Scale;
 use tongchou_store::DataDir;
+
+/// The same allocator as the `tongchou` binary, so in-process numbers match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -292,6 +297,14 @@ fn main() -> Result<()> {
             println!("machine: {}; date: {}", machine(), jiff_today());
             runtime.block_on(audit_overhead::run(&work))
         }
+        Some("pg-lookup") => {
+            let work = args
+                .get(2)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-audit"));
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            runtime.block_on(pg_lookup::run(&work))
+        }
         Some("ledger") => {
             let number = |i: usize, default: u64| {
                 args.get(i).and_then(|r| r.parse().ok()).unwrap_or(default)
@@ -306,7 +319,7 @@ fn main() -> Result<()> {
             result
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] | pg-lookup [WORK_DIR]"
         ),
     }
 }

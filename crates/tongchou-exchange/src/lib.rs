@@ -351,11 +351,18 @@ async fn settle(
         .bind(load_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE resources SET has_data = 1 WHERE code = ?")
-        .bind(code)
-        .execute(&mut *tx)
-        .await?;
+    let first_data =
+        sqlx::query("UPDATE resources SET has_data = 1 WHERE code = ? AND has_data = 0")
+            .bind(code)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
     tx.commit().await?;
+    if first_data {
+        // The resource becomes queryable: prepared query sessions list it from now on.
+        dir.note_policy_change();
+    }
     Ok(())
 }
 

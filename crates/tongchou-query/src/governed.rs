@@ -6,20 +6,28 @@
 //! scan returns [`GovernedExec`]: an execution plan with no children that runs the trusted
 //! plan. The caller's optimizer therefore cannot push its predicates, projections, limits
 //! or dynamic filters beneath the policy (the error-oracle leaks DESIGN.md records), and
-//! EXPLAIN shows the leaf only. Statistics are unknown, filters unsupported.
+//! EXPLAIN shows the leaf only. Statistics are unknown.
+//!
+//! One kind of caller predicate does cross, so that a lookup by key reads one row group
+//! instead of the table: a comparison that cannot fail (see [`harmless`]) on columns the
+//! grant shows in clear. It is added on top of the policy, so it sees only rows the row
+//! filter let through, and an expression that cannot fail cannot be an error oracle
+//! whichever order the trusted optimizer evaluates it in. The caller's plan keeps its own
+//! copy of the predicate (pushdown is `Inexact`).
 
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use deltalake::datafusion::catalog::{Session, TableProvider};
-use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
-use deltalake::datafusion::common::{DataFusionError, Result, Statistics};
+use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use deltalake::datafusion::common::{Column, DataFusionError, Result, Statistics};
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::datasource::TableType;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use deltalake::datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use deltalake::datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use deltalake::datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use deltalake::datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use deltalake::datafusion::physical_plan::{
@@ -27,18 +35,13 @@ use deltalake::datafusion::physical_plan::{
     PlanProperties,
 };
 
-/// What a statement read through governed leaves, for its ledger entry.
-#[derive(Debug, Default, Clone)]
-pub struct Reads {
-    pub resources: Vec<String>,
-}
-
 pub struct GovernedTable {
     pub resource: String,
     /// The policy, planned in the trusted context.
     policy: DataFrame,
     schema: SchemaRef,
-    reads: Arc<Mutex<Reads>>,
+    /// Granted fields shown without a mask.
+    clear: HashSet<String>,
 }
 
 impl fmt::Debug for GovernedTable {
@@ -48,15 +51,104 @@ impl fmt::Debug for GovernedTable {
 }
 
 impl GovernedTable {
-    pub fn new(resource: String, policy: DataFrame, reads: Arc<Mutex<Reads>>) -> GovernedTable {
+    pub fn new(resource: String, policy: DataFrame, clear: Vec<String>) -> GovernedTable {
         let schema = Arc::new(policy.schema().as_arrow().clone());
         GovernedTable {
             resource,
             policy,
             schema,
-            reads,
+            clear: clear.into_iter().collect(),
         }
     }
+
+    /// The clear column `expr` names, with its type.
+    fn clear_column(&self, expr: &Expr) -> Option<DataType> {
+        let Expr::Column(column) = expr else {
+            return None;
+        };
+        if !self.clear.contains(&column.name) {
+            return None;
+        }
+        let (_, field) = self.schema.column_with_name(&column.name)?;
+        Some(field.data_type().clone())
+    }
+
+    /// The type of a value `expr` yields without any chance of failing: a clear column, a
+    /// string cast of one, or a literal.
+    fn safe_value(&self, expr: &Expr) -> Option<DataType> {
+        match expr {
+            Expr::Literal(value, _) => Some(value.data_type()),
+            Expr::Cast(cast) if is_text(cast.field.data_type()) => self
+                .clear_column(&cast.expr)
+                .filter(is_text)
+                .map(|_| cast.field.data_type().clone()),
+            _ => self.clear_column(expr),
+        }
+    }
+
+    /// Whether evaluating `expr` on any raw row can neither fail nor touch a masked or
+    /// ungranted column: comparisons of same-typed clear columns and literals, `IN` lists,
+    /// null tests, and `AND`/`OR`/`NOT` of those.
+    pub fn harmless(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::BinaryExpr(binary) if matches!(binary.op, Operator::And | Operator::Or) => {
+                self.harmless(&binary.left) && self.harmless(&binary.right)
+            }
+            Expr::BinaryExpr(binary)
+                if matches!(
+                    binary.op,
+                    Operator::Eq
+                        | Operator::NotEq
+                        | Operator::Lt
+                        | Operator::LtEq
+                        | Operator::Gt
+                        | Operator::GtEq
+                        | Operator::IsDistinctFrom
+                        | Operator::IsNotDistinctFrom
+                ) =>
+            {
+                comparable(
+                    self.safe_value(&binary.left),
+                    self.safe_value(&binary.right),
+                )
+            }
+            Expr::InList(list) => {
+                let item = self.safe_value(&list.expr);
+                item.is_some()
+                    && list.list.iter().all(|v| {
+                        matches!(v, Expr::Literal(..))
+                            && comparable(item.clone(), self.safe_value(v))
+                    })
+            }
+            Expr::IsNull(e) | Expr::IsNotNull(e) => self.safe_value(e).is_some(),
+            Expr::Not(e) => self.harmless(e),
+            _ => false,
+        }
+    }
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+    )
+}
+
+/// Two values of these types compare without a cast that could fail.
+fn comparable(left: Option<DataType>, right: Option<DataType>) -> bool {
+    match (left, right) {
+        (Some(l), Some(r)) => l == r || (is_text(&l) && is_text(&r)),
+        _ => false,
+    }
+}
+
+/// `expr` with its columns unqualified, to be resolved against the policy's output.
+fn unqualified(expr: Expr) -> Result<Expr> {
+    expr.transform(|e| match e {
+        Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::from_name(c.name)))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }
 
 #[async_trait]
@@ -73,27 +165,39 @@ impl TableProvider for GovernedTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.harmless(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
     }
 
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
+        filters: &[Expr],
+        limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        {
-            let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
-            if !reads.resources.contains(&self.resource) {
-                reads.resources.push(self.resource.clone());
-            }
-        }
-        // Only the caller's choice of governed columns crosses into the trusted plan.
+        // Only the caller's choice of governed columns, harmless predicates and (when no
+        // predicate stays behind) a row limit cross into the trusted plan.
         let mut policy = self.policy.clone();
+        for filter in filters {
+            if !self.harmless(filter) {
+                return Err(DataFusionError::Internal(
+                    "a governed scan was handed a predicate it did not accept".into(),
+                ));
+            }
+            policy = policy.filter(unqualified(filter.clone())?)?;
+        }
+        if let (Some(limit), true) = (limit, filters.is_empty()) {
+            policy = policy.limit(0, Some(limit))?;
+        }
         if let Some(columns) = projection {
             let names: Vec<&str> = columns
                 .iter()
@@ -101,6 +205,9 @@ impl TableProvider for GovernedTable {
                 .collect();
             policy = policy.select_columns(&names)?;
         }
+        // The trusted plan only scans, filters and projects (nothing that holds memory
+        // beyond the batches in flight); the caller's operators above it run under the
+        // statement's memory pool.
         let task = Arc::new(policy.task_ctx());
         let plan = policy.create_physical_plan().await?;
         Ok(Arc::new(GovernedExec::new(
@@ -194,5 +301,55 @@ impl ExecutionPlan for GovernedExec {
     ) -> Result<TreeNodeRecursion> {
         // The policy's expressions belong to the trusted plan; none are shown here.
         Ok(TreeNodeRecursion::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use deltalake::datafusion::logical_expr::{cast, col, lit};
+    use deltalake::datafusion::prelude::SessionContext;
+
+    /// A resource with clear `code` and `amount` and a masked `id`.
+    fn table() -> GovernedTable {
+        let batch = RecordBatch::try_from_iter([
+            ("code", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
+            ("amount", Arc::new(Int64Array::from(vec![1]))),
+            ("id", Arc::new(StringArray::from(vec!["P"]))),
+        ])
+        .unwrap();
+        let policy = SessionContext::new().read_batch(batch).unwrap();
+        GovernedTable::new("R".into(), policy, vec!["code".into(), "amount".into()])
+    }
+
+    #[test]
+    fn only_predicates_that_cannot_fail_on_clear_columns_cross() {
+        let t = table();
+        for crossing in [
+            col("code").eq(lit("x")),
+            col("amount")
+                .gt(lit(5i64))
+                .and(col("code").in_list(vec![lit("a"), lit("b")], false)),
+            col("code").is_null().or(col("amount").not_eq(lit(0i64))),
+            cast(col("code"), DataType::Utf8View).eq(lit("x")),
+        ] {
+            assert!(t.harmless(&crossing), "{crossing} should cross");
+        }
+        for staying in [
+            col("id").eq(lit("x")),
+            col("amount").eq(lit(5i32)),
+            cast(col("code"), DataType::Int64).eq(lit(5i64)),
+            (lit(1i64) / col("amount")).eq(lit(1i64)),
+            col("code").like(lit("a%")),
+            col("code").eq(lit("x")).or(col("id").eq(lit("y"))),
+            col("code").in_list(vec![col("id")], false),
+            col("missing").eq(lit("x")),
+        ] {
+            assert!(
+                !t.harmless(&staying),
+                "{staying} must stay above the policy"
+            );
+        }
     }
 }

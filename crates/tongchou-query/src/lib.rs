@@ -20,17 +20,26 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
+use deltalake::datafusion::datasource::source_as_provider;
 use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::TaskContext;
+use deltalake::datafusion::execution::object_store::{
+    DefaultObjectStoreRegistry, ObjectStoreRegistry,
+};
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::logical_expr::LogicalPlan;
+use deltalake::datafusion::physical_plan::execute_stream;
 use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use sqlx::Row;
+use tongchou_access::clock::parse_stamp;
 use tongchou_access::{AccessError, Policy};
 use tongchou_mask::UnitKey;
 use tongchou_store::DataDir;
 
-use crate::governed::Reads;
+use crate::governed::GovernedTable;
 use crate::session::{UnitSchema, Visible};
 
 pub const CATALOG: &str = "tongchou";
@@ -123,6 +132,37 @@ pub struct Engine {
     policy: Arc<Policy>,
     master_key: [u8; 32],
     pub limits: Limits,
+    /// Sessions prepared per (user, purpose), kept while the policy is unchanged.
+    sessions: Mutex<HashMap<(String, String), Arc<Prepared>>>,
+    /// Where every session finds the tables' files.
+    objects: Arc<dyn ObjectStoreRegistry>,
+}
+
+/// How long a prepared session is trusted before the grants' clocks are read again, so a
+/// grant that starts later shows up without a policy change.
+const PREPARED_FOR: Duration = Duration::from_secs(5);
+
+/// A (user, purpose) session: its catalog of governed tables and what each reads.
+struct Prepared {
+    generation: String,
+    fresh_until: std::time::Instant,
+    /// The earliest end of a grant the session relies on.
+    valid_until: Option<jiff::Timestamp>,
+    state: SessionState,
+    key: UnitKey,
+    by_code: HashMap<String, Visible>,
+    /// Resource code → its person and enterprise ID fields, looked up on first read.
+    identifiers: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Prepared {
+    fn fresh(&self, generation: &str) -> bool {
+        self.generation == generation
+            && std::time::Instant::now() < self.fresh_until
+            && self
+                .valid_until
+                .is_none_or(|until| jiff::Timestamp::now() < until)
+    }
 }
 
 fn load_or_create_master_key(dir: &DataDir) -> Result<[u8; 32], QueryError> {
@@ -163,6 +203,8 @@ impl Engine {
             policy,
             master_key,
             limits: Limits::default(),
+            sessions: Mutex::new(HashMap::new()),
+            objects: Arc::new(DefaultObjectStoreRegistry::new()),
         })
     }
 
@@ -204,45 +246,18 @@ impl Engine {
             ))
             .into());
         }
-        let key = UnitKey::derive(&self.master_key, &account.unit);
+        let prepared = self.prepared(user, purpose, &account.unit).await?;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .with_object_store_registry(self.objects.clone())
             .build_arc()?;
-        let reads = Arc::new(Mutex::new(Reads::default()));
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema(CATALOG, "public");
-        let ctx = SessionContext::new_with_config_rt(config, runtime.clone());
-        let catalog = Arc::new(MemoryCatalogProvider::new());
-        let visible = self.visible(user, purpose).await?;
-        let mut by_code = HashMap::new();
-        for (unit_name, tables) in visible {
-            for v in tables.values() {
-                by_code.insert(v.code.clone(), v.clone());
-            }
-            catalog.register_schema(
-                &unit_name,
-                Arc::new(UnitSchema {
-                    tables,
-                    built: Mutex::new(HashMap::new()),
-                    dir: self.dir.clone(),
-                    key: key.clone(),
-                    runtime: runtime.clone(),
-                    reads: reads.clone(),
-                }),
-            )?;
-        }
-        catalog.register_schema(
-            "public",
-            Arc::new(deltalake::datafusion::catalog::MemorySchemaProvider::new()),
-        )?;
-        ctx.register_catalog(CATALOG, catalog);
+        let mut state = prepared.state.clone();
+        state.mark_start_execution();
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let plan = ctx
-            .state()
+        let plan = state
             .create_logical_plan(sql)
             .await
             .map_err(|e| QueryError::Sql(e.to_string()))?;
@@ -257,11 +272,14 @@ impl Engine {
                     .into(),
             ));
         }
-        let frame = ctx.execute_logical_plan(plan).await?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let read = resources_read(&plan);
+        let schema = Arc::new(plan.schema().as_arrow().clone());
         let limits = self.limits.clone();
         let collected = tokio::time::timeout(limits.timeout, async {
-            let mut stream = frame.execute_stream().await?;
+            let physical = state.create_physical_plan(&plan).await?;
+            // Planned in the session, run under this statement's own memory pool.
+            let task = Arc::new(TaskContext::from(&state).with_runtime(runtime));
+            let mut stream = execute_stream(physical, task)?;
             let (mut batches, mut rows) = (Vec::new(), 0u64);
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
@@ -276,12 +294,10 @@ impl Engine {
         .await
         .map_err(|_| QueryError::Timeout(limits.timeout.as_secs()))??;
         let (batches, rows) = collected;
-        let read = reads.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let identifiers = self.identifier_fields(&read.resources).await?;
+        let identifiers = self.identifier_fields(&prepared, &read).await?;
         let reads = read
-            .resources
             .iter()
-            .filter_map(|code| by_code.get(code))
+            .filter_map(|code| prepared.by_code.get(code))
             .map(|v| ResourceRead {
                 code: v.code.clone(),
                 fields: v.access.fields.iter().map(|f| f.name.clone()).collect(),
@@ -314,7 +330,7 @@ impl Engine {
             subject_ids: Vec::new(),
         };
         if rows <= self.limits.subject_rows {
-            answer.subject_ids = self.subjects_of(&answer, sql, &key, &runtime).await?;
+            answer.subject_ids = self.subjects_of(&answer, sql, &prepared.key).await?;
         }
         Ok(answer)
     }
@@ -322,15 +338,119 @@ impl Engine {
     /// (resource, field) pairs of person and enterprise ID fields among `codes`.
     async fn identifier_fields(
         &self,
+        prepared: &Prepared,
         codes: &[String],
     ) -> Result<Vec<(String, String)>, QueryError> {
         let mut found = Vec::new();
         for code in codes {
-            let names = tongchou_exchange::changes::identifier_fields(&self.dir, code).await?;
+            let known = prepared
+                .identifiers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(code)
+                .cloned();
+            let names = match known {
+                Some(names) => names,
+                None => {
+                    let names =
+                        tongchou_exchange::changes::identifier_fields(&self.dir, code).await?;
+                    prepared
+                        .identifiers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(code.clone(), names.clone());
+                    names
+                }
+            };
             found.extend(names.into_iter().map(|n| (code.clone(), n)));
         }
         Ok(found)
     }
+
+    /// The session for (`user`, `purpose`), prepared again after any policy change.
+    async fn prepared(
+        &self,
+        user: &str,
+        purpose: &str,
+        unit: &str,
+    ) -> Result<Arc<Prepared>, QueryError> {
+        let generation = self.dir.policy_generation();
+        let id = (user.to_string(), purpose.to_string());
+        if let Some(p) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .filter(|p| p.fresh(&generation))
+        {
+            return Ok(p.clone());
+        }
+        let key = UnitKey::derive(&self.master_key, unit);
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, "public");
+        let shared = RuntimeEnvBuilder::new()
+            .with_object_store_registry(self.objects.clone())
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, shared);
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        let visible = self.visible(user, purpose).await?;
+        let mut by_code = HashMap::new();
+        let mut valid_until: Option<jiff::Timestamp> = None;
+        for (unit_name, tables) in visible {
+            for v in tables.values() {
+                by_code.insert(v.code.clone(), v.clone());
+                let until = v.access.valid_until.as_deref().and_then(parse_stamp);
+                valid_until = match (valid_until, until) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            catalog.register_schema(
+                &unit_name,
+                Arc::new(UnitSchema::new(
+                    tables,
+                    self.dir.clone(),
+                    key.clone(),
+                    self.objects.clone(),
+                )),
+            )?;
+        }
+        catalog.register_schema(
+            "public",
+            Arc::new(deltalake::datafusion::catalog::MemorySchemaProvider::new()),
+        )?;
+        ctx.register_catalog(CATALOG, catalog);
+        let prepared = Arc::new(Prepared {
+            generation,
+            fresh_until: std::time::Instant::now() + PREPARED_FOR,
+            valid_until,
+            state: ctx.state(),
+            key,
+            by_code,
+            identifiers: Mutex::new(HashMap::new()),
+        });
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|_, p| p.generation == prepared.generation);
+        sessions.insert(id, prepared.clone());
+        Ok(prepared)
+    }
+}
+
+/// The resources a plan reads through governed leaves, each once, in order of appearance.
+fn resources_read(plan: &LogicalPlan) -> Vec<String> {
+    let mut codes: Vec<String> = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(table) = provider.downcast_ref::<GovernedTable>()
+            && !codes.contains(&table.resource)
+        {
+            codes.push(table.resource.clone());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    codes
 }
 
 /// Words of `sql` shaped like a keyed pseudonym (`P` and 20 base-32 characters).
@@ -377,7 +497,6 @@ impl Engine {
         answer: &Answer,
         sql: &str,
         key: &UnitKey,
-        runtime: &Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>,
     ) -> Result<Vec<String>, QueryError> {
         let mut ids = Vec::new();
         for read in &answer.reads {
@@ -394,10 +513,9 @@ impl Engine {
                 match mask.as_deref() {
                     None => ids.extend(values),
                     Some("fpe") => ids.extend(values.iter().map(|v| key.fpe_decrypt(v))),
-                    Some("pseudonym") => ids.extend(
-                        self.unpseudonymize(&read.code, field, &values, key, runtime)
-                            .await?,
-                    ),
+                    Some("pseudonym") => {
+                        ids.extend(self.unpseudonymize(&read.code, field, &values, key).await?)
+                    }
                     Some(_) => {}
                 }
             }
@@ -413,7 +531,6 @@ impl Engine {
         field: &str,
         pseudonyms: &[String],
         key: &UnitKey,
-        runtime: &Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>,
     ) -> Result<Vec<String>, QueryError> {
         let dir = tongchou_exchange::table::table_dir(&self.dir.tables_dir(), code);
         let Some(table) = tongchou_exchange::table::open(&dir)
@@ -422,7 +539,10 @@ impl Engine {
         else {
             return Ok(Vec::new());
         };
-        let trusted = SessionContext::new_with_config_rt(SessionConfig::new(), runtime.clone());
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(self.objects.clone())
+            .build_arc()?;
+        let trusted = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
         trusted.register_table(
             "raw",
             table

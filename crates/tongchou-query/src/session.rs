@@ -1,22 +1,25 @@
 //! The caller's session: one schema per providing unit (its Chinese name), one table per
 //! resource the caller may read for this purpose (its Chinese name), each built on first
-//! use as a [`GovernedTable`]. Resources the caller may not read do not exist here, so
-//! `information_schema` and unknown-table errors show nothing else.
+//! use as a [`GovernedTable`] and kept until its Delta table gets a new version. Resources
+//! the caller may not read do not exist here, so `information_schema` and unknown-table
+//! errors show nothing else.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use deltalake::datafusion::catalog::{SchemaProvider, TableProvider};
 use deltalake::datafusion::common::{DataFusionError, Result};
-use deltalake::datafusion::execution::runtime_env::RuntimeEnv;
+use deltalake::datafusion::execution::object_store::ObjectStoreRegistry;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::logical_expr::ScalarUDF;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use tongchou_access::Access;
 use tongchou_mask::{Mask, UnitKey};
 use tongchou_store::DataDir;
 
-use crate::governed::{GovernedTable, Reads};
+use crate::governed::GovernedTable;
 use crate::udf::MaskUdf;
 
 /// A resource the caller may read, and how.
@@ -26,13 +29,18 @@ pub struct Visible {
     pub access: Access,
 }
 
+/// A governed table and the Delta version it was planned over.
+struct Built {
+    version: u64,
+    table: Arc<GovernedTable>,
+}
+
 pub struct UnitSchema {
-    pub tables: HashMap<String, Visible>,
-    pub built: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
-    pub dir: DataDir,
-    pub key: UnitKey,
-    pub runtime: Arc<RuntimeEnv>,
-    pub reads: Arc<Mutex<Reads>>,
+    tables: HashMap<String, Visible>,
+    built: Mutex<HashMap<String, Built>>,
+    dir: DataDir,
+    key: UnitKey,
+    objects: Arc<dyn ObjectStoreRegistry>,
 }
 
 impl std::fmt::Debug for UnitSchema {
@@ -46,16 +54,51 @@ pub fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Whether a Delta table written at `version` has had a commit since.
+fn has_newer_commit(table_dir: &std::path::Path, version: u64) -> bool {
+    table_dir
+        .join("_delta_log")
+        .join(format!("{:020}.json", version + 1))
+        .exists()
+}
+
 impl UnitSchema {
+    pub fn new(
+        tables: HashMap<String, Visible>,
+        dir: DataDir,
+        key: UnitKey,
+        objects: Arc<dyn ObjectStoreRegistry>,
+    ) -> UnitSchema {
+        UnitSchema {
+            tables,
+            built: Mutex::new(HashMap::new()),
+            dir,
+            key,
+            objects,
+        }
+    }
+
+    fn table_dir(&self, visible: &Visible) -> PathBuf {
+        tongchou_exchange::table::table_dir(&self.dir.tables_dir(), &visible.code)
+    }
+
+    /// The table built earlier, unless its Delta table has moved on.
+    fn current(&self, name: &str, visible: &Visible) -> Option<Arc<GovernedTable>> {
+        let built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        let found = built.get(name)?;
+        (!has_newer_commit(&self.table_dir(visible), found.version)).then(|| found.table.clone())
+    }
+
     /// Plans the grant over the raw table in a trusted context of its own.
-    async fn build(&self, visible: &Visible) -> Result<Arc<dyn TableProvider>> {
-        let dir = tongchou_exchange::table::table_dir(&self.dir.tables_dir(), &visible.code);
-        let table = tongchou_exchange::table::open(&dir)
+    async fn build(&self, visible: &Visible) -> Result<Built> {
+        let table = tongchou_exchange::table::open(&self.table_dir(visible))
             .await
             .map_err(|e| DataFusionError::Plan(e.to_string()))?
             .ok_or_else(|| DataFusionError::Plan(format!("{} has no data yet", visible.code)))?;
-        let trusted =
-            SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(self.objects.clone())
+            .build_arc()?;
+        let trusted = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
         trusted.register_table(
             "raw",
             table
@@ -64,10 +107,14 @@ impl UnitSchema {
                 .map_err(|e| DataFusionError::Plan(e.to_string()))?,
         )?;
         let mut columns = Vec::new();
+        let mut clear = Vec::new();
         for (i, field) in visible.access.fields.iter().enumerate() {
             let column = quoted(&field.name);
             match field.mask.as_deref().filter(|m| *m != "none") {
-                None => columns.push(column),
+                None => {
+                    clear.push(field.name.clone());
+                    columns.push(column)
+                }
                 Some(spec) => {
                     let mask =
                         Mask::parse(spec).map_err(|e| DataFusionError::Plan(e.to_string()))?;
@@ -86,11 +133,10 @@ impl UnitSchema {
             sql.push_str(&format!(" WHERE ({filter})"));
         }
         let policy = trusted.sql(&sql).await?;
-        Ok(Arc::new(GovernedTable::new(
-            visible.code.clone(),
-            policy,
-            self.reads.clone(),
-        )))
+        Ok(Built {
+            version: table.version().unwrap_or_default(),
+            table: Arc::new(GovernedTable::new(visible.code.clone(), policy, clear)),
+        })
     }
 }
 
@@ -106,20 +152,16 @@ impl SchemaProvider for UnitSchema {
         let Some(visible) = self.tables.get(name) else {
             return Ok(None);
         };
-        if let Some(built) = self
-            .built
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            return Ok(Some(built.clone()));
+        if let Some(table) = self.current(name, visible) {
+            return Ok(Some(table));
         }
-        let provider = self.build(visible).await?;
+        let built = self.build(visible).await?;
+        let table = built.table.clone();
         self.built
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), provider.clone());
-        Ok(Some(provider))
+            .insert(name.to_string(), built);
+        Ok(Some(table))
     }
 
     fn table_exist(&self, name: &str) -> bool {
