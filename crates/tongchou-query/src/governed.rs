@@ -23,13 +23,24 @@ use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use deltalake::datafusion::catalog::{Session, TableProvider};
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use deltalake::datafusion::common::{Column, DataFusionError, Result, Statistics};
+use deltalake::datafusion::common::{Column, DFSchema, DataFusionError, Result, Statistics};
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::datasource::TableType;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use deltalake::datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
+use deltalake::datafusion::logical_expr::execution_props::ExecutionProps;
+use deltalake::datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use deltalake::datafusion::logical_expr::utils::conjunction;
+use deltalake::datafusion::logical_expr::{
+    Expr, Operator, TableProviderFilterPushDown, Volatility,
+};
+use deltalake::datafusion::physical_expr::create_physical_expr;
+use deltalake::datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use deltalake::datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use deltalake::datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use deltalake::datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use deltalake::datafusion::physical_plan::filter::FilterExec;
+use deltalake::datafusion::physical_plan::limit::GlobalLimitExec;
+use deltalake::datafusion::physical_plan::projection::ProjectionExec;
 use deltalake::datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties,
@@ -42,6 +53,14 @@ pub struct GovernedTable {
     schema: SchemaRef,
     /// Granted fields shown without a mask.
     clear: HashSet<String>,
+    /// The policy's physical plan, made once, when scans need no optimizing (see
+    /// [`GovernedTable::planned_once`]).
+    planned: Option<Planned>,
+}
+
+struct Planned {
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
 }
 
 impl fmt::Debug for GovernedTable {
@@ -58,7 +77,79 @@ impl GovernedTable {
             policy,
             schema,
             clear: clear.into_iter().collect(),
+            planned: None,
         }
+    }
+
+    /// A table over rows held in memory: nothing below the policy prunes, so the policy
+    /// is planned here once and each scan only adds the caller's predicates, limit and
+    /// columns on top — unless the policy reads the clock (`now()` in a row filter), which
+    /// must be read again for each statement.
+    pub async fn planned_once(mut self) -> Result<GovernedTable> {
+        let plan = self.policy.logical_plan();
+        let reads_clock = plan
+            .exists(|node| {
+                node.expressions().iter().try_fold(false, |found, e| {
+                    Ok(found
+                        || e.exists(|e| {
+                            Ok(matches!(e, Expr::ScalarFunction(f)
+                                if f.func.signature().volatility != Volatility::Immutable))
+                        })?)
+                })
+            })
+            .unwrap_or(true);
+        if reads_clock {
+            return Ok(self);
+        }
+        let plan = self.policy.clone().create_physical_plan().await?;
+        if reusable(&plan) {
+            self.planned = Some(Planned {
+                task: Arc::new(self.policy.task_ctx()),
+                plan,
+            });
+        }
+        Ok(self)
+    }
+
+    /// `planned` with the caller's harmless predicates, limit and columns on top.
+    fn on_top(
+        &self,
+        planned: &Planned,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut plan = planned.plan.clone();
+        if let Some(predicate) = conjunction(filters.iter().cloned()) {
+            let schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+            let predicate = create_physical_expr(
+                &unqualified(predicate)?,
+                &schema,
+                &ExecutionProps::new(),
+                &PhysicalPlanningContext::default(),
+            )?;
+            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
+        }
+        if let (Some(limit), true) = (limit, filters.is_empty()) {
+            if plan.output_partitioning().partition_count() > 1 {
+                plan = Arc::new(CoalescePartitionsExec::new(plan));
+            }
+            plan = Arc::new(GlobalLimitExec::new(plan, 0, Some(limit)));
+        }
+        if let Some(columns) = projection {
+            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = columns
+                .iter()
+                .map(|&i| {
+                    let name = self.schema.field(i).name().clone();
+                    (
+                        Arc::new(PhysicalColumn::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                        name,
+                    )
+                })
+                .collect();
+            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        }
+        Ok(plan)
     }
 
     /// The clear column `expr` names, with its type.
@@ -127,6 +218,20 @@ impl GovernedTable {
     }
 }
 
+/// Whether every operator of `plan` starts afresh on each `execute` (a repartition, for
+/// one, can be run once only).
+fn reusable(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    matches!(
+        plan.name(),
+        "DataSourceExec"
+            | "FilterExec"
+            | "ProjectionExec"
+            | "CoalesceBatchesExec"
+            | "EmptyExec"
+            | "PlaceholderRowExec"
+    ) && plan.children().into_iter().all(reusable)
+}
+
 fn is_text(data_type: &DataType) -> bool {
     matches!(
         data_type,
@@ -186,13 +291,20 @@ impl TableProvider for GovernedTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // Only the caller's choice of governed columns, harmless predicates and (when no
         // predicate stays behind) a row limit cross into the trusted plan.
+        if !filters.iter().all(|f| self.harmless(f)) {
+            return Err(DataFusionError::Internal(
+                "a governed scan was handed a predicate it did not accept".into(),
+            ));
+        }
+        if let Some(planned) = &self.planned {
+            return Ok(Arc::new(GovernedExec::new(
+                self.resource.clone(),
+                self.on_top(planned, projection, filters, limit)?,
+                planned.task.clone(),
+            )));
+        }
         let mut policy = self.policy.clone();
         for filter in filters {
-            if !self.harmless(filter) {
-                return Err(DataFusionError::Internal(
-                    "a governed scan was handed a predicate it did not accept".into(),
-                ));
-            }
             policy = policy.filter(unqualified(filter.clone())?)?;
         }
         if let (Some(limit), true) = (limit, filters.is_empty()) {
@@ -309,7 +421,7 @@ mod tests {
     use super::*;
     use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
     use deltalake::datafusion::logical_expr::{cast, col, lit};
-    use deltalake::datafusion::prelude::SessionContext;
+    use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
     /// A resource with clear `code` and `amount` and a masked `id`.
     fn table() -> GovernedTable {
@@ -321,6 +433,79 @@ mod tests {
         .unwrap();
         let policy = SessionContext::new().read_batch(batch).unwrap();
         GovernedTable::new("R".into(), policy, vec!["code".into(), "amount".into()])
+    }
+
+    fn texts(batches: &[RecordBatch]) -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let column = arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+                let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+                column
+                    .iter()
+                    .map(|v| v.unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_policy_planned_once_still_filters_first_and_takes_predicates_on_top() {
+        let one = SessionConfig::new().with_target_partitions(1);
+        for (trusted, once) in [
+            (SessionContext::new_with_config(one), true),
+            (SessionContext::new(), false),
+        ] {
+            governed_answers(trusted, once).await;
+        }
+    }
+
+    async fn governed_answers(trusted: SessionContext, once: bool) {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "code",
+                Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+            ),
+            ("amount", Arc::new(Int64Array::from(vec![1, 2, 3]))),
+            ("id", Arc::new(StringArray::from(vec!["x", "y", "z"]))),
+        ])
+        .unwrap();
+        trusted.register_batch("raw", batch).unwrap();
+        let policy = trusted
+            .sql("SELECT code, amount, upper(id) AS id FROM raw WHERE amount > 1")
+            .await
+            .unwrap();
+        let table = GovernedTable::new("R".into(), policy, vec!["code".into(), "amount".into()])
+            .planned_once()
+            .await
+            .unwrap();
+        assert_eq!(table.planned.is_some(), once);
+        let caller = SessionContext::new();
+        caller.register_table("t", Arc::new(table)).unwrap();
+        let run = async |sql: &str| texts(&caller.sql(sql).await.unwrap().collect().await.unwrap());
+        assert_eq!(run("SELECT id FROM t WHERE code = 'c'").await, ["Z"]);
+        assert!(run("SELECT id FROM t WHERE code = 'a'").await.is_empty());
+        assert_eq!(
+            run("SELECT code FROM t WHERE code IN ('a', 'b')").await,
+            ["b"]
+        );
+        let first = run("SELECT amount FROM t LIMIT 1").await;
+        assert!(first == ["2"] || first == ["3"], "{first:?}");
+        assert_eq!(run("SELECT count(*) FROM t WHERE id <> 'Y'").await, ["1"]);
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_reads_the_clock_is_planned_per_statement() {
+        let trusted = SessionContext::new();
+        let policy = trusted
+            .sql("SELECT 1 AS n WHERE now() > to_timestamp(0)")
+            .await
+            .unwrap();
+        let table = GovernedTable::new("R".into(), policy, vec!["n".into()])
+            .planned_once()
+            .await
+            .unwrap();
+        assert!(table.planned.is_none());
     }
 
     #[test]

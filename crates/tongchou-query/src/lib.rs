@@ -11,6 +11,7 @@
 
 pub mod front;
 pub mod governed;
+pub mod hot;
 pub mod session;
 pub mod udf;
 
@@ -136,7 +137,11 @@ pub struct Engine {
     sessions: Mutex<HashMap<(String, String), Arc<Prepared>>>,
     /// Where every session finds the tables' files.
     objects: Arc<dyn ObjectStoreRegistry>,
+    hot: Arc<hot::HotTables>,
 }
+
+/// Decoded bytes of small tables kept in memory across statements (see [`hot`]).
+const HOT_BYTES: usize = 512 << 20;
 
 /// How long a prepared session is trusted before the grants' clocks are read again, so a
 /// grant that starts later shows up without a policy change.
@@ -198,13 +203,15 @@ fn load_or_create_master_key(dir: &DataDir) -> Result<[u8; 32], QueryError> {
 impl Engine {
     pub fn open(dir: DataDir, policy: Arc<Policy>) -> Result<Engine, QueryError> {
         let master_key = load_or_create_master_key(&dir)?;
+        let objects: Arc<dyn ObjectStoreRegistry> = Arc::new(DefaultObjectStoreRegistry::new());
         Ok(Engine {
             dir,
             policy,
             master_key,
             limits: Limits::default(),
             sessions: Mutex::new(HashMap::new()),
-            objects: Arc::new(DefaultObjectStoreRegistry::new()),
+            hot: Arc::new(hot::HotTables::new(HOT_BYTES, objects.clone())),
+            objects,
         })
     }
 
@@ -413,6 +420,7 @@ impl Engine {
                     self.dir.clone(),
                     key.clone(),
                     self.objects.clone(),
+                    self.hot.clone(),
                 )),
             )?;
         }
@@ -533,23 +541,14 @@ impl Engine {
         key: &UnitKey,
     ) -> Result<Vec<String>, QueryError> {
         let dir = tongchou_exchange::table::table_dir(&self.dir.tables_dir(), code);
-        let Some(table) = tongchou_exchange::table::open(&dir)
-            .await
-            .map_err(|e| QueryError::Sql(e.to_string()))?
-        else {
+        let Some((_, raw, _)) = self.hot.raw(code, &dir).await? else {
             return Ok(Vec::new());
         };
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(self.objects.clone())
             .build_arc()?;
         let trusted = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
-        trusted.register_table(
-            "raw",
-            table
-                .table_provider()
-                .await
-                .map_err(|e| QueryError::Sql(e.to_string()))?,
-        )?;
+        trusted.register_table("raw", raw)?;
         trusted.register_udf(
             deltalake::datafusion::logical_expr::ScalarUDF::new_from_impl(
                 crate::udf::MaskUdf::new(

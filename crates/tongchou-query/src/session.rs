@@ -20,6 +20,7 @@ use tongchou_mask::{Mask, UnitKey};
 use tongchou_store::DataDir;
 
 use crate::governed::GovernedTable;
+use crate::hot::{HotTables, has_newer_commit};
 use crate::udf::MaskUdf;
 
 /// A resource the caller may read, and how.
@@ -41,6 +42,7 @@ pub struct UnitSchema {
     dir: DataDir,
     key: UnitKey,
     objects: Arc<dyn ObjectStoreRegistry>,
+    hot: Arc<HotTables>,
 }
 
 impl std::fmt::Debug for UnitSchema {
@@ -54,20 +56,13 @@ pub fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Whether a Delta table written at `version` has had a commit since.
-fn has_newer_commit(table_dir: &std::path::Path, version: u64) -> bool {
-    table_dir
-        .join("_delta_log")
-        .join(format!("{:020}.json", version + 1))
-        .exists()
-}
-
 impl UnitSchema {
     pub fn new(
         tables: HashMap<String, Visible>,
         dir: DataDir,
         key: UnitKey,
         objects: Arc<dyn ObjectStoreRegistry>,
+        hot: Arc<HotTables>,
     ) -> UnitSchema {
         UnitSchema {
             tables,
@@ -75,6 +70,7 @@ impl UnitSchema {
             dir,
             key,
             objects,
+            hot,
         }
     }
 
@@ -91,21 +87,22 @@ impl UnitSchema {
 
     /// Plans the grant over the raw table in a trusted context of its own.
     async fn build(&self, visible: &Visible) -> Result<Built> {
-        let table = tongchou_exchange::table::open(&self.table_dir(visible))
-            .await
-            .map_err(|e| DataFusionError::Plan(e.to_string()))?
+        let (version, raw, in_memory) = self
+            .hot
+            .raw(&visible.code, &self.table_dir(visible))
+            .await?
             .ok_or_else(|| DataFusionError::Plan(format!("{} has no data yet", visible.code)))?;
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(self.objects.clone())
             .build_arc()?;
-        let trusted = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
-        trusted.register_table(
-            "raw",
-            table
-                .table_provider()
-                .await
-                .map_err(|e| DataFusionError::Plan(e.to_string()))?,
-        )?;
+        // Rows held in memory are few: one partition, no repartitioning.
+        let config = if in_memory {
+            SessionConfig::new().with_target_partitions(1)
+        } else {
+            SessionConfig::new()
+        };
+        let trusted = SessionContext::new_with_config_rt(config, runtime);
+        trusted.register_table("raw", raw)?;
         let mut columns = Vec::new();
         let mut clear = Vec::new();
         for (i, field) in visible.access.fields.iter().enumerate() {
@@ -133,9 +130,13 @@ impl UnitSchema {
             sql.push_str(&format!(" WHERE ({filter})"));
         }
         let policy = trusted.sql(&sql).await?;
+        let mut table = GovernedTable::new(visible.code.clone(), policy, clear);
+        if in_memory {
+            table = table.planned_once().await?;
+        }
         Ok(Built {
-            version: table.version().unwrap_or_default(),
-            table: Arc::new(GovernedTable::new(visible.code.clone(), policy, clear)),
+            version,
+            table: Arc::new(table),
         })
     }
 }
