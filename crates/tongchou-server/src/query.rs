@@ -40,7 +40,7 @@ fn status_of(e: &QueryError) -> StatusCode {
 }
 
 /// Runs a governed statement.
-#[utoipa::path(post, path = "/api/query", request_body = QueryBody, responses((status = 200, description = "The rows: a JSON array of objects, CSV or Arrow IPC")))]
+#[utoipa::path(post, path = "/api/query", request_body = QueryBody, responses((status = 200, description = "The rows: a JSON array of objects, CSV, XLSX or Arrow IPC")))]
 pub async fn query(
     State(s): State<Arc<AppState>>,
     caller: Caller,
@@ -68,6 +68,7 @@ pub async fn query(
     let content_type = match format.as_str() {
         "csv" => "text/csv; charset=utf-8",
         "arrow" => "application/vnd.apache.arrow.file",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         _ => "application/json",
     };
     Ok((

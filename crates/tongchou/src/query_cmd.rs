@@ -18,7 +18,7 @@ pub struct QueryArgs {
     /// Why: a code of `tongchou access purposes`.
     #[arg(long)]
     purpose: String,
-    /// table (default), csv or json.
+    /// table (default), csv, json, or xlsx / arrow (binary: redirect to a file).
     #[arg(long, default_value = "table")]
     format: String,
     /// One query statement; resources are "单位名称"."资源名称".

@@ -351,6 +351,21 @@ fn rest_runs_the_same_governed_statement_and_records_it() {
     );
     assert_eq!(status, 200);
     assert!(text.starts_with("person_id,name,destination\n"), "{text}");
+    let mut xlsx = http
+        .post(format!("{base}/api/query"))
+        .header("Authorization", &analyst)
+        .header("Content-Type", "application/json")
+        .send(serde_json::json!({"sql": sql, "purpose": PURPOSE, "format": "xlsx"}).to_string())
+        .unwrap();
+    assert_eq!(xlsx.status().as_u16(), 200);
+    assert!(
+        xlsx.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("spreadsheetml")
+    );
+    let book = xlsx.body_mut().read_to_vec().unwrap();
+    assert!(book.starts_with(b"PK"), "an XLSX file is a zip archive");
     let (status, _) = post(&reader, serde_json::json!({"sql": sql, "purpose": PURPOSE}));
     assert_eq!(status, 403, "a read-only token cannot query");
     let (status, text) = post(
