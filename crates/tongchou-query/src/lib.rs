@@ -19,8 +19,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
 use deltalake::datafusion::datasource::source_as_provider;
 use deltalake::datafusion::error::DataFusionError;
@@ -243,6 +245,32 @@ impl Engine {
 
     /// Runs one query statement as `user` for `purpose`.
     pub async fn run(&self, user: &str, purpose: &str, sql: &str) -> Result<Answer, QueryError> {
+        self.run_with(user, purpose, sql, &[]).await
+    }
+
+    /// The statement's parameter types (`$1`, `$2`, … in order; `None` where the
+    /// statement does not tell) and result schema, without running it.
+    pub async fn describe(
+        &self,
+        user: &str,
+        purpose: &str,
+        sql: &str,
+    ) -> Result<(Vec<Option<DataType>>, SchemaRef), QueryError> {
+        let (_, _, plan) = self.plan(user, purpose, sql).await?;
+        let types = plan.get_parameter_types()?;
+        let types = (1..=types.len())
+            .map(|i| types.get(&format!("${i}")).cloned().flatten())
+            .collect();
+        Ok((types, Arc::new(plan.schema().as_arrow().clone())))
+    }
+
+    /// Plans `sql` in the session for (`user`, `purpose`): queries only.
+    async fn plan(
+        &self,
+        user: &str,
+        purpose: &str,
+        sql: &str,
+    ) -> Result<(Arc<Prepared>, SessionState, LogicalPlan), QueryError> {
         let set = self.policy.current().await?;
         let account = set.user(user).ok_or_else(|| {
             AccessError::Forbidden(format!("user '{user}' does not exist or is disabled"))
@@ -254,10 +282,6 @@ impl Engine {
             .into());
         }
         let prepared = self.prepared(user, purpose, &account.unit).await?;
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.limits.memory_bytes, 1.0)
-            .with_object_store_registry(self.objects.clone())
-            .build_arc()?;
         let mut state = prepared.state.clone();
         state.mark_start_execution();
         let options = SQLOptions::new()
@@ -279,6 +303,26 @@ impl Engine {
                     .into(),
             ));
         }
+        Ok((prepared, state, plan))
+    }
+
+    /// Runs a statement with `$1`, `$2`, … bound to `parameters` (given as text, or null;
+    /// each converted to the type the statement expects there).
+    pub async fn run_with(
+        &self,
+        user: &str,
+        purpose: &str,
+        sql: &str,
+        parameters: &[Option<String>],
+    ) -> Result<Answer, QueryError> {
+        let (prepared, state, mut plan) = self.plan(user, purpose, sql).await?;
+        if !parameters.is_empty() {
+            plan = bind(plan, parameters)?;
+        }
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .with_object_store_registry(self.objects.clone())
+            .build_arc()?;
         let read = resources_read(&plan);
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let limits = self.limits.clone();
@@ -443,6 +487,30 @@ impl Engine {
         sessions.insert(id, prepared.clone());
         Ok(prepared)
     }
+}
+
+/// `plan` with its placeholders replaced by `parameters`, each cast from text to the type
+/// the plan expects at that place (text where it does not say).
+fn bind(plan: LogicalPlan, parameters: &[Option<String>]) -> Result<LogicalPlan, QueryError> {
+    let types = plan.get_parameter_types()?;
+    let mut values = Vec::with_capacity(parameters.len());
+    for (i, text) in parameters.iter().enumerate() {
+        let want = types
+            .get(&format!("${}", i + 1))
+            .cloned()
+            .flatten()
+            .unwrap_or(DataType::Utf8);
+        let value = ScalarValue::Utf8(text.clone())
+            .cast_to(&want)
+            .map_err(|_| {
+                QueryError::Sql(format!(
+                    "parameter ${} is not a {want} value; send it as one",
+                    i + 1
+                ))
+            })?;
+        values.push(value);
+    }
+    Ok(plan.with_param_values(values)?)
 }
 
 /// The resources a plan reads through governed leaves, each once, in order of appearance.

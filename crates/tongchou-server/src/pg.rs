@@ -9,22 +9,29 @@
 //!   in the ledger (front door `pg`) before the first row is sent; when the ledger cannot
 //!   be written the statement fails.
 //!
-//! Simple query protocol only for now; the extended protocol answers with an error.
+//! Both the simple and the extended query protocol (Parse/Bind/Describe/Execute, as
+//! psycopg and JDBC drivers use): parameters are bound by DataFusion after planning, never
+//! spliced into the text; a statement is planned again at each execution, in the session
+//! of that moment.
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use futures::{Sink, SinkExt, stream};
+use pgwire::api::Type;
 use pgwire::api::auth::{
     DefaultServerParameterProvider, LoginInfo, StartupHandler, finish_authentication,
     protocol_negotiation, save_startup_parameters_to_metadata,
 };
-use pgwire::api::portal::Format;
-use pgwire::api::query::SimpleQueryHandler;
-use pgwire::api::results::{QueryResponse, Response};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers,
@@ -87,6 +94,10 @@ struct PgHandlers {
 
 impl PgWireServerHandlers for PgHandlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.query.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
         self.query.clone()
     }
 
@@ -174,21 +185,83 @@ struct PgQuery {
     state: Arc<AppState>,
 }
 
-#[async_trait]
-impl SimpleQueryHandler for PgQuery {
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let metadata = client.metadata();
-        let user = metadata.get("user").cloned().unwrap_or_default();
-        let purpose = metadata.get("database").cloned().unwrap_or_default();
+/// The signed-in user and the purpose (the database name) of a connection.
+fn caller_of<C: ClientInfo>(client: &C) -> (String, String) {
+    let metadata = client.metadata();
+    (
+        metadata.get("user").cloned().unwrap_or_default(),
+        metadata.get("database").cloned().unwrap_or_default(),
+    )
+}
+
+/// What drivers send around their queries that reads nothing: transaction brackets (every
+/// statement here reads one snapshot, so they change nothing) and the client settings
+/// psycopg, JDBC and BI tools set on connecting. Answered without effect; anything else,
+/// `SET` of engine options included, goes to governed query, which refuses it.
+fn client_ritual(sql: &str) -> Option<Response> {
+    let words: Vec<String> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let first = words.first()?.as_str();
+    match first {
+        "begin" | "start" => Some(Response::TransactionStart(Tag::new("BEGIN"))),
+        "commit" | "end" => Some(Response::TransactionEnd(Tag::new("COMMIT"))),
+        "rollback" | "abort" => Some(Response::TransactionEnd(Tag::new("ROLLBACK"))),
+        "set" => {
+            let name = words
+                .iter()
+                .skip(1)
+                .find(|w| !matches!(w.as_str(), "session" | "local"))?;
+            let name = name.split(['=', ' ']).next()?;
+            CLIENT_SETTINGS
+                .contains(&name)
+                .then(|| Response::Execution(Tag::new("SET")))
+        }
+        _ => None,
+    }
+}
+
+const CLIENT_SETTINGS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+    "statement_timeout",
+    "timezone",
+    "time",
+    "names",
+];
+
+impl PgQuery {
+    /// Runs one statement through governed query, records it, and encodes the rows in
+    /// `format`; a statement the ledger cannot record fails.
+    async fn governed(
+        &self,
+        (user, purpose): (String, String),
+        sql: &str,
+        parameters: &[Option<String>],
+        format: &Format,
+    ) -> PgWireResult<Response> {
+        if let Some(answer) = client_ritual(sql) {
+            return Ok(answer);
+        }
         let s = &self.state;
         let mut entry = Entry::new("statement", "pg", ALLOWED);
-        let (statement, named) = s.audit.redact(query);
+        let shown = if parameters.is_empty() {
+            sql.to_string()
+        } else {
+            let values: Vec<&str> = parameters
+                .iter()
+                .map(|p| p.as_deref().unwrap_or("NULL"))
+                .collect();
+            format!("{sql} -- parameters: {}", values.join(", "))
+        };
+        let (statement, named) = s.audit.redact(&shown);
         entry.statement = Some(statement);
         entry.subjects = named;
         entry.user = Some(user.clone());
@@ -199,7 +272,7 @@ impl SimpleQueryHandler for PgQuery {
             .ok()
             .and_then(|set| set.user(&user).map(|u| u.unit.clone()));
         entry.purpose = Some(purpose.clone());
-        let answer = match s.query.run(&user, &purpose, query).await {
+        let answer = match s.query.run_with(&user, &purpose, sql, parameters).await {
             Ok(answer) => answer,
             Err(e) => {
                 entry.outcome = outcome_of(&e).into();
@@ -217,18 +290,248 @@ impl SimpleQueryHandler for PgQuery {
             .record(&traced)
             .await
             .map_err(|e| user_error("58030", e.to_string()))?;
-        let fields = Arc::new(arrow_schema_to_pg_fields(
-            &answer.schema,
-            &Format::UnifiedText,
-            None,
-        )?);
+        let fields = Arc::new(arrow_schema_to_pg_fields(&answer.schema, format, None)?);
         let mut rows = Vec::new();
         for batch in answer.batches {
             rows.extend(encode_recordbatch(fields.clone(), batch));
         }
-        Ok(vec![Response::Query(QueryResponse::new(
+        Ok(Response::Query(QueryResponse::new(
             fields,
             stream::iter(rows),
-        ))])
+        )))
+    }
+
+    /// Parameter types and result columns of a statement, planned but not run.
+    async fn describe(
+        &self,
+        (user, purpose): (String, String),
+        sql: &str,
+        format: &Format,
+    ) -> PgWireResult<(Vec<Type>, Vec<FieldInfo>)> {
+        if client_ritual(sql).is_some() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let (types, schema) = self
+            .state
+            .query
+            .describe(&user, &purpose, sql)
+            .await
+            .map_err(|e| user_error(sqlstate(&e), e.to_string()))?;
+        let types = types
+            .iter()
+            .map(|t| t.as_ref().map_or(Ok(Type::TEXT), into_pg_type))
+            .collect::<PgWireResult<Vec<_>>>()?;
+        Ok((types, arrow_schema_to_pg_fields(&schema, format, None)?))
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for PgQuery {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let response = self
+            .governed(caller_of(client), query, &[], &Format::UnifiedText)
+            .await?;
+        Ok(vec![response])
+    }
+}
+
+/// Statements of the extended protocol are kept as their text: each execution is planned
+/// in the session of the moment, so a grant revoked between Parse and Execute holds.
+struct SqlText;
+
+#[async_trait]
+impl QueryParser for SqlText {
+    type Statement = String;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<String>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        Ok(Some(sql.to_string()))
+    }
+
+    fn get_parameter_types(&self, _statement: &String) -> PgWireResult<Vec<Type>> {
+        Ok(Vec::new())
+    }
+
+    fn get_result_schema(
+        &self,
+        _statement: &String,
+        _format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(Vec::new())
+    }
+}
+
+/// A bound parameter as text (binary-format parameters decoded by their declared type).
+fn parameter_text(portal: &Portal<String>, i: usize) -> PgWireResult<Option<String>> {
+    let Some(Some(bytes)) = portal.parameters.get(i) else {
+        return Ok(None);
+    };
+    if !portal.parameter_format.is_binary(i) {
+        return Ok(Some(String::from_utf8_lossy(bytes).into_owned()));
+    }
+    let declared = portal
+        .statement
+        .parameter_types
+        .get(i)
+        .cloned()
+        .flatten()
+        .unwrap_or(Type::TEXT);
+    let text = match declared {
+        Type::INT2 => portal
+            .parameter::<i16>(i, &declared)?
+            .map(|v| v.to_string()),
+        Type::INT4 => portal
+            .parameter::<i32>(i, &declared)?
+            .map(|v| v.to_string()),
+        Type::INT8 => portal
+            .parameter::<i64>(i, &declared)?
+            .map(|v| v.to_string()),
+        Type::FLOAT4 => portal
+            .parameter::<f32>(i, &declared)?
+            .map(|v| v.to_string()),
+        Type::FLOAT8 => portal
+            .parameter::<f64>(i, &declared)?
+            .map(|v| v.to_string()),
+        Type::BOOL => portal
+            .parameter::<bool>(i, &declared)?
+            .map(|v| v.to_string()),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::UNKNOWN => {
+            portal.parameter::<String>(i, &declared)?
+        }
+        Type::DATE => portal
+            .parameter::<chrono::NaiveDate>(i, &declared)?
+            .map(|v| v.to_string()),
+        Type::TIMESTAMP => portal
+            .parameter::<chrono::NaiveDateTime>(i, &declared)?
+            .map(|v| v.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
+        Type::TIMESTAMPTZ => portal
+            .parameter::<chrono::DateTime<chrono::FixedOffset>>(i, &declared)?
+            .map(|v| v.to_rfc3339()),
+        other => {
+            return Err(user_error(
+                "22P03",
+                format!(
+                    "parameter ${} of type {other} in binary format is not understood; send it as text",
+                    i + 1
+                ),
+            ));
+        }
+    };
+    Ok(text)
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for PgQuery {
+    type Statement = String;
+    type QueryParser = SqlText;
+
+    fn query_parser(&self) -> Arc<SqlText> {
+        Arc::new(SqlText)
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        client: &mut C,
+        target: &StoredStatement<String>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = String>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (types, fields) = self
+            .describe(caller_of(client), &target.statement, &Format::UnifiedText)
+            .await?;
+        Ok(DescribeStatementResponse::new(types, fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<String>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = String>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (_, fields) = self
+            .describe(
+                caller_of(client),
+                &target.statement.statement,
+                &target.result_column_format,
+            )
+            .await?;
+        Ok(DescribePortalResponse::new(fields))
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<String>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = String>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let parameters = (0..portal.parameter_len())
+            .map(|i| parameter_text(portal, i))
+            .collect::<PgWireResult<Vec<_>>>()?;
+        self.governed(
+            caller_of(client),
+            &portal.statement.statement,
+            &parameters,
+            &portal.result_column_format,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_rituals_are_answered_and_engine_settings_are_not() {
+        for ritual in [
+            "BEGIN",
+            "begin;",
+            "START TRANSACTION READ ONLY",
+            "COMMIT",
+            "ROLLBACK",
+            "SET extra_float_digits = 3",
+            "SET application_name = 'DBeaver 24.1'",
+            "SET SESSION TimeZone TO 'Asia/Shanghai'",
+            "set datestyle to ISO",
+        ] {
+            assert!(client_ritual(ritual).is_some(), "{ritual}");
+        }
+        for statement in [
+            "SET datafusion.execution.batch_size = 1",
+            "SET datafusion.optimizer.max_passes=0",
+            "SELECT 1",
+            "SETTINGS",
+            "",
+        ] {
+            assert!(client_ritual(statement).is_none(), "{statement}");
+        }
     }
 }

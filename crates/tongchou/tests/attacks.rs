@@ -241,18 +241,8 @@ fn every_attack_fails_over_rest_and_the_postgresql_wire() {
     let secrets = secrets(&data);
     let attacks = attacks(&secrets, &data);
     assert!(attacks.len() >= 60, "{} attacks", attacks.len());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let http = common::agent();
-    let (_server, base) = common::serve_with(
-        &data,
-        &["--pg", &format!("127.0.0.1:{port}")],
-        "http",
-        &http,
-    );
+    let (_server, base, port) = common::serve_pg(&data, &http);
     let password = password_of(&data, ANALYST);
     let auth = common::bearer(&common::token(&data, ANALYST, "read,query"));
     let rest = |sql: &str| {

@@ -425,13 +425,7 @@ fn psql_signs_in_with_the_platform_password_and_reads_governed_data() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_demo(tmp.path());
     let secrets = secrets(&data);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let pg = format!("127.0.0.1:{port}");
-    let (_server, _) = common::serve_with(&data, &["--pg", &pg], "http", &common::agent());
+    let (_server, _, port) = common::serve_pg(&data, &common::agent());
     let password = password_of(&data, ANALYST);
 
     let out = psql(
@@ -520,4 +514,81 @@ fn psql_signs_in_with_the_platform_password_and_reads_governed_data() {
     assert!(pg_entries.iter().any(|e| e["outcome"] == "denied"));
     assert!(!ledger_search(&data, &["--kind", "sign_in_failed"]).is_empty());
     assert!(tongchou(&data, &["ledger", "verify"]).status.success());
+}
+
+/// psycopg 3 speaks the extended protocol (Parse/Bind/Describe/Execute) inside a
+/// transaction, with parameters bound server-side.
+#[test]
+fn psycopg_binds_parameters_through_the_extended_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let secrets = secrets(&data);
+    let (_server, _, port) = common::serve_pg(&data, &common::agent());
+    let script = r#"
+import datetime, json, sys
+import psycopg
+port, user, password, purpose, table, raw_id = sys.argv[1:]
+out = {}
+with psycopg.connect(host="127.0.0.1", port=int(port), user=user, password=password, dbname=purpose) as conn:
+    cur = conn.cursor()
+    cur.execute(f"SELECT person_id, destination, crossed_on FROM {table} WHERE destination = %s AND crossed_on >= %s ORDER BY record_no LIMIT 5", ("澳门", datetime.date(2000, 1, 1)))
+    rows = cur.fetchall()
+    out["rows"] = [[r[0], r[1], r[2].isoformat()] for r in rows]
+    out["columns"] = [d.name for d in cur.description]
+    cur.execute(f"SELECT count(*) FROM {table} WHERE person_id = %s", (raw_id,))
+    out["raw_id_count"] = cur.fetchone()[0]
+    cur.execute(f"SELECT count(*) FROM {table} WHERE destination = %s", ("泰国",))
+    out["hidden_count"] = cur.fetchone()[0]
+    try:
+        cur.execute("SET datafusion.execution.batch_size = 1")
+        out["set"] = "ran"
+    except psycopg.Error as e:
+        out["set"] = "refused"
+print(json.dumps(out, ensure_ascii=False))
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args([
+            &port.to_string(),
+            ANALYST,
+            &password_of(&data, ANALYST),
+            PURPOSE,
+            TABLE,
+            &secrets.ids[0],
+        ])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "psycopg (installed by .ci/run): {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_nothing_leaks(&secrets, "psycopg", &text);
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let rows = answer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "{answer}");
+    assert!(
+        rows.iter()
+            .all(|r| r[1] == "澳门" && r[0].as_str().unwrap().starts_with('P'))
+    );
+    assert_eq!(
+        answer["columns"],
+        serde_json::json!(["person_id", "destination", "crossed_on"])
+    );
+    assert_eq!(answer["raw_id_count"], 0);
+    assert_eq!(answer["hidden_count"], 0);
+    assert_eq!(answer["set"], "refused");
+    // Parameters are in the ledger with the statement, ID-shaped ones redacted.
+    let tail = ok_json(&data, &["ledger", "tail", "--json", "-n", "20"]);
+    let entries = tail.as_array().unwrap();
+    let bound = entries
+        .iter()
+        .filter(|e| e["front_door"] == "pg")
+        .filter_map(|e| e["statement"].as_str())
+        .find(|s| s.contains("-- parameters: 泰国"));
+    assert!(bound.is_some(), "{tail}");
+    let ledger = tail.to_string();
+    assert!(!ledger.contains(secrets.ids[0].as_str()));
 }

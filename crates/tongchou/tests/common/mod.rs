@@ -68,6 +68,22 @@ pub fn serve(data: &Path) -> (Server, String) {
     serve_with(data, &[], "http", &agent())
 }
 
+/// `serve` with the PostgreSQL protocol on a free port too: (server, HTTP base, PG port).
+pub fn serve_pg(data: &Path, client: &ureq::Agent) -> (Server, String, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (server, base) = serve_with(
+        data,
+        &["--pg", &format!("127.0.0.1:{port}")],
+        "http",
+        client,
+    );
+    (server, base, port)
+}
+
 /// Starts `tongchou serve` with extra flags, reached with `client`.
 pub fn serve_with(
     data: &Path,
