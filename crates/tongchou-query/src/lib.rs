@@ -12,6 +12,7 @@
 pub mod front;
 pub mod governed;
 pub mod hot;
+pub mod limits;
 pub mod session;
 pub mod udf;
 
@@ -135,6 +136,8 @@ pub struct Engine {
     policy: Arc<Policy>,
     master_key: [u8; 32],
     pub limits: Limits,
+    /// `config/query.toml`: limits by role over `limits`.
+    role_limits: limits::RoleLimits,
     /// Sessions prepared per (user, purpose), kept while the policy is unchanged.
     sessions: Mutex<HashMap<(String, String), Arc<Prepared>>>,
     /// Where every session finds the tables' files.
@@ -205,12 +208,14 @@ fn load_or_create_master_key(dir: &DataDir) -> Result<[u8; 32], QueryError> {
 impl Engine {
     pub fn open(dir: DataDir, policy: Arc<Policy>) -> Result<Engine, QueryError> {
         let master_key = load_or_create_master_key(&dir)?;
+        let role_limits = limits::RoleLimits::read(&dir.config_dir())?;
         let objects: Arc<dyn ObjectStoreRegistry> = Arc::new(DefaultObjectStoreRegistry::new());
         Ok(Engine {
             dir,
             policy,
             master_key,
             limits: Limits::default(),
+            role_limits,
             sessions: Mutex::new(HashMap::new()),
             hot: Arc::new(hot::HotTables::new(HOT_BYTES, objects.clone())),
             objects,
@@ -256,7 +261,7 @@ impl Engine {
         purpose: &str,
         sql: &str,
     ) -> Result<(Vec<Option<DataType>>, SchemaRef), QueryError> {
-        let (_, _, plan) = self.plan(user, purpose, sql).await?;
+        let (_, _, plan, _) = self.plan(user, purpose, sql).await?;
         let types = plan.get_parameter_types()?;
         let types = (1..=types.len())
             .map(|i| types.get(&format!("${i}")).cloned().flatten())
@@ -270,7 +275,7 @@ impl Engine {
         user: &str,
         purpose: &str,
         sql: &str,
-    ) -> Result<(Arc<Prepared>, SessionState, LogicalPlan), QueryError> {
+    ) -> Result<(Arc<Prepared>, SessionState, LogicalPlan, Limits), QueryError> {
         let set = self.policy.current().await?;
         let account = set.user(user).ok_or_else(|| {
             AccessError::Forbidden(format!("user '{user}' does not exist or is disabled"))
@@ -281,6 +286,7 @@ impl Engine {
             ))
             .into());
         }
+        let limits = self.role_limits.for_role(&self.limits, account.role);
         let prepared = self.prepared(user, purpose, &account.unit).await?;
         let mut state = prepared.state.clone();
         state.mark_start_execution();
@@ -303,7 +309,7 @@ impl Engine {
                     .into(),
             ));
         }
-        Ok((prepared, state, plan))
+        Ok((prepared, state, plan, limits))
     }
 
     /// Runs a statement with `$1`, `$2`, … bound to `parameters` (given as text, or null;
@@ -315,17 +321,16 @@ impl Engine {
         sql: &str,
         parameters: &[Option<String>],
     ) -> Result<Answer, QueryError> {
-        let (prepared, state, mut plan) = self.plan(user, purpose, sql).await?;
+        let (prepared, state, mut plan, limits) = self.plan(user, purpose, sql).await?;
         if !parameters.is_empty() {
             plan = bind(plan, parameters)?;
         }
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .with_memory_limit(limits.memory_bytes, 1.0)
             .with_object_store_registry(self.objects.clone())
             .build_arc()?;
         let read = resources_read(&plan);
         let schema = Arc::new(plan.schema().as_arrow().clone());
-        let limits = self.limits.clone();
         let collected = tokio::time::timeout(limits.timeout, async {
             let physical = state.create_physical_plan(&plan).await?;
             // Planned in the session, run under this statement's own memory pool.

@@ -592,3 +592,27 @@ print(json.dumps(out, ensure_ascii=False))
     let ledger = tail.to_string();
     assert!(!ledger.contains(secrets.ids[0].as_str()));
 }
+
+#[test]
+fn limits_are_set_per_role_in_the_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    std::fs::write(data.join("config/query.toml"), "[analyst]\nmax_rows = 3\n").unwrap();
+    let out = query(&data, ANALYST, &format!("SELECT * FROM {TABLE}"));
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("more than 3 rows"), "{error}");
+    assert_eq!(
+        rows(&data, ANALYST, &format!("SELECT * FROM {TABLE} LIMIT 3")).len(),
+        3
+    );
+    assert!(rows(&data, OWNER, &format!("SELECT * FROM {TABLE}")).len() > 3);
+
+    std::fs::write(data.join("config/query.toml"), "[analysts]\nmax_rows = 3\n").unwrap();
+    let out = query(&data, OWNER, "SELECT 1");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && error.contains("query.toml"),
+        "{error}"
+    );
+}
