@@ -616,3 +616,41 @@ fn limits_are_set_per_role_in_the_data_directory() {
         "{error}"
     );
 }
+
+/// The PostgreSQL JDBC driver (DBeaver and other JDBC tools) with prepared statements.
+#[test]
+fn jdbc_runs_prepared_statements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let secrets = secrets(&data);
+    let (_server, _, port) = common::serve_pg(&data, &common::agent());
+    let out = std::process::Command::new("java")
+        .args([
+            "-cp",
+            "/usr/share/java/postgresql.jar",
+            "tests/jdbc/Probe.java",
+        ])
+        .args([
+            &port.to_string(),
+            ANALYST,
+            &password_of(&data, ANALYST),
+            PURPOSE,
+            TABLE,
+        ])
+        .output()
+        .expect("java runs (.ci/run installs a JRE and libpostgresql-jdbc-java)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_nothing_leaks(&secrets, "JDBC", &text);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("row|")).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows.iter()
+            .all(|r| r.ends_with("|澳门") && r.contains("|P"))
+    );
+    assert!(text.contains("hidden|0"), "{text}");
+}

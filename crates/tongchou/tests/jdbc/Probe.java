@@ -1,0 +1,33 @@
+// Run by tests/query.rs: the PostgreSQL JDBC driver, as DBeaver and other JDBC tools use
+// it, signs in and runs prepared statements with bound parameters.
+// Arguments: port user password purpose table
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+
+public class Probe {
+    public static void main(String[] args) throws Exception {
+        String url = "jdbc:postgresql://127.0.0.1:" + args[0] + "/" + args[3];
+        try (Connection c = DriverManager.getConnection(url, args[1], args[2])) {
+            String shown = "SELECT person_id, destination FROM " + args[4]
+                + " WHERE destination = ? ORDER BY record_no LIMIT 3";
+            try (PreparedStatement p = c.prepareStatement(shown)) {
+                p.setString(1, "澳门");
+                try (ResultSet r = p.executeQuery()) {
+                    while (r.next()) {
+                        System.out.println("row|" + r.getString(1) + "|" + r.getString(2));
+                    }
+                }
+            }
+            String hidden = "SELECT count(*) FROM " + args[4] + " WHERE destination = ?";
+            try (PreparedStatement p = c.prepareStatement(hidden)) {
+                p.setString(1, "泰国");
+                try (ResultSet r = p.executeQuery()) {
+                    r.next();
+                    System.out.println("hidden|" + r.getLong(1));
+                }
+            }
+        }
+    }
+}
