@@ -654,3 +654,61 @@ fn jdbc_runs_prepared_statements() {
     );
     assert!(text.contains("hidden|0"), "{text}");
 }
+
+/// A running server keeps sessions and small tables in memory; a load by another process
+/// shows in its next statement, through the grant.
+#[test]
+fn a_load_shows_in_the_next_statement_of_a_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let (_server, base) = common::serve(&data);
+    let http = common::agent();
+    let count = |user: &str| {
+        let auth = common::bearer(&common::token(&data, user, "read,query"));
+        let sql = format!("SELECT count(*) AS n FROM {TABLE}");
+        let mut r = http
+            .post(format!("{base}/api/query"))
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(serde_json::json!({"sql": sql, "purpose": PURPOSE}).to_string())
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let rows: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        rows[0]["n"].as_u64().unwrap()
+    };
+    let (owner_before, analyst_before) = (count(OWNER), count(ANALYST));
+    let person = rows(
+        &data,
+        OWNER,
+        &format!("SELECT person_id, name FROM {TABLE} LIMIT 1"),
+    );
+    let (id, name) = (
+        person[0]["person_id"].as_str().unwrap(),
+        person[0]["name"].as_str().unwrap(),
+    );
+    let file = tmp.path().join("more.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "record_no,person_id,name,direction,crossed_on,port,destination,document_type,document_no\n\
+             CRJ9999999991,{id},{name},出境,2024-05-01,拱北口岸,澳门,往来港澳通行证,C00000001\n\
+             CRJ9999999992,{id},{name},出境,2024-06-01,白云机场口岸,泰国,普通护照,E00000001\n"
+        ),
+    )
+    .unwrap();
+    let out = tongchou(
+        &data,
+        &["ingest", "308001003/000003", file.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(OWNER), owner_before + 2);
+    assert_eq!(
+        count(ANALYST),
+        analyst_before + 1,
+        "only the 澳门 row is granted"
+    );
+}
