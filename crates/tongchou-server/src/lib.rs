@@ -295,7 +295,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// A certificate chain and private key in PEM files, for HTTPS.
+/// A certificate chain and private key in PEM files, for HTTPS and the PostgreSQL port.
+#[derive(Clone)]
 pub struct Tls {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
@@ -314,21 +315,28 @@ pub async fn serve(
             axum::serve(listener, app).await
         }
         Some(tls) => {
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                .await
-                .map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!(
-                            "cannot read the TLS certificate {} and key {}: {e}",
-                            tls.cert.display(),
-                            tls.key.display()
-                        ),
-                    )
-                })?;
+            let config = tls.rustls().await?;
             axum_server::bind_rustls(addr, config).serve(app).await
         }
+    }
+}
+
+impl Tls {
+    /// The certificate and key, read for rustls.
+    pub async fn rustls(&self) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(&self.cert, &self.key)
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot read the TLS certificate {} and key {}: {e}",
+                        self.cert.display(),
+                        self.key.display()
+                    ),
+                )
+            })
     }
 }
 

@@ -2,8 +2,8 @@
 //! `psycopg` and BI tools work unchanged:
 //!
 //! - sign-in with the platform's user name and password (sent as a cleartext password
-//!   message — use it on 127.0.0.1 or behind TLS) or an API token with the `query` scope
-//!   as the password; failures are throttled and recorded like any other sign-in;
+//!   message — use it on 127.0.0.1, or with TLS: `serve --tls-cert/--tls-key` offers it
+//!   here too) or an API token with the `query` scope as the password; failures are throttled and recorded like any other sign-in;
 //! - the *database* names the purpose (`psql -d procuratorial_supervision`);
 //! - each statement runs in the same governed engine as REST and the CLI and is recorded
 //!   in the ledger (front door `pg`) before the first row is sent; when the ledger cannot
@@ -66,8 +66,21 @@ fn sqlstate(e: &QueryError) -> &'static str {
     }
 }
 
-/// Serves the PostgreSQL protocol on `addr` until the process stops.
-pub async fn serve_pg(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<()> {
+/// Serves the PostgreSQL protocol on `addr` until the process stops; with `tls`, clients
+/// may ask for TLS (`sslmode=require`) and get it with the HTTPS certificate.
+pub async fn serve_pg(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    tls: Option<&crate::Tls>,
+) -> std::io::Result<()> {
+    let acceptor = match tls {
+        Some(tls) => {
+            let mut config = (*tls.rustls().await?.get_inner()).clone();
+            config.alpn_protocols = vec![b"postgresql".to_vec()];
+            Some(pgwire::tokio::TlsAcceptor::from(Arc::new(config)))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let handlers = Arc::new(PgHandlers {
         startup: Arc::new(PgStartup {
@@ -78,9 +91,9 @@ pub async fn serve_pg(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result
     });
     loop {
         let (socket, _) = listener.accept().await?;
-        let handlers = handlers.clone();
+        let (handlers, acceptor) = (handlers.clone(), acceptor.clone());
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
                 eprintln!("pg: connection ended: {e}");
             }
         });

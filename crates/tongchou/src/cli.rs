@@ -293,14 +293,16 @@ async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
     let state = std::sync::Arc::new(state);
     let state_for_pg = state.clone();
     if let Some(pg) = args.pg {
-        if !pg.ip().is_loopback() {
+        if !pg.ip().is_loopback() && tls.is_none() {
             eprintln!(
-                "注意 warning: the PostgreSQL port {pg} takes passwords in clear; keep it on 127.0.0.1 or behind TLS"
+                "注意 warning: the PostgreSQL port {pg} takes passwords in clear; keep it on 127.0.0.1 or add --tls-cert and --tls-key"
             );
         }
-        println!("PostgreSQL 协议 wire protocol at {pg} (database = purpose)");
+        let offered = if tls.is_some() { ", TLS offered" } else { "" };
+        println!("PostgreSQL 协议 wire protocol at {pg} (database = purpose{offered})");
+        let pg_tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = tongchou_server::serve_pg(state_for_pg, pg).await {
+            if let Err(e) = tongchou_server::serve_pg(state_for_pg, pg, pg_tls.as_ref()).await {
                 eprintln!("错误 error: cannot serve PostgreSQL on {pg}: {e}");
                 std::process::exit(1);
             }

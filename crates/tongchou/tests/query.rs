@@ -712,3 +712,82 @@ fn a_load_shows_in_the_next_statement_of_a_running_server() {
         "only the 澳门 row is granted"
     );
 }
+
+/// With a certificate, the PostgreSQL port offers TLS too: `sslmode=require` connects
+/// (and fails against a server without one).
+#[test]
+fn the_postgresql_port_speaks_tls_with_the_servers_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let https: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .build()
+        .into();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (tls_port, plain_port) = (free(), free());
+    let (_tls_server, _) = common::serve_with(
+        &data,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--pg",
+            &format!("127.0.0.1:{tls_port}"),
+        ],
+        "https",
+        &https,
+    );
+    let (_plain_server, _) = common::serve_with(
+        &data,
+        &["--pg", &format!("127.0.0.1:{plain_port}")],
+        "http",
+        &common::agent(),
+    );
+    let password = password_of(&data, ANALYST);
+    let require_tls = |port: u16| {
+        std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", ANALYST])
+            .args(["-d", PURPOSE, "-X", "-A", "-t", "-c"])
+            .arg(format!("SELECT count(*) FROM {TABLE}"))
+            .env("PGPASSWORD", &password)
+            .env("PGSSLMODE", "require")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .unwrap()
+    };
+    let out = require_tls(tls_port);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    let out = require_tls(plain_port);
+    assert!(
+        !out.status.success(),
+        "sslmode=require reached a server without TLS"
+    );
+}
