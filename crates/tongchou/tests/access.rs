@@ -722,20 +722,8 @@ fn privilege_escalation_is_refused() {
 fn https_with_a_certificate_and_secure_cookies() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_demo(tmp.path());
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let https: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        )
-        .build()
-        .into();
+    let (cert, key) = common::self_signed(tmp.path());
+    let https = common::https_agent();
     let (_server, base) = serve_with(
         &data,
         &[

@@ -719,20 +719,8 @@ fn a_load_shows_in_the_next_statement_of_a_running_server() {
 fn the_postgresql_port_speaks_tls_with_the_servers_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_demo(tmp.path());
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let https: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        )
-        .build()
-        .into();
+    let (cert, key) = common::self_signed(tmp.path());
+    let https = common::https_agent();
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

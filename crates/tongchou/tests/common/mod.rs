@@ -68,6 +68,29 @@ pub fn serve(data: &Path) -> (Server, String) {
     serve_with(data, &[], "http", &agent())
 }
 
+/// A self-signed certificate for localhost in `dir`: (certificate PEM, key PEM).
+pub fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// An HTTPS client that trusts any certificate (the tests' own, self-signed).
+pub fn https_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .build()
+        .into()
+}
+
 /// `serve` with the PostgreSQL protocol on a free port too: (server, HTTP base, PG port).
 pub fn serve_pg(data: &Path, client: &ureq::Agent) -> (Server, String, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
