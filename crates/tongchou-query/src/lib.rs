@@ -4,10 +4,12 @@
 //! the grant's row filter on raw rows first, every granted field masked from its raw value
 //! ([`udf`], masks from `tongchou-mask`, keyed per consumer unit), ungranted fields absent.
 //! Statements are queries only (no DDL, DML, `SET`, `COPY`, `EXPLAIN ANALYZE`), bounded by
-//! a row cap, a time limit and a memory pool.
+//! a row cap, a time limit and a memory pool, set per role ([`limits`]). Sessions are
+//! prepared once per (user, purpose) and policy generation; small tables are held decoded
+//! in memory ([`hot`]).
 //!
-//! Front doors (`tongchou query`, `POST /api/query`) record every statement in the audit
-//! ledger before the result leaves; the PostgreSQL wire protocol follows.
+//! Front doors (`tongchou query`, `POST /api/query`, the PostgreSQL protocol in
+//! `tongchou-server`) record every statement in the audit ledger before the result leaves.
 
 pub mod front;
 pub mod governed;
