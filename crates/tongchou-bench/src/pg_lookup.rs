@@ -287,36 +287,13 @@ impl Postgres {
             csv.display(),
             lookups.table
         );
-        let out = Command::new("psql")
-            .args([
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .args(["-p", &port.to_string(), "-c", "SELECT 1"])
-            .output()?;
+        let out = psql_as_postgres(port).args(["-c", "SELECT 1"]).output()?;
         anyhow::ensure!(
             out.status.success(),
             "postgres: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut psql = Command::new("psql")
-            .args([
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .args(["-p", &port.to_string()])
-            .stdin(Stdio::piped())
-            .spawn()?;
+        let mut psql = psql_as_postgres(port).stdin(Stdio::piped()).spawn()?;
         use std::io::Write;
         psql.stdin
             .take()
@@ -328,6 +305,23 @@ impl Postgres {
             _server: server,
         })
     }
+}
+
+/// `psql` to the reference cluster as its superuser, stopping at the first error.
+fn psql_as_postgres(port: u16) -> Command {
+    let mut command = Command::new("psql");
+    command
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &port.to_string()]);
+    command
 }
 
 fn as_postgres(command: &mut Command, switch_user: bool) -> Result<()> {

@@ -246,14 +246,9 @@ fn every_attack_fails_over_rest_and_the_postgresql_wire() {
     let password = password_of(&data, ANALYST);
     let auth = common::bearer(&common::token(&data, ANALYST, "read,query"));
     let rest = |sql: &str| {
-        let mut r = http
-            .post(format!("{base}/api/query"))
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(serde_json::json!({"sql": sql, "purpose": PURPOSE}).to_string())
-            .unwrap();
-        let ok = r.status().as_u16() == 200;
-        (ok, r.body_mut().read_to_string().unwrap())
+        let body = serde_json::json!({"sql": sql, "purpose": PURPOSE});
+        let (status, text) = common::post_query(&http, &base, &auth, &body);
+        (status == 200, text)
     };
 
     for (sql, expect) in &attacks {

@@ -323,16 +323,7 @@ fn rest_runs_the_same_governed_statement_and_records_it() {
     let reader = common::bearer(&common::token(&data, ANALYST, "read"));
     let (_server, base) = common::serve(&data);
     let http = common::agent();
-    let post = |auth: &str, body: Value| {
-        let mut r = http
-            .post(format!("{base}/api/query"))
-            .header("Authorization", auth)
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.body_mut().read_to_string().unwrap())
-    };
+    let post = |auth: &str, body: Value| common::post_query(&http, &base, auth, &body);
     let sql = format!("SELECT person_id, name, destination FROM {TABLE} LIMIT 20");
     let (status, text) = post(
         &analyst,
@@ -666,14 +657,10 @@ fn a_load_shows_in_the_next_statement_of_a_running_server() {
     let count = |user: &str| {
         let auth = common::bearer(&common::token(&data, user, "read,query"));
         let sql = format!("SELECT count(*) AS n FROM {TABLE}");
-        let mut r = http
-            .post(format!("{base}/api/query"))
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(serde_json::json!({"sql": sql, "purpose": PURPOSE}).to_string())
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        let rows: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        let body = serde_json::json!({"sql": sql, "purpose": PURPOSE});
+        let (status, text) = common::post_query(&http, &base, &auth, &body);
+        assert_eq!(status, 200, "{text}");
+        let rows: Value = serde_json::from_str(&text).unwrap();
         rows[0]["n"].as_u64().unwrap()
     };
     let (owner_before, analyst_before) = (count(OWNER), count(ANALYST));

@@ -68,6 +68,23 @@ pub fn serve(data: &Path) -> (Server, String) {
     serve_with(data, &[], "http", &agent())
 }
 
+/// `POST /api/query` with `body` as `auth`: (status, response text).
+pub fn post_query(
+    http: &ureq::Agent,
+    base: &str,
+    auth: &str,
+    body: &serde_json::Value,
+) -> (u16, String) {
+    let mut r = http
+        .post(format!("{base}/api/query"))
+        .header("Authorization", auth)
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap())
+}
+
 /// A self-signed certificate for localhost in `dir`: (certificate PEM, key PEM).
 pub fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let certified =
