@@ -629,7 +629,7 @@ fn jdbc_runs_prepared_statements() {
             TABLE,
         ])
         .output()
-        .expect("java runs (.ci/run installs a JRE and libpostgresql-jdbc-java)");
+        .expect("java runs (.ci/run installs a JDK and libpostgresql-jdbc-java)");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
