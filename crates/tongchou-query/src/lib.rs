@@ -41,7 +41,7 @@ use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use sqlx::Row;
 use tongchou_access::clock::parse_stamp;
-use tongchou_access::{AccessError, Policy};
+use tongchou_access::{AccessError, Policy, PolicySet};
 use tongchou_mask::UnitKey;
 use tongchou_store::DataDir;
 
@@ -156,7 +156,8 @@ const PREPARED_FOR: Duration = Duration::from_secs(5);
 
 /// A (user, purpose) session: its catalog of governed tables and what each reads.
 struct Prepared {
-    generation: String,
+    /// The access decisions it was built from; a policy change replaces them.
+    policy: Arc<PolicySet>,
     fresh_until: std::time::Instant,
     /// The earliest end of a grant the session relies on.
     valid_until: Option<jiff::Timestamp>,
@@ -168,8 +169,8 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn fresh(&self, generation: &str) -> bool {
-        self.generation == generation
+    fn fresh(&self, policy: &Arc<PolicySet>) -> bool {
+        Arc::ptr_eq(&self.policy, policy)
             && std::time::Instant::now() < self.fresh_until
             && self
                 .valid_until
@@ -227,10 +228,10 @@ impl Engine {
     /// The resources `user` may read for `purpose`, grouped by providing unit's name.
     async fn visible(
         &self,
+        set: &PolicySet,
         user: &str,
         purpose: &str,
     ) -> Result<HashMap<String, HashMap<String, Visible>>, QueryError> {
-        let set = self.policy.current().await?;
         let rows = sqlx::query(
             "SELECT r.code, r.name, u.name AS unit_name FROM resources r JOIN units u ON u.code = r.unit WHERE r.has_data = 1",
         )
@@ -289,7 +290,7 @@ impl Engine {
             .into());
         }
         let limits = self.role_limits.for_role(&self.limits, account.role);
-        let prepared = self.prepared(user, purpose, &account.unit).await?;
+        let prepared = self.prepared(&set, user, purpose, &account.unit).await?;
         let mut state = prepared.state.clone();
         state.mark_start_execution();
         let options = SQLOptions::new()
@@ -428,18 +429,18 @@ impl Engine {
     /// The session for (`user`, `purpose`), prepared again after any policy change.
     async fn prepared(
         &self,
+        set: &Arc<PolicySet>,
         user: &str,
         purpose: &str,
         unit: &str,
     ) -> Result<Arc<Prepared>, QueryError> {
-        let generation = self.dir.policy_generation();
         let id = (user.to_string(), purpose.to_string());
         if let Some(p) = self
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
-            .filter(|p| p.fresh(&generation))
+            .filter(|p| p.fresh(set))
         {
             return Ok(p.clone());
         }
@@ -452,7 +453,7 @@ impl Engine {
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, shared);
         let catalog = Arc::new(MemoryCatalogProvider::new());
-        let visible = self.visible(user, purpose).await?;
+        let visible = self.visible(set, user, purpose).await?;
         let mut by_code = HashMap::new();
         let mut valid_until: Option<jiff::Timestamp> = None;
         for (unit_name, tables) in visible {
@@ -481,7 +482,7 @@ impl Engine {
         )?;
         ctx.register_catalog(CATALOG, catalog);
         let prepared = Arc::new(Prepared {
-            generation,
+            policy: set.clone(),
             fresh_until: std::time::Instant::now() + PREPARED_FOR,
             valid_until,
             state: ctx.state(),
@@ -490,7 +491,7 @@ impl Engine {
             identifiers: Mutex::new(HashMap::new()),
         });
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.retain(|_, p| p.generation == prepared.generation);
+        sessions.retain(|_, p| Arc::ptr_eq(&p.policy, &prepared.policy));
         sessions.insert(id, prepared.clone());
         Ok(prepared)
     }

@@ -708,14 +708,7 @@ fn the_postgresql_port_speaks_tls_with_the_servers_certificate() {
     let data = tiny_demo(tmp.path());
     let (cert, key) = common::self_signed(tmp.path());
     let https = common::https_agent();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (tls_port, plain_port) = (free(), free());
+    let (tls_port, plain_port) = (common::free_port(), common::free_port());
     let (_tls_server, _) = common::serve_with(
         &data,
         &[

@@ -108,13 +108,18 @@ pub fn https_agent() -> ureq::Agent {
         .into()
 }
 
-/// `serve` with the PostgreSQL protocol on a free port too: (server, HTTP base, PG port).
-pub fn serve_pg(data: &Path, client: &ureq::Agent) -> (Server, String, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A TCP port on 127.0.0.1 nothing listens on (now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// `serve` with the PostgreSQL protocol on a free port too: (server, HTTP base, PG port).
+pub fn serve_pg(data: &Path, client: &ureq::Agent) -> (Server, String, u16) {
+    let port = free_port();
     let (server, base) = serve_with(
         data,
         &["--pg", &format!("127.0.0.1:{port}")],
@@ -131,12 +136,7 @@ pub fn serve_with(
     scheme: &str,
     client: &ureq::Agent,
 ) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", free_port());
     let server = Server(
         bin()
             .arg("--data-dir")
