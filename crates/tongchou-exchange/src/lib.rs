@@ -29,6 +29,8 @@ pub enum ExchangeError {
     Columns(String),
     #[error("the table could not be written: {0}")]
     Table(String),
+    #[error("{0}")]
+    NoSuchVersion(String),
     #[error("a concurrent load changed the table first; run this load again ({0})")]
     Conflict(String),
     #[error(transparent)]

@@ -72,6 +72,49 @@ pub async fn open(dir: &Path) -> Result<Option<DeltaTable>, ExchangeError> {
     Ok(table.version().is_some().then_some(table))
 }
 
+/// The table as it was at `version`.
+pub async fn open_at(dir: &Path, version: u64) -> Result<DeltaTable, ExchangeError> {
+    let newest = open(dir)
+        .await?
+        .and_then(|t| t.version())
+        .ok_or_else(|| ExchangeError::NoSuchVersion("the resource has no data yet".into()))?;
+    if version > newest as u64 {
+        return Err(ExchangeError::NoSuchVersion(format!(
+            "version {version} does not exist: the resource has versions 0 to {newest}"
+        )));
+    }
+    let mut table = open_url(dir).await?;
+    table.load_version(version as _).await?;
+    Ok(table)
+}
+
+/// One commit of a resource's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub version: u64,
+    /// Milliseconds since the Unix epoch.
+    pub committed_at: i64,
+    /// Delta's name of the operation (`WRITE`, `MERGE`, `CREATE TABLE`, …).
+    pub operation: String,
+}
+
+/// The table's commits, newest first.
+pub async fn commits(table: &DeltaTable) -> Result<Vec<Commit>, ExchangeError> {
+    use futures::StreamExt;
+    let newest = table.version().unwrap_or(0) as u64;
+    let infos: Vec<_> = table.history(None).collect().await;
+    let mut out = Vec::with_capacity(infos.len());
+    for (i, info) in infos.into_iter().enumerate() {
+        let info = info?;
+        out.push(Commit {
+            version: newest.saturating_sub(i as u64),
+            committed_at: info.timestamp.unwrap_or_default(),
+            operation: info.operation.unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
 /// A one-shot partition whose batches arrive on a channel from the parsing thread.
 struct ChannelStream {
     schema: SchemaRef,

@@ -262,8 +262,10 @@ impl TableProvider for GovernedTable {
         self.schema.clone()
     }
 
+    /// A resource is a table to its readers (psql's `\dt`, JDBC's `getTables`), whatever
+    /// policy stands between them and the raw rows.
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     fn supports_filters_pushdown(

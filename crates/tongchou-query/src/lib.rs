@@ -11,6 +11,7 @@
 //! Front doors (`tongchou query`, `POST /api/query`, the PostgreSQL protocol in
 //! `tongchou-server`) record every statement in the audit ledger before the result leaves.
 
+pub mod catalog;
 pub mod front;
 pub mod governed;
 pub mod hot;
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use deltalake::datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use deltalake::datafusion::catalog::SchemaProvider;
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
 use deltalake::datafusion::datasource::source_as_provider;
@@ -145,6 +146,7 @@ pub struct Engine {
     /// Where every session finds the tables' files.
     objects: Arc<dyn ObjectStoreRegistry>,
     hot: Arc<hot::HotTables>,
+    template: catalog::SessionTemplate,
 }
 
 /// Decoded bytes of small tables kept in memory across statements (see [`hot`]).
@@ -213,7 +215,11 @@ impl Engine {
         let master_key = load_or_create_master_key(&dir)?;
         let role_limits = limits::RoleLimits::read(&dir.config_dir())?;
         let objects: Arc<dyn ObjectStoreRegistry> = Arc::new(DefaultObjectStoreRegistry::new());
+        let shared = RuntimeEnvBuilder::new()
+            .with_object_store_registry(objects.clone())
+            .build_arc()?;
         Ok(Engine {
+            template: catalog::SessionTemplate::new(CATALOG, shared)?,
             dir,
             policy,
             master_key,
@@ -445,17 +451,10 @@ impl Engine {
             return Ok(p.clone());
         }
         let key = UnitKey::derive(&self.master_key, unit);
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema(CATALOG, "public");
-        let shared = RuntimeEnvBuilder::new()
-            .with_object_store_registry(self.objects.clone())
-            .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, shared);
-        let catalog = Arc::new(MemoryCatalogProvider::new());
         let visible = self.visible(set, user, purpose).await?;
         let mut by_code = HashMap::new();
         let mut valid_until: Option<jiff::Timestamp> = None;
+        let mut schemas: Vec<(String, Arc<dyn SchemaProvider>)> = Vec::new();
         for (unit_name, tables) in visible {
             for v in tables.values() {
                 by_code.insert(v.code.clone(), v.clone());
@@ -465,27 +464,21 @@ impl Engine {
                     (a, b) => a.or(b),
                 };
             }
-            catalog.register_schema(
-                &unit_name,
-                Arc::new(UnitSchema::new(
-                    tables,
-                    self.dir.clone(),
-                    key.clone(),
-                    self.objects.clone(),
-                    self.hot.clone(),
-                )),
-            )?;
+            let schema = UnitSchema::new(
+                tables,
+                self.dir.clone(),
+                key.clone(),
+                self.objects.clone(),
+                self.hot.clone(),
+            );
+            schemas.push((unit_name, Arc::new(schema)));
         }
-        catalog.register_schema(
-            "public",
-            Arc::new(deltalake::datafusion::catalog::MemorySchemaProvider::new()),
-        )?;
-        ctx.register_catalog(CATALOG, catalog);
+        let state = self.template.session(CATALOG, schemas)?;
         let prepared = Arc::new(Prepared {
             policy: set.clone(),
             fresh_until: std::time::Instant::now() + PREPARED_FOR,
             valid_until,
-            state: ctx.state(),
+            state,
             key,
             by_code,
             identifiers: Mutex::new(HashMap::new()),

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::Type;
 use pgwire::api::auth::{
@@ -87,7 +88,10 @@ pub async fn serve_pg(
             state: state.clone(),
             pids: RandomPidSecretKeyGenerator::default(),
         }),
-        query: Arc::new(PgQuery { state }),
+        query: Arc::new(PgQuery {
+            state,
+            dialect: PostgresCompatibilityParser::new(),
+        }),
     });
     loop {
         let (socket, _) = listener.accept().await?;
@@ -196,6 +200,7 @@ impl StartupHandler for PgStartup {
 
 struct PgQuery {
     state: Arc<AppState>,
+    dialect: PostgresCompatibilityParser,
 }
 
 /// The signed-in user and the purpose (the database name) of a connection.
@@ -251,6 +256,17 @@ const CLIENT_SETTINGS: &[&str] = &[
 ];
 
 impl PgQuery {
+    /// `sql` as DataFusion plans it: PostgreSQL's spellings that clients send for their
+    /// catalog queries (`::regclass`, `= ANY(…)`, `OPERATOR(pg_catalog.~)`, unqualified
+    /// `pg_class`, …) rewritten. Text that does not parse as one statement is left for the
+    /// engine to refuse with its own message.
+    fn in_engine_dialect(&self, sql: &str) -> String {
+        match self.dialect.parse(sql) {
+            Ok(statements) if statements.len() == 1 => statements[0].to_string(),
+            _ => sql.to_string(),
+        }
+    }
+
     /// Runs one statement through governed query, records it, and encodes the rows in
     /// `format`; a statement the ledger cannot record fails.
     async fn governed(
@@ -285,7 +301,12 @@ impl PgQuery {
             .ok()
             .and_then(|set| set.user(&user).map(|u| u.unit.clone()));
         entry.purpose = Some(purpose.clone());
-        let answer = match s.query.run_with(&user, &purpose, sql, parameters).await {
+        let planned = self.in_engine_dialect(sql);
+        let answer = match s
+            .query
+            .run_with(&user, &purpose, &planned, parameters)
+            .await
+        {
             Ok(answer) => answer,
             Err(e) => {
                 entry.outcome = outcome_of(&e).into();
@@ -327,7 +348,7 @@ impl PgQuery {
         let (types, schema) = self
             .state
             .query
-            .describe(&user, &purpose, sql)
+            .describe(&user, &purpose, &self.in_engine_dialect(sql))
             .await
             .map_err(|e| user_error(sqlstate(&e), e.to_string()))?;
         let types = types

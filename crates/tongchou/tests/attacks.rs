@@ -119,6 +119,8 @@ fn attacks(secrets: &Secrets, data: &Path) -> Vec<(String, Expect)> {
     let hidden = &secrets.hidden_records[0];
     let tables = data.join("tables").display().to_string();
     let t = TABLE;
+    let at = |suffix: &str| format!("{}{suffix}\"", t.trim_end_matches('"'));
+    let (v1, as_of, history) = (at("@v1"), at("@2100-01-01"), at("$history"));
     let mut list: Vec<(String, Expect)> = [
         // Predicates on masked columns and on the row filter's column.
         (format!("SELECT count(*) AS n FROM {t} WHERE person_id = '{id}'"), Zero),
@@ -202,6 +204,16 @@ fn attacks(secrets: &Secrets, data: &Path) -> Vec<(String, Expect)> {
         (format!("SELECT * FROM '{tables}/{RESOURCE_DIR}'"), Refused),
         (r#"SELECT * FROM "佛山市南海区人力资源和社会保障局"."社会保险参保缴费信息""#.into(), Refused),
         (format!("SELECT * FROM {t} FOR SYSTEM_TIME AS OF '2014-01-01'"), Refused),
+        // Time travel and history obey the same grant.
+        (format!("SELECT count(*) AS n FROM {v1} WHERE person_id = '{id}'"), Zero),
+        (format!("SELECT count(*) AS n FROM {v1} WHERE destination <> '澳门'"), Zero),
+        (format!("SELECT count(*) AS n FROM {v1} WHERE record_no = '{hidden}'"), Zero),
+        (format!("SELECT CASE WHEN destination <> '澳门' THEN 1/0 ELSE 0 END AS x FROM {v1}"), Anything),
+        (format!("SELECT min(person_id) AS a, max(name) AS b FROM {as_of}"), Anything),
+        (format!("SELECT * FROM {history}"), Anything),
+        (format!("EXPLAIN SELECT * FROM {v1} WHERE person_id = '{id}'"), Anything),
+        (r#"SELECT * FROM "佛山市南海区人力资源和社会保障局"."社会保险参保缴费信息@v1""#.into(), Refused),
+        (r#"SELECT * FROM "佛山市南海区人力资源和社会保障局"."社会保险参保缴费信息$history""#.into(), Refused),
     ]
     .into_iter()
     .collect();

@@ -507,6 +507,61 @@ fn psql_signs_in_with_the_platform_password_and_reads_governed_data() {
     assert!(tongchou(&data, &["ledger", "verify"]).status.success());
 }
 
+/// psql's meta-commands and JDBC's `DatabaseMetaData` read `pg_catalog`: it lists the
+/// resources the user may read for the purpose, with the granted columns, and nothing else.
+#[test]
+fn catalog_listings_show_only_what_the_user_may_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let (_server, _, port) = common::serve_pg(&data, &common::agent());
+    let listed = |user: &str, command: &str| {
+        let out = psql(port, user, &password_of(&data, user), PURPOSE, command);
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let tables = listed(ANALYST, "\\dt");
+    assert!(
+        tables.contains("佛山市公安局南海分局出入境管理大队|出入境记录|table"),
+        "{tables}"
+    );
+    let described = listed(ANALYST, &format!("\\d {TABLE}"));
+    for column in ["person_id|text", "crossed_on|date", "destination|text"] {
+        assert!(described.contains(column), "{described}");
+    }
+    let schemas = listed(ANALYST, "\\dn");
+    assert!(
+        schemas.contains("佛山市公安局南海分局出入境管理大队"),
+        "{schemas}"
+    );
+
+    // Another user, same purpose, no grant on the travel records: not listed anywhere.
+    for command in [
+        "\\dt",
+        "\\dt *.*",
+        "SELECT relname FROM pg_catalog.pg_class",
+    ] {
+        let text = listed("leader", command);
+        assert!(!text.contains("出入境记录"), "{command}: {text}");
+        assert!(!text.is_empty(), "{command} lists the open resources");
+    }
+    let out = psql(
+        port,
+        "leader",
+        &password_of(&data, "leader"),
+        PURPOSE,
+        &format!("\\d {TABLE}"),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Did not find"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// psycopg 3 speaks the extended protocol (Parse/Bind/Describe/Execute) inside a
 /// transaction, with parameters bound server-side.
 #[test]
@@ -637,6 +692,11 @@ fn jdbc_runs_prepared_statements() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_nothing_leaks(&secrets, "JDBC", &text);
+    assert!(
+        text.contains("table|佛山市公安局南海分局出入境管理大队|出入境记录"),
+        "{text}"
+    );
+    assert!(text.contains("column|crossed_on|date"), "{text}");
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("row|")).collect();
     assert_eq!(rows.len(), 3, "{text}");
     assert!(
@@ -646,23 +706,34 @@ fn jdbc_runs_prepared_statements() {
     assert!(text.contains("hidden|0"), "{text}");
 }
 
+/// The travel records as they were (`@v1`, `@2026-11-27 18:00:00`) or their versions
+/// (`$history`).
+fn table_at(suffix: &str) -> String {
+    format!("{}{suffix}\"", TABLE.trim_end_matches('"'))
+}
+
 /// A running server keeps sessions and small tables in memory; a load by another process
-/// shows in its next statement, through the grant.
+/// shows in its next statement, through the grant; earlier versions stay readable, through
+/// the same grant.
 #[test]
-fn a_load_shows_in_the_next_statement_of_a_running_server() {
+fn a_load_shows_in_the_next_statement_and_earlier_versions_stay_governed() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_demo(tmp.path());
+    let secrets = secrets(&data);
     let (_server, base) = common::serve(&data);
     let http = common::agent();
-    let count = |user: &str| {
+    let answer = |user: &str, sql: &str| {
         let auth = common::bearer(&common::token(&data, user, "read,query"));
-        let sql = format!("SELECT count(*) AS n FROM {TABLE}");
         let body = serde_json::json!({"sql": sql, "purpose": PURPOSE});
-        let (status, text) = common::post_query(&http, &base, &auth, &body);
+        common::post_query(&http, &base, &auth, &body)
+    };
+    let count_in = |user: &str, table: &str| {
+        let (status, text) = answer(user, &format!("SELECT count(*) AS n FROM {table}"));
         assert_eq!(status, 200, "{text}");
         let rows: Value = serde_json::from_str(&text).unwrap();
         rows[0]["n"].as_u64().unwrap()
     };
+    let count = |user: &str| count_in(user, TABLE);
     let (owner_before, analyst_before) = (count(OWNER), count(ANALYST));
     let person = rows(
         &data,
@@ -697,6 +768,86 @@ fn a_load_shows_in_the_next_statement_of_a_running_server() {
         count(ANALYST),
         analyst_before + 1,
         "only the 澳门 row is granted"
+    );
+
+    // Time travel: version 1 (the demo's load) as it was, through the analyst's grant.
+    assert_eq!(count_in(OWNER, &table_at("@v1")), owner_before);
+    assert_eq!(count_in(ANALYST, &table_at("@v1")), analyst_before);
+    assert_eq!(count_in(ANALYST, &table_at("@v2")), analyst_before + 1);
+    let (status, text) = answer(
+        ANALYST,
+        &format!(
+            "SELECT person_id, name, destination FROM {} ORDER BY record_no LIMIT 200",
+            table_at("@v1")
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_nothing_leaks(&secrets, "time travel", &text);
+    let old: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert!(
+        old.iter().all(
+            |r| r["destination"] == "澳门" && r["person_id"].as_str().unwrap().starts_with('P')
+        )
+    );
+    let (status, text) = answer(
+        ANALYST,
+        &format!(
+            "SELECT count(*) AS n FROM {} WHERE destination = '泰国'",
+            table_at("@v1")
+        ),
+    );
+    assert_eq!((status, text.contains("\"n\":0")), (200, true), "{text}");
+    // A time: the end of a day before the first load had no data yet.
+    let (status, text) = answer(
+        ANALYST,
+        &format!("SELECT * FROM {}", table_at("@2020-01-01")),
+    );
+    assert!(status >= 400 && text.contains("no data at"), "{text}");
+    let (status, text) = answer(ANALYST, &format!("SELECT * FROM {}", table_at("@v99")));
+    assert!(status >= 400 && text.contains("versions 0 to 2"), "{text}");
+    let (status, text) = answer(
+        ANALYST,
+        &format!("SELECT * FROM {}", table_at("@yesterday")),
+    );
+    assert!(status >= 400 && text.contains("write @v3"), "{text}");
+
+    // History: versions with time and operation, no row counts.
+    let (status, text) = answer(
+        ANALYST,
+        &format!("SELECT * FROM {} ORDER BY version", table_at("$history")),
+    );
+    assert_eq!(status, 200, "{text}");
+    let history: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let versions: Vec<u64> = history
+        .iter()
+        .map(|h| h["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [0, 1, 2], "{text}");
+    assert_eq!(
+        history[0].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["committed_at", "operation", "version"]
+    );
+
+    // Without a grant, old versions and history do not exist either.
+    for suffix in ["@v1", "$history"] {
+        let (status, text) = answer(
+            "leader",
+            &format!("SELECT count(*) FROM {}", table_at(suffix)),
+        );
+        assert!(
+            status >= 400 && text.contains("not found"),
+            "{suffix}: {text}"
+        );
+    }
+    let recent = ok_json(&data, &["ledger", "tail", "--json", "-n", "40"]);
+    assert!(
+        recent.as_array().unwrap().iter().any(|e| e["statement"]
+            .as_str()
+            .unwrap_or("")
+            .contains("@v1")
+            && e["user"] == ANALYST
+            && e["resources"].to_string().contains("308001003/000003")),
+        "{recent}"
     );
 }
 
