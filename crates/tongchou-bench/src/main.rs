@@ -9,6 +9,7 @@ mod audit_overhead;
 mod exchange;
 mod ledger;
 mod pg_lookup;
+mod scenarios;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -305,6 +306,15 @@ fn main() -> Result<()> {
             println!("machine: {}; date: {}", machine(), jiff_today());
             runtime.block_on(pg_lookup::run(&work))
         }
+        Some("scenarios") => {
+            let data = args
+                .get(2)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("nanhai-data"));
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            let only = args.get(3).map(String::as_str).unwrap_or("");
+            runtime.block_on(scenarios::run(&data, only))
+        }
         Some("ledger") => {
             let number = |i: usize, default: u64| {
                 args.get(i).and_then(|r| r.parse().ok()).unwrap_or(default)
@@ -319,7 +329,7 @@ fn main() -> Result<()> {
             result
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] | pg-lookup [WORK_DIR]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] | pg-lookup [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
         ),
     }
 }

@@ -78,14 +78,25 @@ pub async fn open_at(dir: &Path, version: u64) -> Result<DeltaTable, ExchangeErr
         .await?
         .and_then(|t| t.version())
         .ok_or_else(|| ExchangeError::NoSuchVersion("the resource has no data yet".into()))?;
-    if version > newest as u64 {
+    if version > newest {
         return Err(ExchangeError::NoSuchVersion(format!(
             "version {version} does not exist: the resource has versions 0 to {newest}"
         )));
     }
     let mut table = open_url(dir).await?;
-    table.load_version(version as _).await?;
+    table.load_version(version).await?;
     Ok(table)
+}
+
+/// The table's row count from its files' statistics (no data read); `None` when a file
+/// lacks them.
+pub fn row_estimate(table: &DeltaTable) -> Option<usize> {
+    let snapshot = table.snapshot().ok()?;
+    snapshot
+        .log_data()
+        .iter()
+        .map(|file| file.num_records())
+        .sum()
 }
 
 /// One commit of a resource's table.
@@ -101,7 +112,7 @@ pub struct Commit {
 /// The table's commits, newest first.
 pub async fn commits(table: &DeltaTable) -> Result<Vec<Commit>, ExchangeError> {
     use futures::StreamExt;
-    let newest = table.version().unwrap_or(0) as u64;
+    let newest = table.version().unwrap_or(0);
     let infos: Vec<_> = table.history(None).collect().await;
     let mut out = Vec::with_capacity(infos.len());
     for (i, info) in infos.into_iter().enumerate() {

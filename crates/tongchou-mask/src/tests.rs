@@ -190,3 +190,40 @@ proptest! {
         prop_assert_eq!(r % 100.0, 0.0);
     }
 }
+
+/// Pseudonyms are kept by consumers (exchanged files, saved results): the derivation must
+/// never drift. Expected value computed independently (Python's `hmac`).
+#[test]
+fn pseudonyms_are_stable_hmac_sha256_in_base32() {
+    assert_eq!(
+        key(9).pseudonym("440604197710265508"),
+        "PKLWE5NEM5FUE5M5BE5G2"
+    );
+    assert_eq!(
+        key(9).pseudonym(" 440604197710265508 "),
+        "PKLWE5NEM5FUE5M5BE5G2"
+    );
+}
+
+#[test]
+fn batch_pseudonyms_match_single_ones_and_are_remembered() {
+    let k = key(3);
+    let values = [
+        Some("440604197710265508"),
+        None,
+        Some(" 440604197710265508"),
+        Some("甲"),
+    ];
+    for _ in 0..2 {
+        let made = k.pseudonyms(&values);
+        for (value, pseudonym) in values.iter().zip(&made) {
+            assert_eq!(
+                value.map(|v| k.pseudonym(v)),
+                pseudonym.map(|p| String::from_utf8(p.to_vec()).unwrap())
+            );
+        }
+    }
+    // Another key remembers its own.
+    let other = key(4).pseudonyms(&values);
+    assert_ne!(other[0], k.pseudonyms(&values)[0]);
+}

@@ -6,7 +6,8 @@
 //! scan returns [`GovernedExec`]: an execution plan with no children that runs the trusted
 //! plan. The caller's optimizer therefore cannot push its predicates, projections, limits
 //! or dynamic filters beneath the policy (the error-oracle leaks DESIGN.md records), and
-//! EXPLAIN shows the leaf only. Statistics are unknown.
+//! EXPLAIN shows the leaf only. Statistics: the raw row count only (the catalog's public
+//! record count), so joins put the smaller side first; no column statistics.
 //!
 //! One kind of caller predicate does cross, so that a lookup by key reads one row group
 //! instead of the table: a comparison that cannot fail (see [`harmless`]) on columns the
@@ -15,13 +16,14 @@
 //! whichever order the trusted optimizer evaluates it in. The caller's plan keeps its own
 //! copy of the predicate (pushdown is `Inexact`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use deltalake::datafusion::catalog::{Session, TableProvider};
+use deltalake::datafusion::common::stats::Precision;
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use deltalake::datafusion::common::{Column, DFSchema, DataFusionError, Result, Statistics};
 use deltalake::datafusion::dataframe::DataFrame;
@@ -34,13 +36,11 @@ use deltalake::datafusion::logical_expr::{
     Expr, Operator, TableProviderFilterPushDown, Volatility,
 };
 use deltalake::datafusion::physical_expr::create_physical_expr;
-use deltalake::datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use deltalake::datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use deltalake::datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use deltalake::datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use deltalake::datafusion::physical_plan::filter::FilterExec;
 use deltalake::datafusion::physical_plan::limit::GlobalLimitExec;
-use deltalake::datafusion::physical_plan::projection::ProjectionExec;
 use deltalake::datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties,
@@ -53,10 +53,17 @@ pub struct GovernedTable {
     schema: SchemaRef,
     /// Granted fields shown without a mask.
     clear: HashSet<String>,
-    /// The policy's physical plan, made once, when scans need no optimizing (see
-    /// [`GovernedTable::planned_once`]).
-    planned: Option<Planned>,
+    /// The policy's physical plans, one per set of columns scanned, made once when scans
+    /// need no optimizing (see [`GovernedTable::planned_once`]).
+    planned: Option<Mutex<HashMap<Vec<usize>, Arc<Planned>>>>,
+    /// The raw table's row count, the only statistic the caller's planner gets (to
+    /// choose join sides): it is the catalog's public record count, where column
+    /// statistics would carry raw values.
+    raw_rows: Option<usize>,
 }
+
+/// How many column sets of one table keep a plan (each a few kilobytes).
+const COLUMN_SETS_KEPT: usize = 64;
 
 struct Planned {
     plan: Arc<dyn ExecutionPlan>,
@@ -78,7 +85,13 @@ impl GovernedTable {
             schema,
             clear: clear.into_iter().collect(),
             planned: None,
+            raw_rows: None,
         }
+    }
+
+    pub fn with_raw_rows(mut self, rows: Option<usize>) -> GovernedTable {
+        self.raw_rows = rows;
+        self
     }
 
     /// A table over rows held in memory: nothing below the policy prunes, so the policy
@@ -101,27 +114,55 @@ impl GovernedTable {
         if reads_clock {
             return Ok(self);
         }
-        let plan = self.policy.clone().create_physical_plan().await?;
-        if reusable(&plan) {
-            self.planned = Some(Planned {
-                task: Arc::new(self.policy.task_ctx()),
-                plan,
-            });
+        let every_column: Vec<usize> = (0..self.schema.fields().len()).collect();
+        if let Some(planned) = self.plan_columns(&every_column).await? {
+            self.planned = Some(Mutex::new(HashMap::from([(every_column, planned)])));
         }
         Ok(self)
     }
 
-    /// `planned` with the caller's harmless predicates, limit and columns on top.
+    /// The policy for these columns only (masks of others not computed), planned; `None`
+    /// when the plan cannot be run more than once.
+    async fn plan_columns(&self, columns: &[usize]) -> Result<Option<Arc<Planned>>> {
+        let names: Vec<&str> = columns
+            .iter()
+            .map(|&i| self.schema.field(i).name().as_str())
+            .collect();
+        let policy = self.policy.clone().select_columns(&names)?;
+        let task = Arc::new(policy.task_ctx());
+        let plan = policy.create_physical_plan().await?;
+        Ok(reusable(&plan).then(|| Arc::new(Planned { plan, task })))
+    }
+
+    /// The plan kept for these columns, planned on first use.
+    async fn planned_for(&self, columns: Vec<usize>) -> Result<Option<Arc<Planned>>> {
+        let Some(kept) = &self.planned else {
+            return Ok(None);
+        };
+        if let Some(planned) = kept.lock().unwrap_or_else(|p| p.into_inner()).get(&columns) {
+            return Ok(Some(planned.clone()));
+        }
+        let Some(planned) = self.plan_columns(&columns).await? else {
+            return Ok(None);
+        };
+        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < COLUMN_SETS_KEPT {
+            kept.insert(columns, planned.clone());
+        }
+        Ok(Some(planned))
+    }
+
+    /// `planned` (already down to the caller's columns) with the caller's harmless
+    /// predicates and limit on top.
     fn on_top(
         &self,
         planned: &Planned,
-        projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut plan = planned.plan.clone();
         if let Some(predicate) = conjunction(filters.iter().cloned()) {
-            let schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+            let schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
             let predicate = create_physical_expr(
                 &unqualified(predicate)?,
                 &schema,
@@ -135,19 +176,6 @@ impl GovernedTable {
                 plan = Arc::new(CoalescePartitionsExec::new(plan));
             }
             plan = Arc::new(GlobalLimitExec::new(plan, 0, Some(limit)));
-        }
-        if let Some(columns) = projection {
-            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = columns
-                .iter()
-                .map(|&i| {
-                    let name = self.schema.field(i).name().clone();
-                    (
-                        Arc::new(PhysicalColumn::new(&name, i)) as Arc<dyn PhysicalExpr>,
-                        name,
-                    )
-                })
-                .collect();
-            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
         }
         Ok(plan)
     }
@@ -298,11 +326,15 @@ impl TableProvider for GovernedTable {
                 "a governed scan was handed a predicate it did not accept".into(),
             ));
         }
-        if let Some(planned) = &self.planned {
+        let columns = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        if let Some(planned) = self.planned_for(columns).await? {
             return Ok(Arc::new(GovernedExec::new(
                 self.resource.clone(),
-                self.on_top(planned, projection, filters, limit)?,
+                self.on_top(&planned, filters, limit)?,
                 planned.task.clone(),
+                self.raw_rows,
             )));
         }
         let mut policy = self.policy.clone();
@@ -328,6 +360,7 @@ impl TableProvider for GovernedTable {
             self.resource.clone(),
             plan,
             task,
+            self.raw_rows,
         )))
     }
 }
@@ -339,10 +372,16 @@ pub struct GovernedExec {
     /// The trusted session's context: its object stores and functions run the policy.
     trusted: Arc<TaskContext>,
     properties: Arc<PlanProperties>,
+    raw_rows: Option<usize>,
 }
 
 impl GovernedExec {
-    fn new(resource: String, inner: Arc<dyn ExecutionPlan>, trusted: Arc<TaskContext>) -> Self {
+    fn new(
+        resource: String,
+        inner: Arc<dyn ExecutionPlan>,
+        trusted: Arc<TaskContext>,
+        raw_rows: Option<usize>,
+    ) -> Self {
         let partitions = inner.output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(inner.schema()),
@@ -355,6 +394,7 @@ impl GovernedExec {
             inner,
             trusted,
             properties,
+            raw_rows,
         }
     }
 }
@@ -405,8 +445,13 @@ impl ExecutionPlan for GovernedExec {
         self.inner.execute(partition, self.trusted.clone())
     }
 
-    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
-        Ok(Arc::new(Statistics::new_unknown(&self.schema())))
+    /// At most the raw row count, inexact, for the whole scan; nothing per column.
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let mut statistics = Statistics::new_unknown(&self.schema());
+        if let (None, Some(rows)) = (partition, self.raw_rows) {
+            statistics.num_rows = Precision::Inexact(rows);
+        }
+        Ok(Arc::new(statistics))
     }
 
     fn apply_expressions(

@@ -29,7 +29,18 @@ struct Kept {
     version: u64,
     table: Arc<MemTable>,
     bytes: usize,
+    rows: usize,
     used: Instant,
+}
+
+/// A resource's raw rows at one version.
+pub struct Raw {
+    pub version: u64,
+    pub table: Arc<dyn TableProvider>,
+    /// Held decoded in memory (else read from Delta at each scan).
+    pub in_memory: bool,
+    /// How many rows (raw: before any grant's row filter), when known.
+    pub rows: Option<usize>,
 }
 
 impl HotTables {
@@ -44,11 +55,7 @@ impl HotTables {
     /// The raw rows of resource `code` (its Delta table in `dir`) at the latest version,
     /// from memory when small: (version, rows, whether in memory); `None` before its
     /// first load.
-    pub async fn raw(
-        &self,
-        code: &str,
-        dir: &Path,
-    ) -> Result<Option<(u64, Arc<dyn TableProvider>, bool)>> {
+    pub async fn raw(&self, code: &str, dir: &Path) -> Result<Option<Raw>> {
         if let Some(kept) = self
             .kept
             .lock()
@@ -57,7 +64,12 @@ impl HotTables {
             .filter(|k| !has_newer_commit(dir, k.version))
         {
             kept.used = Instant::now();
-            return Ok(Some((kept.version, kept.table.clone(), true)));
+            return Ok(Some(Raw {
+                version: kept.version,
+                table: kept.table.clone(),
+                in_memory: true,
+                rows: Some(kept.rows),
+            }));
         }
         let Some(table) = tongchou_exchange::table::open(dir)
             .await
@@ -70,8 +82,14 @@ impl HotTables {
             .table_provider()
             .await
             .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        let rows = tongchou_exchange::table::row_estimate(&table);
         if parquet_bytes(dir) > LARGEST_FILES {
-            return Ok(Some((version, delta, false)));
+            return Ok(Some(Raw {
+                version,
+                table: delta,
+                in_memory: false,
+                rows,
+            }));
         }
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(self.objects.clone())
@@ -81,12 +99,18 @@ impl HotTables {
         ctx.register_table("raw", delta)?;
         let batches = ctx.sql("SELECT * FROM raw").await?.collect().await?;
         let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
+        let rows = batches.iter().map(|b| b.num_rows()).sum();
         let memory = Arc::new(MemTable::try_new(schema, vec![batches])?);
-        self.keep(code, version, memory.clone(), bytes);
-        Ok(Some((version, memory, true)))
+        self.keep(code, version, memory.clone(), bytes, rows);
+        Ok(Some(Raw {
+            version,
+            table: memory,
+            in_memory: true,
+            rows: Some(rows),
+        }))
     }
 
-    fn keep(&self, code: &str, version: u64, table: Arc<MemTable>, bytes: usize) {
+    fn keep(&self, code: &str, version: u64, table: Arc<MemTable>, bytes: usize, rows: usize) {
         if bytes > self.budget {
             return;
         }
@@ -97,6 +121,7 @@ impl HotTables {
                 version,
                 table,
                 bytes,
+                rows,
                 used: Instant::now(),
             },
         );

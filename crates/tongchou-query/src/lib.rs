@@ -147,6 +147,8 @@ pub struct Engine {
     objects: Arc<dyn ObjectStoreRegistry>,
     hot: Arc<hot::HotTables>,
     template: catalog::SessionTemplate,
+    /// Each consumer unit's mask key, derived once: it remembers recent pseudonyms.
+    unit_keys: Mutex<HashMap<String, UnitKey>>,
 }
 
 /// Decoded bytes of small tables kept in memory across statements (see [`hot`]).
@@ -220,6 +222,7 @@ impl Engine {
             .build_arc()?;
         Ok(Engine {
             template: catalog::SessionTemplate::new(CATALOG, shared)?,
+            unit_keys: Mutex::new(HashMap::new()),
             dir,
             policy,
             master_key,
@@ -432,6 +435,15 @@ impl Engine {
         Ok(found)
     }
 
+    fn unit_key(&self, unit: &str) -> UnitKey {
+        self.unit_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(unit.to_string())
+            .or_insert_with(|| UnitKey::derive(&self.master_key, unit))
+            .clone()
+    }
+
     /// The session for (`user`, `purpose`), prepared again after any policy change.
     async fn prepared(
         &self,
@@ -450,7 +462,7 @@ impl Engine {
         {
             return Ok(p.clone());
         }
-        let key = UnitKey::derive(&self.master_key, unit);
+        let key = self.unit_key(unit);
         let visible = self.visible(set, user, purpose).await?;
         let mut by_code = HashMap::new();
         let mut valid_until: Option<jiff::Timestamp> = None;
@@ -610,14 +622,14 @@ impl Engine {
         key: &UnitKey,
     ) -> Result<Vec<String>, QueryError> {
         let dir = tongchou_exchange::table::table_dir(&self.dir.tables_dir(), code);
-        let Some((_, raw, _)) = self.hot.raw(code, &dir).await? else {
+        let Some(raw) = self.hot.raw(code, &dir).await? else {
             return Ok(Vec::new());
         };
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(self.objects.clone())
             .build_arc()?;
         let trusted = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
-        trusted.register_table("raw", raw)?;
+        trusted.register_table("raw", raw.table)?;
         trusted.register_udf(
             deltalake::datafusion::logical_expr::ScalarUDF::new_from_impl(
                 crate::udf::MaskUdf::new(

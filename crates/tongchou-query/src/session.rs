@@ -33,7 +33,7 @@ use tongchou_mask::{Mask, UnitKey};
 use tongchou_store::DataDir;
 
 use crate::governed::GovernedTable;
-use crate::hot::{HotTables, has_newer_commit};
+use crate::hot::{HotTables, Raw, has_newer_commit};
 use crate::udf::MaskUdf;
 
 /// A resource the caller may read, and how.
@@ -62,6 +62,15 @@ impl std::fmt::Debug for UnitSchema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "UnitSchema({} tables)", self.tables.len())
     }
+}
+
+/// The trusted context's settings over a Delta table: the row filter and the caller's
+/// harmless predicates are evaluated inside the Parquet decoder (most selective first), so
+/// the other columns are decoded only for rows that pass.
+pub fn delta_scan_config() -> SessionConfig {
+    SessionConfig::new()
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true)
 }
 
 /// How a statement reads a resource: as it is, as it was, or its list of versions.
@@ -133,25 +142,21 @@ impl UnitSchema {
 
     /// Plans the grant over the raw table in a trusted context of its own.
     async fn build(&self, visible: &Visible) -> Result<Built> {
-        let (version, raw, in_memory) = self
+        let raw = self
             .hot
             .raw(&visible.code, &self.table_dir(visible))
             .await?
             .ok_or_else(|| DataFusionError::Plan(format!("{} has no data yet", visible.code)))?;
         Ok(Built {
-            version,
-            table: Arc::new(self.govern(visible, raw, in_memory).await?),
+            version: raw.version,
+            table: Arc::new(self.govern(visible, raw).await?),
         })
     }
 
     /// The grant's policy over `raw`: row filter first, then every granted field, masked
     /// from its raw value where the grant says.
-    async fn govern(
-        &self,
-        visible: &Visible,
-        raw: Arc<dyn TableProvider>,
-        in_memory: bool,
-    ) -> Result<GovernedTable> {
+    async fn govern(&self, visible: &Visible, raw: Raw) -> Result<GovernedTable> {
+        let in_memory = raw.in_memory;
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(self.objects.clone())
             .build_arc()?;
@@ -159,10 +164,10 @@ impl UnitSchema {
         let config = if in_memory {
             SessionConfig::new().with_target_partitions(1)
         } else {
-            SessionConfig::new()
+            delta_scan_config()
         };
         let trusted = SessionContext::new_with_config_rt(config, runtime);
-        trusted.register_table("raw", raw)?;
+        trusted.register_table("raw", raw.table)?;
         let mut columns = Vec::new();
         let mut clear = Vec::new();
         for (i, field) in visible.access.fields.iter().enumerate() {
@@ -190,7 +195,7 @@ impl UnitSchema {
             sql.push_str(&format!(" WHERE ({filter})"));
         }
         let policy = trusted.sql(&sql).await?;
-        let table = GovernedTable::new(visible.code.clone(), policy, clear);
+        let table = GovernedTable::new(visible.code.clone(), policy, clear).with_raw_rows(raw.rows);
         if in_memory {
             table.planned_once().await
         } else {
@@ -203,11 +208,16 @@ impl UnitSchema {
         let table = tongchou_exchange::table::open_at(&self.table_dir(visible), version)
             .await
             .map_err(|e| DataFusionError::Plan(format!("{}: {e}", visible.code)))?;
-        let raw = table
-            .table_provider()
-            .await
-            .map_err(|e| DataFusionError::Plan(e.to_string()))?;
-        Ok(Arc::new(self.govern(visible, raw, false).await?))
+        let raw = Raw {
+            version,
+            rows: tongchou_exchange::table::row_estimate(&table),
+            table: table
+                .table_provider()
+                .await
+                .map_err(|e| DataFusionError::Plan(e.to_string()))?,
+            in_memory: false,
+        };
+        Ok(Arc::new(self.govern(visible, raw).await?))
     }
 
     async fn commits(&self, visible: &Visible) -> Result<Vec<Commit>> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, StringArray, new_null_array,
 };
+use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type};
 use deltalake::datafusion::common::{DataFusionError, Result};
 use deltalake::datafusion::logical_expr::{
@@ -102,16 +103,63 @@ impl MaskUdf {
                     .collect::<Int64Array>(),
             ),
             _ => {
-                let text = arrow::compute::cast(input, &DataType::Utf8)?;
-                Arc::new(
-                    text.as_string::<i32>()
-                        .iter()
-                        .map(|v| v.and_then(|v| self.mask.text(v, &self.key)))
-                        .collect::<StringArray>(),
-                )
+                let text = as_text(input)?;
+                let values = text.values();
+                if matches!(self.mask, Mask::Pseudonym) {
+                    Arc::new(pseudonym_array(&self.key.pseudonyms(&values))?)
+                } else {
+                    Arc::new(
+                        values
+                            .iter()
+                            .map(|v| v.and_then(|v| self.mask.text(v, &self.key)))
+                            .collect::<StringArray>(),
+                    )
+                }
             }
         };
         Ok(array)
+    }
+}
+
+/// Pseudonyms as one string array, built from their bytes (checked once, not per value).
+fn pseudonym_array(made: &[Option<tongchou_mask::Pseudonym>]) -> Result<StringArray> {
+    let mut bytes = Vec::with_capacity(made.len() * 21);
+    let mut offsets = Vec::with_capacity(made.len() + 1);
+    offsets.push(0i32);
+    for pseudonym in made {
+        if let Some(pseudonym) = pseudonym {
+            bytes.extend_from_slice(pseudonym);
+        }
+        offsets.push(bytes.len() as i32);
+    }
+    let nulls = NullBuffer::from_iter(made.iter().map(Option::is_some));
+    Ok(StringArray::try_new(
+        OffsetBuffer::new(offsets.into()),
+        bytes.into(),
+        Some(nulls).filter(|n| n.null_count() > 0),
+    )?)
+}
+
+/// A column read as text: string columns as they are, others cast.
+enum Text {
+    View(ArrayRef),
+    Plain(ArrayRef),
+}
+
+fn as_text(input: &ArrayRef) -> Result<Text> {
+    Ok(match input.data_type() {
+        DataType::Utf8View => Text::View(input.clone()),
+        DataType::Utf8 => Text::Plain(input.clone()),
+        _ => Text::Plain(arrow::compute::cast(input, &DataType::Utf8)?),
+    })
+}
+
+impl Text {
+    fn values(&self) -> Vec<Option<&str>> {
+        match self {
+            Text::View(array) => array.as_string_view().iter().collect(),
+            Text::Plain(array) => array.as_string::<i32>().iter().collect(),
+        }
     }
 }
 
@@ -173,5 +221,27 @@ mod tests {
         assert_eq!(out.as_string::<i32>().value(0), "440605********123X");
         let out = udf("null").mask_array(&ids).unwrap();
         assert!(out.is_null(0));
+    }
+
+    #[test]
+    fn pseudonyms_of_string_views_keep_nulls_and_match_the_key() {
+        let ids = vec![
+            Some("44060519800101123X"),
+            None,
+            Some("440605198001011240"),
+            None,
+        ];
+        let key = UnitKey::new([3; 32]);
+        for input in [
+            Arc::new(arrow::array::StringViewArray::from(ids.clone())) as ArrayRef,
+            Arc::new(StringArray::from(ids.clone())),
+        ] {
+            let out = udf("pseudonym").mask_array(&input).unwrap();
+            let out = out.as_string::<i32>();
+            let got: Vec<Option<&str>> = out.iter().collect();
+            let want: Vec<Option<String>> =
+                ids.iter().map(|v| v.map(|v| key.pseudonym(v))).collect();
+            assert_eq!(got, want.iter().map(|v| v.as_deref()).collect::<Vec<_>>());
+        }
     }
 }

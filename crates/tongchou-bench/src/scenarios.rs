@@ -1,0 +1,284 @@
+//! The seed's scenarios 1, 3 and 6 as SQL on a demo district (the `nanhai` scale for the
+//! record), three ways in one run: governed (the engine every front door uses, as the
+//! granted analyst, ledger entry made durable), the same statement on raw DataFusion over
+//! the same Delta tables (no grant, no masks; DataFusion's defaults and the engine's Parquet
+//! settings, the faster counting), and DuckDB over the same Parquet files (each
+//! table's current files, read by `read_parquet`). Each is run once to warm up, then
+//! `RUNS` times; the median counts.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use deltalake::datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider,
+};
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use sqlx::Row;
+use tongchou_audit::{ALLOWED, Audit, Entry};
+use tongchou_query::Engine;
+use tongchou_query::front::{render, statement_entry};
+use tongchou_query::session::quoted;
+use tongchou_store::DataDir;
+
+const RUNS: usize = 5;
+
+struct Scenario {
+    name: &'static str,
+    user: &'static str,
+    purpose: &'static str,
+    /// (unit, resource) of each table the statement reads.
+    tables: &'static [(&'static str, &'static str)],
+    sql: &'static str,
+}
+
+const SCIENCE: &str = "佛山市南海区科学技术局";
+const SOCIAL_INSURANCE: &str = "佛山市南海区社会保险基金管理局";
+const TAX: &str = "国家税务总局佛山市南海区税务局";
+const POWER: &str = "广东电网有限责任公司佛山南海供电局";
+const EXIT_ENTRY: &str = "佛山市公安局南海分局出入境管理大队";
+const ORGANISATION: &str = "中共佛山市南海区委组织部";
+
+const SCENARIOS: [Scenario; 3] = [
+    Scenario {
+        name: "1 subsidy applicants with social-insurance arrears",
+        user: "science_analyst",
+        purpose: "subsidy_review",
+        tables: &[
+            (SCIENCE, "科技项目资助申请"),
+            (SOCIAL_INSURANCE, "社会保险费欠缴明细"),
+        ],
+        sql: r#"SELECT a.application_no, a.applicant, a.credit_code, a.amount, d.months, d.amount AS arrears
+FROM "佛山市南海区科学技术局"."科技项目资助申请" a
+JOIN "佛山市南海区社会保险基金管理局"."社会保险费欠缴明细" d ON a.credit_code = d.credit_code
+ORDER BY arrears DESC, a.application_no"#,
+    },
+    Scenario {
+        name: "3 tax out of line with electricity use",
+        user: "tax_analyst",
+        purpose: "tax_administration",
+        tables: &[
+            (TAX, "企业纳税申报信息"),
+            (POWER, "用电客户信息"),
+            (POWER, "月度用电量"),
+        ],
+        sql: r#"WITH power AS (
+  SELECT c.credit_code, sum(u.kwh) AS kwh
+  FROM "广东电网有限责任公司佛山南海供电局"."用电客户信息" c
+  JOIN "广东电网有限责任公司佛山南海供电局"."月度用电量" u ON u.account_no = c.account_no
+  WHERE c.credit_code IS NOT NULL
+  GROUP BY c.credit_code),
+tax AS (
+  SELECT taxpayer_id, sum(tax_paid) AS tax_paid
+  FROM "国家税务总局佛山市南海区税务局"."企业纳税申报信息"
+  GROUP BY taxpayer_id)
+SELECT t.taxpayer_id, t.tax_paid, p.kwh, CAST(t.tax_paid AS DOUBLE) / CAST(p.kwh AS DOUBLE) AS tax_per_kwh
+FROM tax t JOIN power p ON p.credit_code = t.taxpayer_id
+WHERE p.kwh > 0
+ORDER BY tax_per_kwh, t.taxpayer_id
+LIMIT 100"#,
+    },
+    Scenario {
+        name: "6 officials' frequent trips to Macau",
+        user: "procuratorate_analyst",
+        purpose: "procuratorial_supervision",
+        tables: &[(EXIT_ENTRY, "出入境记录"), (ORGANISATION, "公职人员名册")],
+        sql: r#"SELECT r.person_id, r.name, r.unit, r.position, count(*) AS trips
+FROM "佛山市公安局南海分局出入境管理大队"."出入境记录" e
+JOIN "中共佛山市南海区委组织部"."公职人员名册" r ON e.person_id = r.person_id
+WHERE e.direction = '出境' AND e.destination = '澳门'
+GROUP BY r.person_id, r.name, r.unit, r.position
+HAVING count(*) >= 4
+ORDER BY trips DESC, r.person_id"#,
+    },
+];
+
+/// Median seconds of `RUNS` runs after one to warm up, and the rows of the last.
+async fn timed<F, Fut>(mut run: F) -> Result<(f64, u64)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    run().await?;
+    let mut seconds = Vec::with_capacity(RUNS);
+    let mut rows = 0;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        rows = run().await?;
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    seconds.sort_by(f64::total_cmp);
+    Ok((seconds[RUNS / 2], rows))
+}
+
+/// The resource's code and Delta table directory.
+async fn table_of(dir: &DataDir, unit: &str, name: &str) -> Result<std::path::PathBuf> {
+    let code: String = sqlx::query(
+        "SELECT r.code FROM resources r JOIN units u ON u.code = r.unit WHERE u.name = ? AND r.name = ?",
+    )
+    .bind(unit)
+    .bind(name)
+    .fetch_one(dir.metadata())
+    .await
+    .with_context(|| format!("{unit}.{name} is not in this district's catalog"))?
+    .get("code");
+    Ok(tongchou_exchange::table::table_dir(
+        &dir.tables_dir(),
+        &code,
+    ))
+}
+
+/// A plain DataFusion session with the scenario's Delta tables under the same names, with
+/// DataFusion's default settings or those the governed engine reads Delta tables with.
+async fn raw_session(dir: &DataDir, scenario: &Scenario, engines: bool) -> Result<SessionContext> {
+    let config = if engines {
+        tongchou_query::session::delta_scan_config()
+    } else {
+        SessionConfig::new()
+    };
+    let ctx = SessionContext::new_with_config(
+        config.with_default_catalog_and_schema("tongchou", "public"),
+    );
+    let catalog = Arc::new(MemoryCatalogProvider::new());
+    for (unit, name) in scenario.tables {
+        let schema = match catalog.schema(unit) {
+            Some(schema) => schema,
+            None => {
+                let schema = Arc::new(MemorySchemaProvider::new());
+                catalog.register_schema(unit, schema.clone())?;
+                schema
+            }
+        };
+        let table = tongchou_exchange::table::open(&table_of(dir, unit, name).await?)
+            .await?
+            .context("the table has no data: run the demo first")?;
+        schema.register_table(name.to_string(), table.table_provider().await?)?;
+    }
+    ctx.register_catalog("tongchou", catalog);
+    Ok(ctx)
+}
+
+/// DuckDB's median seconds and rows for `scenario`, over each table's current files.
+async fn duckdb(dir: &DataDir, scenario: &Scenario) -> Result<(f64, u64)> {
+    let mut views = Vec::new();
+    for (unit, name) in scenario.tables {
+        let table = tongchou_exchange::table::open(&table_of(dir, unit, name).await?)
+            .await?
+            .context("the table has no data")?;
+        let files: Vec<String> = table
+            .get_file_uris()?
+            .map(|uri| format!("'{}'", uri.trim_start_matches("file://")))
+            .collect();
+        views.push(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE VIEW {schema}.{table} AS SELECT * FROM read_parquet([{files}]);",
+            schema = quoted(unit),
+            table = quoted(name),
+            files = files.join(", ")
+        ));
+    }
+    let script = format!(
+        r#"
+import duckdb, json, sys, time
+db = duckdb.connect()
+db.execute({views})
+sql = {sql}
+db.execute(sql).fetchall()
+times, rows = [], 0
+for _ in range({RUNS}):
+    start = time.perf_counter()
+    rows = len(db.execute(sql).fetchall())
+    times.append(time.perf_counter() - start)
+times.sort()
+print(json.dumps({{"seconds": times[len(times) // 2], "rows": rows}}))
+"#,
+        views = serde_json::to_string(&views.join("\n"))?,
+        sql = serde_json::to_string(scenario.sql)?,
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .context("python3 with duckdb (pip install duckdb)")?;
+    if !out.status.success() {
+        bail!("DuckDB: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok((
+        result["seconds"].as_f64().context("seconds")?,
+        result["rows"].as_u64().context("rows")?,
+    ))
+}
+
+/// Runs the scenarios whose name starts with `only` (all when empty).
+pub async fn run(data: &Path, only: &str) -> Result<()> {
+    let dir = DataDir::open(data).await.with_context(|| {
+        format!(
+            "{}: run `tongchou demo --scale nanhai` first",
+            data.display()
+        )
+    })?;
+    let policy = Arc::new(tongchou_access::Policy::open(dir.clone()).await?);
+    let audit = Audit::open(&dir).await?;
+    let engine = Engine::open(dir.clone(), policy.clone())?;
+    println!(
+        "| scenario | rows | governed | raw DataFusion (defaults / engine's settings) | DuckDB | governed ÷ DataFusion | governed ÷ DuckDB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for scenario in SCENARIOS.iter().filter(|s| s.name.starts_with(only)) {
+        let unit = policy
+            .current()
+            .await?
+            .user(scenario.user)
+            .map(|u| u.unit.clone());
+        let (governed, rows) = timed(|| async {
+            let answer = engine
+                .run(scenario.user, scenario.purpose, scenario.sql)
+                .await?;
+            let bytes = render(&answer, "arrow")?;
+            let mut entry = Entry::new("statement", "bench", ALLOWED);
+            entry.user = Some(scenario.user.into());
+            entry.unit = unit.clone();
+            entry.purpose = Some(scenario.purpose.into());
+            entry.statement = Some(scenario.sql.into());
+            audit
+                .record(&statement_entry(&audit, entry, &answer, &bytes))
+                .await?;
+            Ok(answer.rows)
+        })
+        .await
+        .with_context(|| scenario.name)?;
+        let mut raw_times = Vec::new();
+        let mut raw_rows = 0;
+        for engines in [false, true] {
+            let ctx = raw_session(&dir, scenario, engines).await?;
+            let (seconds, rows) = timed(|| async {
+                let batches = ctx.sql(scenario.sql).await?.collect().await?;
+                Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+            })
+            .await?;
+            raw_times.push(seconds);
+            raw_rows = rows;
+        }
+        // The faster of the two settings is the reference.
+        let raw = raw_times[0].min(raw_times[1]);
+        let (duck, duck_rows) = duckdb(&dir, scenario).await?;
+        if rows != raw_rows || rows != duck_rows {
+            bail!(
+                "{}: the engines disagree on rows: governed {rows}, DataFusion {raw_rows}, DuckDB {duck_rows}",
+                scenario.name
+            );
+        }
+        println!(
+            "| {} | {rows} | {:.3} s | {:.3} s / {:.3} s | {:.3} s | {:.2} | {:.2} |",
+            scenario.name,
+            governed,
+            raw_times[0],
+            raw_times[1],
+            duck,
+            governed / raw,
+            governed / duck
+        );
+    }
+    Ok(())
+}
