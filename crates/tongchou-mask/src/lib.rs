@@ -302,7 +302,7 @@ pub struct UnitKey {
     /// hashed once, not for every value.
     pseudonym_mac: Hmac<Sha256>,
     /// Pseudonyms made lately under this key (clones share it): an ID recurs across rows
-    /// and statements, and a lookup costs a tenth of the HMAC.
+    /// and statements, and a lookup is cheaper than the HMAC.
     remembered: Arc<Mutex<HashMap<Box<str>, Pseudonym, ahash::RandomState>>>,
 }
 
