@@ -3,12 +3,14 @@
 //! of the same metadata, inference speed and accuracy on the `small` district).
 //! `-- access`: sign-in cost, token checks and access decisions with 100,000 grants.
 //! `-- exchange [ROWS] [WORK_DIR]`: ingest and pull beside DuckDB.
+//! `-- portal [WORK_DIR]`: every portal page's p50/p95 on the `small` demo beside its REST call.
 
 mod access;
 mod audit_overhead;
 mod exchange;
 mod ledger;
 mod pg_lookup;
+mod portal;
 mod scenarios;
 
 use std::collections::HashMap;
@@ -306,6 +308,14 @@ fn main() -> Result<()> {
             println!("machine: {}; date: {}", machine(), jiff_today());
             runtime.block_on(pg_lookup::run(&work))
         }
+        Some("portal") => {
+            let work = args
+                .get(2)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-portal"));
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            portal::run(&work)
+        }
         Some("scenarios") => {
             let data = args
                 .get(2)
@@ -329,7 +339,7 @@ fn main() -> Result<()> {
             result
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] | pg-lookup [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] | pg-lookup [WORK_DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
         ),
     }
 }

@@ -74,7 +74,7 @@ pub async fn run(work: &Path) -> Result<()> {
 }
 
 /// A child process killed when dropped.
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -206,7 +206,7 @@ fn pgbench(
     })
 }
 
-fn demo_password(data: &Path, user: &str) -> Result<String> {
+pub(crate) fn demo_password(data: &Path, user: &str) -> Result<String> {
     let accounts: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("demo-accounts.json"))?)?;
     accounts
@@ -217,13 +217,13 @@ fn demo_password(data: &Path, user: &str) -> Result<String> {
         .with_context(|| format!("no demo account {user}"))
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn wait_for_port(port: u16) -> Result<()> {
+pub(crate) fn wait_for_port(port: u16) -> Result<()> {
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if started.elapsed() > Duration::from_secs(60) {

@@ -260,6 +260,28 @@ impl Engine {
         Ok(units)
     }
 
+    /// What `user` may read for `purpose`: (unit name, resource name, access), sorted, as
+    /// the query console lists it beside the editor.
+    pub async fn readable(
+        &self,
+        user: &str,
+        purpose: &str,
+    ) -> Result<Vec<(String, String, tongchou_access::Access)>, QueryError> {
+        let set = self.policy.current().await?;
+        let mut out: Vec<_> = self
+            .visible(&set, user, purpose)
+            .await?
+            .into_iter()
+            .flat_map(|(unit, tables)| {
+                tables
+                    .into_iter()
+                    .map(move |(name, v)| (unit.clone(), name, v.access))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        Ok(out)
+    }
+
     /// Runs one query statement as `user` for `purpose`.
     pub async fn run(&self, user: &str, purpose: &str, sql: &str) -> Result<Answer, QueryError> {
         self.run_with(user, purpose, sql, &[]).await

@@ -58,7 +58,8 @@ pub struct SignedIn {
     pub expires_at: Option<String>,
 }
 
-fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
+/// The session cookie: HttpOnly, SameSite=Strict, Secure over TLS.
+pub fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
     format!(
         "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}",
         if secure { "; Secure" } else { "" }

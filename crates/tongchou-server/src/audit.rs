@@ -1,5 +1,6 @@
-//! Every `/api` request leaves a ledger entry, written by one middleware so that no route
-//! can forget it:
+//! Every `/api` request and every portal page leaves a ledger entry, written by one
+//! middleware so that no route can forget it (only the portal's static assets and
+//! `/healthz` are not recorded):
 //!
 //! - a request that changes something is recorded *before* it runs (the handler does not
 //!   run when the ledger cannot be written) and again with its outcome;
@@ -35,7 +36,9 @@ pub struct Recorded;
 #[derive(Debug, Clone)]
 pub struct ErrorText(pub String);
 
-const HIDDEN_QUERY_KEYS: [&str; 6] = ["id", "subject", "password", "token", "secret", "key"];
+const HIDDEN_QUERY_KEYS: [&str; 7] = [
+    "id", "subject", "password", "token", "secret", "key", "licence",
+];
 
 /// `METHOD /path?query` with identifying and secret values hidden.
 pub fn statement(method: &Method, uri: &axum::http::Uri) -> String {
@@ -56,8 +59,21 @@ pub fn statement(method: &Method, uri: &axum::http::Uri) -> String {
     text
 }
 
+/// Paths whose requests are not recorded: nothing there reads or changes data.
+fn unrecorded(path: &str) -> bool {
+    path == "/healthz" || path.starts_with("/static/") || path == "/favicon.ico"
+}
+
+/// POSTed requests that only read: a statement's text travels in the body.
+fn reads_by_post(path: &str) -> bool {
+    matches!(path, "/api/query" | "/console" | "/inspect/scan")
+}
+
 fn kind_of(method: &Method, path: &str) -> &'static str {
     let reads = method == Method::GET || method == Method::HEAD;
+    if !path.starts_with("/api/") {
+        return page_kind_of(reads, path);
+    }
     match path {
         "/api/exchange/pull" => "pull",
         "/api/query" => "statement",
@@ -73,6 +89,25 @@ fn kind_of(method: &Method, path: &str) -> &'static str {
         p if p.starts_with("/api/exchange") => "exchange_change",
         p if p.starts_with("/api/access") => "access_change",
         p if p.starts_with("/api/users") || p.starts_with("/api/tokens") => "account_change",
+        _ => "change",
+    }
+}
+
+/// The portal's pages, in the vocabulary of the API's entries.
+fn page_kind_of(reads: bool, path: &str) -> &'static str {
+    match path {
+        "/signin" if !reads => "sign_in_attempt",
+        "/signout" => "sign_out",
+        "/console" if !reads => "statement",
+        "/ledger/subject" => "subject_lookup",
+        p if p.starts_with("/ledger") => "ledger_read",
+        "/load/data" | "/quarantine" if !reads => "load",
+        p if !reads && (p.starts_with("/load") || p.starts_with("/register")) => "catalog_change",
+        p if !reads && p.starts_with("/requests") => "access_change",
+        "/inspect/report" if !reads => "finding",
+        "/inspect/scan" => "scan",
+        "/" | "/catalog" | "/resource" => "catalog_read",
+        _ if reads => "page",
         _ => "change",
     }
 }
@@ -95,11 +130,16 @@ pub async fn record_requests(
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_string();
-    if !path.starts_with("/api/") {
+    if unrecorded(&path) {
         return next.run(request).await;
     }
     let method = request.method().clone();
-    let mut entry = Entry::new(kind_of(&method, &path), "rest", ALLOWED);
+    let door = if path.starts_with("/api/") {
+        "rest"
+    } else {
+        "web"
+    };
+    let mut entry = Entry::new(kind_of(&method, &path), door, ALLOWED);
     entry.statement = Some(statement(&method, request.uri()));
     if let Some(credential) = crate::auth::credential(request.headers())
         && let Ok(principal) = s.policy.authenticate(&credential).await
@@ -112,7 +152,7 @@ pub async fn record_requests(
             .insert(crate::auth::Authenticated(principal));
     }
     // A query statement reads, though it is POSTed.
-    let changes = !(method == Method::GET || method == Method::HEAD || path == "/api/query");
+    let changes = !(method == Method::GET || method == Method::HEAD || reads_by_post(&path));
     if changes {
         entry.detail = serde_json::json!({ "phase": "started" });
         if let Err(e) = s.audit.record(&entry).await {
@@ -157,6 +197,13 @@ pub async fn record_requests(
 }
 
 fn merge(entry: &mut Entry, extra: Entry) {
+    if !extra.kind.is_empty() {
+        entry.kind = extra.kind;
+    }
+    // A page can answer 200 around a statement that was refused: the statement decides.
+    if !extra.outcome.is_empty() && extra.outcome != ALLOWED {
+        entry.outcome = extra.outcome;
+    }
     entry.purpose = extra.purpose.or(entry.purpose.take());
     if extra.statement.is_some() {
         entry.statement = extra.statement;

@@ -81,7 +81,7 @@ pub async fn ingest(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut saved = None;
-    while let Some(mut field) = form
+    while let Some(field) = form
         .next_field()
         .await
         .map_err(|e| bad(format!("the upload is not valid multipart: {e}")))?
@@ -89,32 +89,7 @@ pub async fn ingest(
         if field.name() != Some("file") {
             continue;
         }
-        let name = field
-            .file_name()
-            .unwrap_or("upload.csv")
-            .rsplit(['/', '\\'])
-            .next()
-            .unwrap_or("upload.csv")
-            .to_string();
-        let path = uploads.join(format!("{}-{name}", jiff::Timestamp::now().as_nanosecond()));
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        while let Some(chunk) = field
-            .chunk()
-            .await
-            .map_err(|e| bad(format!("the upload broke off: {e}")))?
-        {
-            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
-                .await
-                .map_err(|e| {
-                    ApiError::new(
-                        StatusCode::INSUFFICIENT_STORAGE,
-                        format!("cannot store the upload: {e}"),
-                    )
-                })?;
-        }
-        saved = Some(path);
+        saved = Some(store_upload(&uploads, field).await?.1);
     }
     let path = saved.ok_or_else(|| bad("no multipart field named 'file'".into()))?;
     let options = ReadOptions {
@@ -137,6 +112,40 @@ pub async fn ingest(
     .await;
     let _ = tokio::fs::remove_file(&path).await;
     Ok(Json(result?).into_response())
+}
+
+/// Streams one multipart file field into `uploads`, so memory stays bounded whatever its
+/// size; returns the file's own name (any directory dropped) and where it was stored.
+pub async fn store_upload(
+    uploads: &std::path::Path,
+    mut field: axum::extract::multipart::Field<'_>,
+) -> Result<(String, std::path::PathBuf), ApiError> {
+    let name = field
+        .file_name()
+        .unwrap_or("upload.csv")
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("upload.csv")
+        .to_string();
+    let path = uploads.join(format!("{}-{name}", jiff::Timestamp::now().as_nanosecond()));
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| bad(format!("the upload broke off: {e}")))?
+    {
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    format!("cannot store the upload: {e}"),
+                )
+            })?;
+    }
+    Ok((name, path))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -33,7 +33,10 @@ mod query;
 
 pub use pg::serve_pg;
 
-pub use auth::Caller;
+pub use access::session_cookie;
+pub use audit::{ErrorText, Traced};
+pub use auth::{Authenticated, Caller, ClientAddress, SESSION_COOKIE, credential};
+pub use exchange::store_upload;
 
 /// Shared state of a running server.
 pub struct AppState {
@@ -267,7 +270,13 @@ pub struct UnitsAdded {
 pub struct ApiDoc;
 
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The REST API with `pages` (the portal) beside it, all behind the ledger's middleware.
+pub fn router_with(state: Arc<AppState>, pages: Router<Arc<AppState>>) -> Router {
     Router::new()
+        .merge(pages)
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .route("/api/catalog/units", get(list_units).post(add_units))
@@ -305,10 +314,11 @@ pub struct Tls {
 /// Serves until the process is stopped, over HTTPS when `tls` is given.
 pub async fn serve(
     state: Arc<AppState>,
+    pages: Router<Arc<AppState>>,
     addr: SocketAddr,
     tls: Option<Tls>,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router_with(state, pages).into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         None => {
             let listener = tokio::net::TcpListener::bind(addr).await?;

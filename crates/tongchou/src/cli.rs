@@ -281,7 +281,7 @@ async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
         .keep_checkpointing(std::time::Duration::from_secs(args.checkpoint_every));
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "统筹 Tongchou 服务地址 serving at {scheme}://{}/  (REST API under /api, OpenAPI at /openapi.json; Ctrl-C to stop)",
+        "统筹 Tongchou 门户 portal at {scheme}://{}/  (REST API under /api, OpenAPI at /openapi.json; Ctrl-C to stop)",
         args.http
     );
     if !args.http.ip().is_loopback() && tls.is_none() {
@@ -308,7 +308,7 @@ async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
             }
         });
     }
-    tongchou_server::serve(state, args.http, tls)
+    tongchou_server::serve(state, tongchou_portal::routes(), args.http, tls)
         .await
         .with_context(|| format!("cannot serve on {}", args.http))
 }

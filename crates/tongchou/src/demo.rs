@@ -395,7 +395,7 @@ async fn leader_only_tax_returns(dir: &DataDir) -> Result<()> {
 /// How to sign in, for the demo's last words.
 pub fn print_accounts(accounts: &[DemoAccount], root: &Path) {
     println!(
-        "登录 sign in: POST /api/auth/sign-in {{\"name\": USER, \"password\": PASSWORD}}, or make an API token with `tongchou token create --as USER --scopes read,query`"
+        "登录 sign in: open the portal address printed below in a browser (浏览器打开下方门户地址) and sign in with an account; programs: POST /api/auth/sign-in {{\"name\": USER, \"password\": PASSWORD}}, or an API token from `tongchou token create --as USER --scopes read,query`"
     );
     println!(
         "演示账号 demo accounts (also in {}):",

@@ -1,0 +1,84 @@
+//! The home page: the district's inventory (清家底) — units, resources, fields, records
+//! held and exchanged, resources per unit, exchange volume over time, the units that have
+//! registered nothing and the requests waiting past their answer date.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+use tongchou_access::requests::{self, View};
+use tongchou_model::UserRole;
+
+use crate::chart;
+use crate::page::{both, frame, grouped, refused, respond};
+use crate::{Shared, Viewer};
+
+pub async fn page(axum::extract::State(s): Shared, viewer: Viewer) -> Response {
+    let lang = viewer.lang;
+    let title = lang.t("数据家底", "Inventory");
+    let inventory = match s.catalog.inventory().await {
+        Ok(i) => i,
+        Err(e) => {
+            return refused(
+                &viewer,
+                StatusCode::SERVICE_UNAVAILABLE,
+                title,
+                "/",
+                &e.to_string(),
+            );
+        }
+    };
+    let volume = tongchou_exchange::changes::volume(&s.dir)
+        .await
+        .unwrap_or_default();
+    let mut per_day: BTreeMap<String, i64> = BTreeMap::new();
+    for v in &volume {
+        *per_day.entry(v.day.clone()).or_default() += v.records;
+    }
+    let per_day: Vec<(String, i64)> = per_day.into_iter().collect();
+    let mut per_unit: Vec<(String, i64)> = inventory
+        .per_unit
+        .iter()
+        .filter(|u| u.resources > 0)
+        .map(|u| (u.name.clone(), u.resources))
+        .collect();
+    per_unit.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    // Everyone sees how many requests are overdue; only the bureau sees which.
+    let overdue = requests::list_requests(s.dir.metadata(), None, View::All, true)
+        .await
+        .unwrap_or_default();
+    let bureau = viewer.is(UserRole::PlatformAdmin);
+    let body = html! {
+        section.figures aria-label=(lang.t("总数", "Totals")) {
+            div.figure { span.n { (grouped(inventory.units)) } span { (both("个单位", "units")) } }
+            div.figure { span.n { (grouped(inventory.resources)) } span { (both("项信息资源", "resources")) } }
+            div.figure { span.n { (grouped(inventory.fields)) } span { (both("个数据项", "fields")) } }
+            div.figure { span.n { (grouped(inventory.records)) } span { (both("条在库记录", "records held")) } }
+            div.figure { span.n { (grouped(inventory.records_exchanged)) } span { (both("条已交换记录", "records exchanged")) } }
+        }
+        div.grid {
+            (chart::bars(lang.t("各单位登记的信息资源数", "Resources registered per unit"), &per_unit))
+            div {
+                (chart::columns(lang.t("每日交换记录数", "Records exchanged per day"), &per_day))
+                h2 { (lang.t("尚未登记资源的单位", "Units that registered nothing")) " (" (inventory.units_without_resources.len()) ")" }
+                @if inventory.units_without_resources.is_empty() {
+                    p { (lang.t("所有单位都已登记。", "Every unit has registered.")) }
+                } @else {
+                    ul.units { @for u in &inventory.units_without_resources { li { (u.name) " " span.en { (u.name_en) } } } }
+                }
+                h2 { (lang.t("逾期未答复的申请", "Requests overdue")) " (" (overdue.len()) ")" }
+                @if overdue.is_empty() {
+                    p { (lang.t("没有逾期的申请。", "No request is overdue.")) }
+                } @else if bureau {
+                    table {
+                        thead { tr { th { "#" } th { (lang.t("资源", "Resource")) } th { (lang.t("申请人", "Requester")) } th { (lang.t("答复期限", "Answer due")) } } }
+                        tbody { @for r in &overdue { tr { td { (r.id) } td { (r.resource_name) } td { (r.requester) } td { (r.answer_due) } } } }
+                    }
+                }
+                p.hint { (lang.t("无数据的已登记资源：", "Registered resources without data: ")) (grouped(inventory.resources_without_data)) }
+            }
+        }
+    };
+    respond(StatusCode::OK, frame(Some(&viewer), lang, title, "/", body))
+}

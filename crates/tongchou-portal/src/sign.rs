@@ -1,0 +1,152 @@
+//! Signing in and out, and the language switch.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+use tongchou_access::credentials::{self, CredentialKind};
+use tongchou_server::{ClientAddress, session_cookie};
+
+use crate::page::{self, LANG_COOKIE, Lang, frame, respond};
+use crate::{Shared, Viewer};
+
+#[derive(Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+/// Only a path on this site: `/x`, never `//host` or `https://…`.
+fn local(next: Option<&str>) -> &str {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        _ => "/",
+    }
+}
+
+fn form_page(lang: Lang, next: &str, name: &str, problem: Option<&str>) -> maud::Markup {
+    let body = html! {
+        @if let Some(p) = problem { (page::notice(false, p)) }
+        form.card method="post" action="/signin" {
+            input type="hidden" name="next" value=(next);
+            label for="name" { (lang.t("用户名", "User name")) }
+            input id="name" name="name" value=(name) autocomplete="username" required autofocus;
+            label for="password" { (lang.t("密码", "Password")) }
+            input id="password" name="password" type="password" autocomplete="current-password" required;
+            button type="submit" { (lang.t("登录", "Sign in")) }
+        }
+        p.hint { (lang.t(
+            "演示账号和密码在 tongchou demo 启动时打印，也写在数据目录的 demo-accounts.json 中。",
+            "Demo accounts and passwords are printed when `tongchou demo` starts, and written to demo-accounts.json in the data directory."
+        )) }
+    };
+    frame(
+        None,
+        lang,
+        lang.t("登录统筹", "Sign in to Tongchou"),
+        "/signin",
+        body,
+    )
+}
+
+pub async fn form(headers: HeaderMap, Query(q): Query<Next>) -> Response {
+    let lang = Lang::of(&headers);
+    respond(
+        StatusCode::OK,
+        form_page(lang, local(q.next.as_deref()), "", None),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    name: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn sign_in(
+    State(s): Shared,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    Form(f): Form<SignInForm>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let next = local(f.next.as_deref()).to_string();
+    match credentials::sign_in(&s.dir, &f.name, &f.password, &address).await {
+        Ok((_, issued)) => {
+            let cookie = session_cookie(
+                &issued.secret,
+                credentials::SESSION_HOURS * 3600,
+                s.secure_cookies,
+            );
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+        }
+        Err(e) => {
+            let status = match e {
+                tongchou_access::AccessError::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let message = format!(
+                "{} ({e})",
+                lang.t(
+                    "用户名或密码不对，请重试。",
+                    "The name or password is wrong; try again."
+                )
+            );
+            let mut response = respond(status, form_page(lang, &next, &f.name, Some(&message)));
+            response
+                .extensions_mut()
+                .insert(tongchou_server::ErrorText(e.to_string()));
+            response
+        }
+    }
+}
+
+pub async fn sign_out(State(s): Shared, viewer: Viewer) -> Response {
+    if let Some(session) = &viewer.principal.credential
+        && session.kind == CredentialKind::Session
+        && let Err(e) =
+            credentials::revoke_credential(&s.dir, Some(&viewer.principal), &session.id).await
+    {
+        return page::failure(
+            viewer.lang,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &e.to_string(),
+        );
+    }
+    (
+        [(header::SET_COOKIE, session_cookie("", 0, s.secure_cookies))],
+        Redirect::to("/signin"),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct Back {
+    back: Option<String>,
+}
+
+pub async fn switch_language(Path(to): Path<String>, Query(q): Query<Back>) -> Response {
+    let value = if to == "en" { "en" } else { "zh" };
+    let cookie = format!("{LANG_COOKIE}={value}; SameSite=Lax; Path=/; Max-Age=31536000");
+    (
+        [(header::SET_COOKIE, cookie)],
+        Redirect::to(local(q.back.as_deref())),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(local(Some("/console?x=1")), "/console?x=1");
+        assert_eq!(local(Some("//evil.example/")), "/");
+        assert_eq!(local(Some("https://evil.example/")), "/");
+        assert_eq!(local(Some("/\\evil.example")), "/");
+        assert_eq!(local(None), "/");
+    }
+}
