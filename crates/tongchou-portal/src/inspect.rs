@@ -309,6 +309,34 @@ pub async fn scan(viewer: Viewer, mut form: Multipart) -> Response {
     }
 }
 
+/// The inspectors' findings about licences, fed back to the unit that provides the licence
+/// register (提质): newest first; empty for any other unit.
+pub async fn findings_for_provider(s: &AppState, unit: &str) -> Vec<[String; 7]> {
+    let rows = sqlx::query(
+        "SELECT licence_no, verdict, shop_name, shop_address, note, reported_by, reported_at FROM findings \
+         WHERE EXISTS (SELECT 1 FROM resources WHERE name = ? AND unit = ?) ORDER BY id DESC LIMIT 100",
+    )
+    .bind(LICENCE_REGISTER)
+    .bind(unit)
+    .fetch_all(s.dir.metadata())
+    .await
+    .unwrap_or_default();
+    rows.iter()
+        .map(|r| {
+            [
+                "licence_no",
+                "verdict",
+                "shop_name",
+                "shop_address",
+                "note",
+                "reported_by",
+                "reported_at",
+            ]
+            .map(|c| r.get::<String, _>(c))
+        })
+        .collect()
+}
+
 #[derive(Deserialize)]
 pub struct Report {
     licence: String,

@@ -71,6 +71,7 @@ async fn load_page(s: &AppState, viewer: &Viewer, outcome: Markup, status: Statu
         return not_a_steward(viewer);
     }
     let records = own_records(s, viewer).await;
+    let findings = crate::inspect::findings_for_provider(s, viewer.unit()).await;
     let body = html! {
         section.result aria-live="polite" { (outcome) }
         div.grid {
@@ -107,6 +108,16 @@ async fn load_page(s: &AppState, viewer: &Viewer, outcome: Markup, status: Statu
                 input id="datafile" name="file" type="file" required;
                 button type="submit" { (lang.t("上传并装载", "Upload and load")) }
             }
+        }
+        @if !findings.is_empty() {
+            h2 { (lang.t("巡查员上报的执照问题", "Licence findings reported by inspectors")) " (" (findings.len()) ")" }
+            div.scroll { table {
+                thead { tr {
+                    th { (lang.t("执照号码", "Licence")) } th { (lang.t("核验结果", "Verdict")) } th { (lang.t("商户", "Shop")) }
+                    th { (lang.t("地址", "Address")) } th { (lang.t("现场情况", "Note")) } th { (lang.t("上报人", "By")) } th { (lang.t("时间", "When")) }
+                } }
+                tbody { @for f in &findings { tr { @for v in f { td { (v) } } } } }
+            } }
         }
         h2 { (lang.t("本单位资源", "Your unit's resources")) " (" (records.len()) ")" }
         table {

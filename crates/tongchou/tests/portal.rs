@@ -598,6 +598,18 @@ async fn a_steward_an_analyst_the_bureau_and_an_inspector_do_their_work_in_the_b
         "{reported}"
     );
     tab.check("inspect-reported").await;
+    tab.sign_out().await;
+
+    // The finding reaches the unit that keeps the licence register.
+    tab.sign_in(&data, "market_steward").await;
+    let fed_back = tab.go("/load").await;
+    assert!(
+        fed_back.contains("巡查员上报的执照问题")
+            && fed_back.contains(&fake)
+            && fed_back.contains("某某商行"),
+        "{fed_back}"
+    );
+    tab.check("load-findings").await;
 }
 
 /// An HTTP client that neither follows redirects nor fails on 4xx/5xx.
