@@ -151,6 +151,12 @@ async fn decision_card(s: &tongchou_server::AppState, lang: Lang, r: &Request) -
                 input id={ "rf-" (r.id) } name="row_filter" placeholder="town = '桂城街道'";
                 label for={ "until-" (r.id) } { (lang.t("有效期至（可选）", "Valid until (optional)")) }
                 input id={ "until-" (r.id) } name="until" type="date";
+                label for={ "to-" (r.id) } { (lang.t("授权给", "Grant to")) }
+                select id={ "to-" (r.id) } name="to" {
+                    option value="user" selected { (lang.t("申请人本人", "the requester only")) }
+                    option value="unit" { (lang.t("申请单位的所有用户", "every user of the requesting unit")) }
+                    option value={ "role:" (tongchou_model::UserRole::Analyst.as_str()) } { (lang.t("申请单位的业务分析人员", "the requesting unit's analysts")) }
+                }
                 button type="submit" { (lang.t("批准", "Approve")) }
             }
             form method="post" action={ "/requests/" (r.id) "/refuse" } {
@@ -285,7 +291,7 @@ pub async fn approve(
         row_filter: one(&form, "row_filter"),
         masks,
         until: one(&form, "until"),
-        to: None,
+        to: one(&form, "to"),
     };
     let lang = viewer.lang;
     let done = requests::approve(&s.dir, &viewer.principal, id, &approval)

@@ -256,6 +256,7 @@ async fn browser(downloads: &Path) -> Browser {
     let config = BrowserConfig::builder()
         .chrome_executable(CHROMIUM)
         .no_sandbox()
+        .arg("--disable-dev-shm-usage")
         .user_data_dir(profile)
         .window_size(1280, 900)
         .build()
@@ -438,8 +439,30 @@ async fn a_steward_an_analyst_the_bureau_and_an_inspector_do_their_work_in_the_b
     tab.check("requests-queue").await;
     tab.choose("select[name='mask:person_id']", "pseudonym")
         .await;
+    tab.choose("select[name='to']", "unit").await;
     let approved = tab.click("form[action$='/approve'] button").await;
     assert!(approved.contains("已批准申请"), "{approved}");
+    let grants = ok_json(
+        &data,
+        &["access", "list", "--view", "all", "--grants", "--json"],
+    );
+    let grant = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["resource"] == code.as_str())
+        .expect("the approval made a grant");
+    assert!(
+        grant["user"].is_null(),
+        "granted to the whole unit: {grant}"
+    );
+    let person_id = grant["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "person_id")
+        .unwrap();
+    assert_eq!(person_id["mask"], "pseudonym");
     tab.sign_out().await;
 
     // The analyst queries it and exports XLSX.
