@@ -7,13 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use tongchou_access::requests::{self, View};
+use tongchou_access::requests;
 use tongchou_catalog::{Record, SearchQuery};
 use tongchou_model::{OpenType, ShareType, UpdateCycle};
 
-use crate::console::{GovernedRead, answer_table, quoted};
+use crate::console::{GovernedRead, answer_table, granted_purpose};
 use crate::page::{Lang, frame, grouped, purpose_select, refused, respond, url_encode};
 use crate::{Shared, Viewer};
+use tongchou_query::session::quoted;
 
 #[derive(Deserialize, Default)]
 pub struct SearchForm {
@@ -126,21 +127,6 @@ pub struct ResourceQuery {
     purpose: Option<String>,
 }
 
-/// The purpose of the viewer's first grant in force on `code`, to preview through.
-async fn granted_purpose(
-    s: &tongchou_server::AppState,
-    viewer: &Viewer,
-    code: &str,
-) -> Option<String> {
-    let grants = requests::list_grants(s.dir.metadata(), Some(&viewer.principal), View::Mine)
-        .await
-        .ok()?;
-    grants
-        .into_iter()
-        .find(|g| g.resource == code && g.revoked_at.is_none())
-        .map(|g| g.purpose)
-}
-
 pub async fn resource(
     State(s): Shared,
     viewer: Viewer,
@@ -162,7 +148,7 @@ pub async fn resource(
     let own = record.resource.unit == viewer.unit();
     let purpose = match q.purpose.filter(|p| !p.is_empty()) {
         Some(p) => Some(p),
-        None => granted_purpose(&s, &viewer, &q.code).await,
+        None => granted_purpose(&s, &viewer, Some(&q.code)).await,
     };
     let purposes = requests::purposes(s.dir.metadata())
         .await

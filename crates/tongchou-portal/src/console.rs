@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tongchou_access::requests::{self, View};
 use tongchou_audit::{ALLOWED, Entry};
 use tongchou_query::front::{outcome_of, render, statement_entry};
+use tongchou_query::session::quoted;
 use tongchou_query::{Answer, QueryError};
 use tongchou_server::{AppState, Traced};
 
@@ -19,11 +20,6 @@ use crate::{Shared, Viewer};
 
 /// Rows shown on a page; exports carry the whole answer.
 const SHOWN_ROWS: usize = 500;
-
-/// `"name"` with inner quotes doubled: a resource or unit name as an SQL identifier.
-pub fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// A statement run for a page, with the ledger entry the page's response must carry.
 pub struct GovernedRead {
@@ -36,16 +32,6 @@ pub struct Failed {
     pub message: String,
     pub status: StatusCode,
     pub traced: Traced,
-}
-
-fn status_of(e: &QueryError) -> StatusCode {
-    match e {
-        QueryError::Access(_) | QueryError::Refused(_) => StatusCode::FORBIDDEN,
-        QueryError::TooManyRows(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-        QueryError::Sql(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }
 
 impl GovernedRead {
@@ -82,7 +68,7 @@ impl GovernedRead {
             entry.reason = Some(e.to_string());
             Box::new(Failed {
                 message: e.to_string(),
-                status: status_of(&e),
+                status: tongchou_server::status_of(&e),
                 traced: Traced(entry),
             })
         };
@@ -103,12 +89,12 @@ impl GovernedRead {
     }
 }
 
-/// The answer's first rows as an HTML table.
-pub fn answer_table(lang: Lang, answer: &Answer, limit: usize) -> Markup {
+/// The answer's first `limit` rows as text, nulls empty.
+pub fn answer_rows(answer: &Answer, limit: usize) -> Vec<Vec<String>> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let options = FormatOptions::default().with_null("");
     let mut rows: Vec<Vec<String>> = Vec::new();
-    'batches: for batch in &answer.batches {
+    for batch in &answer.batches {
         let formatters: Vec<_> = batch
             .columns()
             .iter()
@@ -117,7 +103,7 @@ pub fn answer_table(lang: Lang, answer: &Answer, limit: usize) -> Markup {
             .unwrap_or_default();
         for row in 0..batch.num_rows() {
             if rows.len() >= limit {
-                break 'batches;
+                return rows;
             }
             rows.push(
                 formatters
@@ -127,6 +113,12 @@ pub fn answer_table(lang: Lang, answer: &Answer, limit: usize) -> Markup {
             );
         }
     }
+    rows
+}
+
+/// The answer's first rows as an HTML table.
+pub fn answer_table(lang: Lang, answer: &Answer, limit: usize) -> Markup {
+    let rows = answer_rows(answer, limit);
     html! {
         div.scroll {
             table.results {
@@ -150,19 +142,19 @@ pub struct ConsoleForm {
     format: Option<String>,
 }
 
-/// The purpose to start from: the viewer's first grant's, else the first on the list.
-async fn default_purpose(s: &AppState, viewer: &Viewer, purposes: &[requests::Purpose]) -> String {
-    let granted = requests::list_grants(s.dir.metadata(), Some(&viewer.principal), View::Mine)
+/// The purpose of the viewer's first grant in force — on `resource`, or on anything —
+/// to preview or query through.
+pub async fn granted_purpose(
+    s: &AppState,
+    viewer: &Viewer,
+    resource: Option<&str>,
+) -> Option<String> {
+    requests::list_grants(s.dir.metadata(), Some(&viewer.principal), View::Mine)
         .await
-        .ok()
-        .and_then(|g| {
-            g.into_iter()
-                .find(|g| g.revoked_at.is_none())
-                .map(|g| g.purpose)
-        });
-    granted
-        .or_else(|| purposes.first().map(|p| p.code.clone()))
-        .unwrap_or_default()
+        .ok()?
+        .into_iter()
+        .find(|g| g.revoked_at.is_none() && resource.is_none_or(|code| g.resource == code))
+        .map(|g| g.purpose)
 }
 
 async fn console(
@@ -178,7 +170,10 @@ async fn console(
         .unwrap_or_default();
     let purpose = match form.purpose.clone().filter(|p| !p.is_empty()) {
         Some(p) => p,
-        None => default_purpose(s, viewer, &purposes).await,
+        None => granted_purpose(s, viewer, None)
+            .await
+            .or_else(|| purposes.first().map(|p| p.code.clone()))
+            .unwrap_or_default(),
     };
     let readable = s
         .query

@@ -16,9 +16,10 @@ use sqlx::Row;
 use tongchou_model::UserRole;
 use tongchou_server::AppState;
 
-use crate::console::{GovernedRead, quoted};
+use crate::console::GovernedRead;
 use crate::page::{Lang, frame, notice, respond};
 use crate::{Shared, Viewer};
+use tongchou_query::session::quoted;
 
 /// The register inspectors check licences against, by its catalog name.
 const LICENCE_REGISTER: &str = "营业执照信息";
@@ -205,17 +206,11 @@ async fn check(
         "json",
     )
     .await?;
-    let mut rows = Vec::new();
-    if let Some(batch) = read.answer.batches.iter().find(|b| b.num_rows() > 0) {
-        use arrow::util::display::{ArrayFormatter, FormatOptions};
-        let options = FormatOptions::default().with_null("");
-        for (i, field) in batch.schema().fields().iter().enumerate() {
-            let value = ArrayFormatter::try_new(batch.column(i).as_ref(), &options)
-                .map(|f| f.value(0).to_string())
-                .unwrap_or_default();
-            rows.push((field.name().clone(), value));
-        }
-    }
+    let names = read.answer.schema.fields().iter().map(|f| f.name().clone());
+    let rows: Register = match crate::console::answer_rows(&read.answer, 1).pop() {
+        Some(values) => names.zip(values).collect(),
+        None => Vec::new(),
+    };
     let verdict = match rows.iter().find(|(k, _)| k == "status") {
         None if rows.is_empty() => Verdict::NotRegistered,
         Some((_, status)) if status != "有效" => Verdict::NotValid,

@@ -20,14 +20,10 @@ pub enum Lang {
 
 impl Lang {
     pub fn of(headers: &HeaderMap) -> Lang {
-        let english = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .any(|(name, value)| name == LANG_COOKIE && value == "en");
-        if english { Lang::En } else { Lang::Zh }
+        match tongchou_server::cookie(headers, LANG_COOKIE).as_deref() {
+            Some("en") => Lang::En,
+            _ => Lang::Zh,
+        }
     }
 
     /// The text in this language.

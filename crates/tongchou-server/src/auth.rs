@@ -65,13 +65,18 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
     {
         return Some(token.trim().to_string());
     }
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name`, if the request carries it.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(key, _)| *key == name)
         .map(|(_, value)| value.to_string())
 }
 

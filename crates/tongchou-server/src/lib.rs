@@ -35,8 +35,9 @@ pub use pg::serve_pg;
 
 pub use access::session_cookie;
 pub use audit::{ErrorText, Traced};
-pub use auth::{Authenticated, Caller, ClientAddress, SESSION_COOKIE, credential};
+pub use auth::{Authenticated, Caller, ClientAddress, SESSION_COOKIE, cookie, credential};
 pub use exchange::store_upload;
+pub use query::status_of;
 
 /// Shared state of a running server.
 pub struct AppState {

@@ -28,7 +28,8 @@ pub struct QueryBody {
     pub format: Option<String>,
 }
 
-fn status_of(e: &QueryError) -> StatusCode {
+/// The HTTP status of a statement that did not run.
+pub fn status_of(e: &QueryError) -> StatusCode {
     match e {
         QueryError::Access(_) | QueryError::Refused(_) => StatusCode::FORBIDDEN,
         QueryError::Sql(text) if text.contains("not found") => StatusCode::NOT_FOUND,
