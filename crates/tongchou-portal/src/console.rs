@@ -205,6 +205,15 @@ async fn console(
             }
             aside.tables aria-label=(lang.t("可查询的资源", "Resources you may query")) {
                 h2 { (lang.t("此用途下可查询", "Readable for this purpose")) " (" (readable.len()) ")" }
+                form.inline-form method="get" action="/console" {
+                    label for="list-purpose" { (lang.t("查看其他用途", "Another purpose")) }
+                    select id="list-purpose" name="purpose" {
+                        @for p in &purposes {
+                            option value=(p.code) selected[p.code == purpose] { (lang.t(&p.label, &p.label_en)) }
+                        }
+                    }
+                    button.secondary type="submit" { (lang.t("显示", "Show")) }
+                }
                 @if readable.is_empty() {
                     p { (lang.t("没有可查询的资源：请先在资源目录中申请使用。", "Nothing to query: request access from the catalog first.")) }
                 }

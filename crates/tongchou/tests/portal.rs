@@ -467,7 +467,9 @@ async fn a_steward_an_analyst_the_bureau_and_an_inspector_do_their_work_in_the_b
 
     // The analyst queries it and exports XLSX.
     tab.sign_in(&data, "science_analyst").await;
-    let console = tab.go("/console?purpose=subsidy_review").await;
+    tab.go("/console").await;
+    tab.choose("#list-purpose", "subsidy_review").await;
+    let console = tab.click("aside form button").await;
     assert!(
         console.contains("困难群众救助发放名单"),
         "the new grant is listed beside the editor: {console}"
