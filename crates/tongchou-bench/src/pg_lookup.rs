@@ -206,15 +206,20 @@ fn pgbench(
     })
 }
 
-pub(crate) fn demo_password(data: &Path, user: &str) -> Result<String> {
+/// One field (`password`, `unit_name`, …) of a demo account in `demo-accounts.json`.
+pub(crate) fn demo_account_field(data: &Path, user: &str, field: &str) -> Result<String> {
     let accounts: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("demo-accounts.json"))?)?;
     accounts
         .as_array()
         .and_then(|a| a.iter().find(|a| a["user"] == user))
-        .and_then(|a| a["password"].as_str())
+        .and_then(|a| a[field].as_str())
         .map(str::to_string)
-        .with_context(|| format!("no demo account {user}"))
+        .with_context(|| format!("no demo account {user} with a {field}"))
+}
+
+pub(crate) fn demo_password(data: &Path, user: &str) -> Result<String> {
+    demo_account_field(data, user, "password")
 }
 
 pub(crate) fn free_port() -> Result<u16> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::pg_lookup::{Server, demo_password, free_port, wait_for_port};
+use crate::pg_lookup::{Server, demo_account_field, demo_password, free_port, wait_for_port};
 use crate::{ms, percentile};
 
 const RUNS: usize = 200;
@@ -155,13 +155,7 @@ pub fn run(work: &Path) -> Result<()> {
         .as_array()
         .and_then(|cases| cases.iter().find_map(|c| c["true_code"].as_str()))
         .context("no mistyped licence with its true code in the ground truth")?;
-    let accounts: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("demo-accounts.json"))?)?;
-    let insurer = accounts
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["user"] == "social_insurance_steward"))
-        .and_then(|a| a["unit_name"].as_str())
-        .context("no social insurance steward in the demo")?;
+    let insurer = demo_account_field(&data, "social_insurance_steward", "unit_name")?;
     let query = vec![
         ("purpose", "subsidy_review".to_string()),
         (

@@ -437,6 +437,15 @@ pub struct Volume {
     pub records: i64,
 }
 
+/// Records delivered per day, all resources and consumers together, oldest day first.
+pub async fn volume_per_day(dir: &DataDir) -> Result<Vec<(String, i64)>, ExchangeError> {
+    Ok(
+        sqlx::query_as("SELECT day, sum(records) FROM exchange_volume GROUP BY day ORDER BY day")
+            .fetch_all(dir.metadata())
+            .await?,
+    )
+}
+
 pub async fn volume(dir: &DataDir) -> Result<Vec<Volume>, ExchangeError> {
     let rows = sqlx::query("SELECT day, resource, provider, consumer, records FROM exchange_volume ORDER BY day, resource, consumer").fetch_all(dir.metadata()).await?;
     Ok(rows

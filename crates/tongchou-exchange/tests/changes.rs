@@ -211,6 +211,9 @@ async fn upserts_update_delete_and_insert_and_subscribers_pull_just_that() {
         .map(|v| v.records)
         .sum();
     assert_eq!(volume, 6);
+    let per_day = changes::volume_per_day(&dir).await.unwrap();
+    assert_eq!(per_day.iter().map(|(_, n)| n).sum::<i64>(), 6);
+    assert!(per_day.windows(2).all(|w| w[0].0 < w[1].0), "{per_day:?}");
 
     for format in [
         OutputFormat::Csv,

@@ -35,8 +35,8 @@ pub struct Failed {
 }
 
 impl GovernedRead {
-    /// Runs `sql` as the viewer for `purpose`; `digest_format` is what leaves (html pages
-    /// digest the JSON form of the rows).
+    /// Runs `sql` as the viewer for `purpose`, for a page: the ledger's digest is of the
+    /// rows in JSON.
     pub async fn run(
         s: &AppState,
         viewer: &Viewer,
@@ -50,6 +50,7 @@ impl GovernedRead {
             .map_err(|f| f.message)
     }
 
+    /// Runs `sql` and renders the answer in `format` (the bytes the ledger digests).
     pub async fn run_as(
         s: &AppState,
         viewer: &Viewer,

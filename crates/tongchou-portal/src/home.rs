@@ -2,8 +2,6 @@
 //! held and exchanged, resources per unit, exchange volume over time, the units that have
 //! registered nothing and the requests waiting past their answer date.
 
-use std::collections::BTreeMap;
-
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
@@ -29,14 +27,9 @@ pub async fn page(axum::extract::State(s): Shared, viewer: Viewer) -> Response {
             );
         }
     };
-    let volume = tongchou_exchange::changes::volume(&s.dir)
+    let per_day = tongchou_exchange::changes::volume_per_day(&s.dir)
         .await
         .unwrap_or_default();
-    let mut per_day: BTreeMap<String, i64> = BTreeMap::new();
-    for v in &volume {
-        *per_day.entry(v.day.clone()).or_default() += v.records;
-    }
-    let per_day: Vec<(String, i64)> = per_day.into_iter().collect();
     let mut per_unit: Vec<(String, i64)> = inventory
         .per_unit
         .iter()

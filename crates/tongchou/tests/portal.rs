@@ -475,13 +475,7 @@ async fn a_steward_an_analyst_the_bureau_and_an_inspector_do_their_work_in_the_b
         "the new grant is listed beside the editor: {console}"
     );
     tab.check("console").await;
-    let unit = accounts(&data)
-        .iter()
-        .find(|a| a["user"] == "civil_affairs_steward")
-        .unwrap()["unit_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let unit = unit_name_of(&data, "civil_affairs_steward");
     tab.fill(
         "#sql",
         &format!("SELECT * FROM \"{unit}\".\"困难群众救助发放名单\""),
@@ -758,13 +752,7 @@ fn the_portal_keeps_its_doors_shut_and_records_every_page() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     // A statement from the console runs under the grant and is recorded as the web's.
-    let insurer = accounts(&data)
-        .iter()
-        .find(|a| a["user"] == "social_insurance_steward")
-        .unwrap()["unit_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let insurer = unit_name_of(&data, "social_insurance_steward");
     let sql = format!("SELECT count(*) AS n FROM \"{insurer}\".\"社会保险费欠缴明细\"");
     let mut r = http
         .post(format!("{base}/console"))

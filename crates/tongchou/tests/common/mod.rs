@@ -241,6 +241,17 @@ pub fn password_of(data: &Path, user: &str) -> String {
         .to_string()
 }
 
+/// The Chinese name of a demo account's unit (the schema its unit's resources are in).
+pub fn unit_name_of(data: &Path, user: &str) -> String {
+    accounts(data)
+        .iter()
+        .find(|a| a["user"] == user)
+        .unwrap_or_else(|| panic!("no demo account {user}"))["unit_name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// `ledger search … --json` as entries.
 pub fn ledger_search(data: &Path, filters: &[&str]) -> Vec<Value> {
     let mut args = vec!["ledger", "search", "--json"];
