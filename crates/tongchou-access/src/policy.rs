@@ -383,12 +383,26 @@ impl PolicySet {
             })
             .max_by_key(|g| g.id)
     }
+
+    /// The first moment after `now` at which some grant starts or ends: until then, what
+    /// anyone may read changes only with a policy change.
+    pub fn next_grant_change(&self, now: Timestamp) -> Option<Timestamp> {
+        self.grants
+            .values()
+            .flat_map(HashMap::values)
+            .flatten()
+            .flat_map(|g| [Some(g.valid_from), g.valid_until])
+            .flatten()
+            .filter(|&at| at > now)
+            .min()
+    }
 }
 
 /// The current [`PolicySet`] of a data directory, reloaded when another process (or this
 /// one) records a change.
 pub struct Policy {
     dir: DataDir,
+    generation: tongchou_store::GenerationWatch,
     state: RwLock<(String, Arc<PolicySet>)>,
     /// One reload at a time: statements arriving during a reload wait for it instead of
     /// each loading the same set again.
@@ -397,10 +411,12 @@ pub struct Policy {
 
 impl Policy {
     pub async fn open(dir: DataDir) -> Result<Policy, AccessError> {
-        let generation = dir.policy_generation();
+        let watch = dir.policy_generation_watch();
+        let generation = watch.current();
         let set = PolicySet::load(&dir).await?;
         Ok(Policy {
             dir,
+            generation: watch,
             state: RwLock::new((generation, Arc::new(set))),
             reloading: tokio::sync::Mutex::new(()),
         })
@@ -412,7 +428,7 @@ impl Policy {
 
     /// The set as of the latest change.
     pub async fn current(&self) -> Result<Arc<PolicySet>, AccessError> {
-        let generation = self.dir.policy_generation();
+        let generation = self.generation.current();
         if let Some(set) = self.cached(&generation) {
             return Ok(set);
         }
@@ -532,5 +548,30 @@ mod tests {
             set.decide("user3", "R3", "fishing", Timestamp::now())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_next_grant_change_is_the_nearest_future_start_or_end() {
+        let mut set = synthetic(3);
+        let now = Timestamp::now();
+        assert_eq!(set.next_grant_change(now), None, "grants in force, no end");
+        let at = |secs: i64| now + jiff::SignedDuration::from_secs(secs);
+        let rule = |id, from, until| GrantRule {
+            id,
+            user: None,
+            role: None,
+            purpose: "statistics".into(),
+            fields: Vec::new(),
+            row_filter: None,
+            valid_from: from,
+            valid_until: until,
+        };
+        set.add_grant("R1".into(), "U2".into(), rule(10, at(-60), Some(at(90))));
+        assert_eq!(set.next_grant_change(now), Some(at(90)));
+        set.add_grant("R2".into(), "U0".into(), rule(11, at(30), None));
+        assert_eq!(set.next_grant_change(now), Some(at(30)));
+        assert!(set.decide("user0", "R2", "statistics", now).is_err());
+        assert!(set.decide("user0", "R2", "statistics", at(31)).is_ok());
+        assert_eq!(set.next_grant_change(at(30)), Some(at(90)));
     }
 }

@@ -90,7 +90,9 @@ pub async fn lookups(work: &Path) -> Result<Lookups> {
     })
 }
 
-pub async fn run(work: &Path) -> Result<()> {
+/// `clients` concurrent clients (16 unless given).
+pub async fn run(work: &Path, clients: Option<usize>) -> Result<()> {
+    let clients = clients.unwrap_or(CLIENTS);
     let Lookups {
         dir,
         engine,
@@ -100,12 +102,15 @@ pub async fn run(work: &Path) -> Result<()> {
     } = lookups(work).await?;
     let audit = Audit::open(&dir).await?;
     println!(
-        "Point lookups of one enterprise's arrears ({} enterprises in {table}), {CLIENTS} clients, {SECONDS} s each:",
+        "Point lookups of one enterprise's arrears ({} enterprises in {table}), {clients} clients, {SECONDS} s each:",
         codes.len()
     );
     let mut results = Vec::new();
     for path in [After::Plain, After::Audited, After::Plain, After::Audited] {
-        results.push((path, measure(&engine, &audit, &table, &codes, path).await?));
+        results.push((
+            path,
+            measure(&engine, &audit, &table, &codes, path, clients).await?,
+        ));
     }
     let best = |p: After| {
         results
@@ -122,7 +127,7 @@ pub async fn run(work: &Path) -> Result<()> {
     );
     println!("  where the overhead goes (one run each):");
     for path in [After::Built, After::Queued] {
-        let rate = measure(&engine, &audit, &table, &codes, path).await?;
+        let rate = measure(&engine, &audit, &table, &codes, path, clients).await?;
         println!("    ÷ plain {:.3}", rate / plain);
     }
     Ok(())
@@ -158,12 +163,13 @@ async fn measure(
     table: &str,
     codes: &Arc<Vec<String>>,
     path: After,
+    clients: usize,
 ) -> Result<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for client in 0..CLIENTS {
+    for client in 0..clients {
         let (engine, audit, codes, stop, done) = (
             engine.clone(),
             audit.clone(),
@@ -202,7 +208,7 @@ async fn measure(
                 }
                 latencies.push(t.elapsed());
                 done.fetch_add(1, Ordering::Relaxed);
-                i += CLIENTS;
+                i += clients;
             }
             anyhow::Ok(latencies)
         }));

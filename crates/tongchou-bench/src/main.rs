@@ -298,7 +298,8 @@ fn main() -> Result<()> {
                 .map(std::path::PathBuf::from)
                 .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-audit"));
             println!("machine: {}; date: {}", machine(), jiff_today());
-            runtime.block_on(audit_overhead::run(&work))
+            let clients = args.get(3).map(|c| c.parse()).transpose()?;
+            runtime.block_on(audit_overhead::run(&work, clients))
         }
         Some("pg-lookup") => {
             let work = args
@@ -339,7 +340,7 @@ fn main() -> Result<()> {
             result
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] | pg-lookup [WORK_DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] | pg-lookup [WORK_DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
         ),
     }
 }

@@ -69,6 +69,9 @@ impl Entry {
 
     /// The bytes handed to the ledger: everything but `seq`, which the ledger puts first.
     pub fn to_bytes(&self) -> Vec<u8> {
+        if self.seq.is_none() {
+            return serde_json::to_vec(self).expect("an entry serializes");
+        }
         let mut unnumbered = self.clone();
         unnumbered.seq = None;
         serde_json::to_vec(&unnumbered).expect("an entry serializes")
@@ -116,13 +119,22 @@ pub fn seq_of(entry: &[u8]) -> Option<u64> {
 /// The secret that turns an ID into the subject hash stored in entries and the index, so
 /// that neither reveals who was looked at to someone without the key.
 #[derive(Clone)]
-pub struct SubjectKey([u8; 32]);
+pub struct SubjectKey {
+    key: [u8; 32],
+    /// The HMAC with the key already absorbed, cloned for each ID.
+    keyed: Hmac<Sha256>,
+}
 
 impl SubjectKey {
     pub fn generate() -> SubjectKey {
         let mut key = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
-        SubjectKey(key)
+        SubjectKey::from_bytes(key)
+    }
+
+    fn from_bytes(key: [u8; 32]) -> SubjectKey {
+        let keyed = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+        SubjectKey { key, keyed }
     }
 
     pub fn from_hex(text: &str) -> Option<SubjectKey> {
@@ -130,16 +142,16 @@ impl SubjectKey {
             .ok()?
             .try_into()
             .ok()
-            .map(SubjectKey)
+            .map(SubjectKey::from_bytes)
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        hex::encode(self.key)
     }
 
     /// HMAC-SHA-256 of the ID as written on a card (trimmed, upper case), first 16 bytes.
     pub fn subject(&self, id: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
+        let mut mac = self.keyed.clone();
         mac.update(id.trim().to_uppercase().as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..16])
     }

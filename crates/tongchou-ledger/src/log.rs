@@ -244,34 +244,54 @@ impl Log {
         self.tree.extend(&leaves[skip.min(leaves.len())..])
     }
 
-    /// Reads what other processes appended since this one last looked.
-    fn catch_up(&mut self) -> io::Result<()> {
+    /// Reads what other processes appended since this one last looked. Appends look
+    /// cheaply (their index, the last segment's size, a segment started after it); a
+    /// `refresh` also lists the segments, which notices one removed.
+    fn catch_up(&mut self, list_segments: bool) -> io::Result<()> {
         if self.stale {
             return self.rebuild_derived();
         }
-        let last_size = match self.segments.last() {
-            Some(&first) => std::fs::metadata(segment_path(&self.dir, first))?.len(),
-            None => 0,
-        };
-        let unchanged = self.index.metadata()?.len() == self.len * 8
-            && last_size == self.tail_end + self.torn
-            && list_segments_len_unchanged(&self.dir, self.segments.len())?;
+        let unchanged = !self.changed_elsewhere()?
+            && (!list_segments || list_segments_len_unchanged(&self.dir, self.segments.len())?);
         if unchanged {
             return Ok(());
         }
         self.recover()
     }
 
+    fn changed_elsewhere(&self) -> io::Result<bool> {
+        if self.index.metadata()?.len() != self.len * 8 {
+            return Ok(true);
+        }
+        let last_size = match (&self.writer, self.segments.last()) {
+            (Some(writer), _) => writer.metadata()?.len(),
+            (None, Some(&first)) => std::fs::metadata(segment_path(&self.dir, first))?.len(),
+            (None, None) => 0,
+        };
+        // Another process crashed after starting a segment at this length.
+        let started_after =
+            self.segments.last() != Some(&self.len) && segment_path(&self.dir, self.len).exists();
+        Ok(last_size != self.tail_end + self.torn || started_after)
+    }
+
     fn locked<T>(&mut self, f: impl FnOnce(&mut Log) -> io::Result<T>) -> io::Result<T> {
+        self.locked_with(false, f)
+    }
+
+    fn locked_with<T>(
+        &mut self,
+        list_segments: bool,
+        f: impl FnOnce(&mut Log) -> io::Result<T>,
+    ) -> io::Result<T> {
         self.lock.lock()?;
-        let result = self.catch_up().and_then(|()| f(self));
+        let result = self.catch_up(list_segments).and_then(|()| f(self));
         self.lock.unlock()?;
         result
     }
 
     /// Looks for entries appended by other processes.
     pub fn refresh(&mut self) -> io::Result<()> {
-        self.locked(|_| Ok(()))
+        self.locked_with(true, |_| Ok(()))
     }
 
     /// Bytes after the last whole record (0 for a clean log).
@@ -287,7 +307,7 @@ impl Log {
     /// Moves the bytes after the last whole record to `ledger/torn/`; returns how many.
     /// Refused when they are more than one append could have written: that is not a crash.
     pub fn repair(&mut self) -> io::Result<u64> {
-        self.locked(|log| {
+        self.locked_with(true, |log| {
             let cut = log.torn;
             if cut == 0 {
                 return Ok(0);
@@ -422,7 +442,7 @@ impl Log {
     /// Makes the index and tree durable and records how far they go: called before a
     /// checkpoint signs the root.
     pub fn sync_derived(&mut self) -> io::Result<()> {
-        self.locked(|log| {
+        self.locked_with(true, |log| {
             log.index.sync_data()?;
             log.tree.sync()?;
             crate::write_durably(&log.dir.join(SYNCED_FILE), log.len.to_string().as_bytes())

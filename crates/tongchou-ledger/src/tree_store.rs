@@ -24,6 +24,9 @@ pub struct TreeStore {
     dir: PathBuf,
     levels: Vec<File>,
     size: u64,
+    /// The last node written at each level, with its index: the left sibling the next
+    /// append needs, kept so that appends do not read it back.
+    edge: Vec<Option<(u64, Hash)>>,
 }
 
 impl TreeStore {
@@ -36,6 +39,7 @@ impl TreeStore {
             dir,
             levels: Vec::new(),
             size: 0,
+            edge: Vec::new(),
         };
         // Every level file there is, so that a cut reaches levels above the kept tree too.
         let mut k = 0;
@@ -87,6 +91,7 @@ impl TreeStore {
             k += 1;
         }
         self.size = self.size.min(size);
+        self.edge.clear();
         Ok(())
     }
 
@@ -108,6 +113,7 @@ impl TreeStore {
                 let right = self.node_in(k, 2 * p + 1, first, &new)?;
                 parents.push(node_hash(&left, &right));
             }
+            self.remember_edge(k, count - 1, new[new.len() - 1]);
             new = parents;
             first = from;
             k += 1;
@@ -116,11 +122,21 @@ impl TreeStore {
         Ok(())
     }
 
+    fn remember_edge(&mut self, k: u32, index: u64, hash: Hash) {
+        let k = k as usize;
+        if self.edge.len() <= k {
+            self.edge.resize(k + 1, None);
+        }
+        self.edge[k] = Some((index, hash));
+    }
+
     fn node_in(&self, k: u32, index: u64, first: u64, new: &[Hash]) -> io::Result<Hash> {
         if index >= first {
-            Ok(new[(index - first) as usize])
-        } else {
-            self.subtree(k, index)
+            return Ok(new[(index - first) as usize]);
+        }
+        match self.edge.get(k as usize) {
+            Some(&Some((at, hash))) if at == index => Ok(hash),
+            _ => self.subtree(k, index),
         }
     }
 

@@ -5,7 +5,8 @@
 //! ([`udf`], masks from `tongchou-mask`, keyed per consumer unit), ungranted fields absent.
 //! Statements are queries only (no DDL, DML, `SET`, `COPY`, `EXPLAIN ANALYZE`), bounded by
 //! a row cap, a time limit and a memory pool, set per role ([`limits`]). Sessions are
-//! prepared once per (user, purpose) and policy generation; small tables are held decoded
+//! prepared once per (user, purpose), policy generation and grant clock change; small
+//! tables are held decoded
 //! in memory ([`hot`]).
 //!
 //! Front doors (`tongchou query`, `POST /api/query`, the PostgreSQL protocol in
@@ -41,7 +42,6 @@ use deltalake::datafusion::physical_plan::execute_stream;
 use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use sqlx::Row;
-use tongchou_access::clock::parse_stamp;
 use tongchou_access::{AccessError, Policy, PolicySet};
 use tongchou_mask::UnitKey;
 use tongchou_store::DataDir;
@@ -154,17 +154,13 @@ pub struct Engine {
 /// Decoded bytes of small tables kept in memory across statements (see [`hot`]).
 const HOT_BYTES: usize = 512 << 20;
 
-/// How long a prepared session is trusted before the grants' clocks are read again, so a
-/// grant that starts later shows up without a policy change.
-const PREPARED_FOR: Duration = Duration::from_secs(5);
-
 /// A (user, purpose) session: its catalog of governed tables and what each reads.
 struct Prepared {
     /// The access decisions it was built from; a policy change replaces them.
     policy: Arc<PolicySet>,
-    fresh_until: std::time::Instant,
-    /// The earliest end of a grant the session relies on.
-    valid_until: Option<jiff::Timestamp>,
+    /// When a grant starts or ends next, changing what the session may see by the clock
+    /// alone.
+    changes_at: Option<jiff::Timestamp>,
     state: SessionState,
     key: UnitKey,
     by_code: HashMap<String, Visible>,
@@ -175,10 +171,7 @@ struct Prepared {
 impl Prepared {
     fn fresh(&self, policy: &Arc<PolicySet>) -> bool {
         Arc::ptr_eq(&self.policy, policy)
-            && std::time::Instant::now() < self.fresh_until
-            && self
-                .valid_until
-                .is_none_or(|until| jiff::Timestamp::now() < until)
+            && self.changes_at.is_none_or(|at| jiff::Timestamp::now() < at)
     }
 }
 
@@ -487,16 +480,11 @@ impl Engine {
         let key = self.unit_key(unit);
         let visible = self.visible(set, user, purpose).await?;
         let mut by_code = HashMap::new();
-        let mut valid_until: Option<jiff::Timestamp> = None;
+        let changes_at = set.next_grant_change(jiff::Timestamp::now());
         let mut schemas: Vec<(String, Arc<dyn SchemaProvider>)> = Vec::new();
         for (unit_name, tables) in visible {
             for v in tables.values() {
                 by_code.insert(v.code.clone(), v.clone());
-                let until = v.access.valid_until.as_deref().and_then(parse_stamp);
-                valid_until = match (valid_until, until) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
             }
             let schema = UnitSchema::new(
                 tables,
@@ -510,8 +498,7 @@ impl Engine {
         let state = self.template.session(CATALOG, schemas)?;
         let prepared = Arc::new(Prepared {
             policy: set.clone(),
-            fresh_until: std::time::Instant::now() + PREPARED_FOR,
-            valid_until,
+            changes_at,
             state,
             key,
             by_code,

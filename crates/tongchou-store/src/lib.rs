@@ -189,9 +189,50 @@ impl DataDir {
         }
     }
 
-    /// The marker `note_policy_change` wrote last (empty before the first change).
-    pub fn policy_generation(&self) -> String {
-        std::fs::read_to_string(self.config_dir().join(POLICY_GENERATION_FILE)).unwrap_or_default()
+    /// A watch on the marker `note_policy_change` writes, for callers that ask before
+    /// every statement.
+    pub fn policy_generation_watch(&self) -> GenerationWatch {
+        GenerationWatch {
+            path: self.config_dir().join(POLICY_GENERATION_FILE),
+            held: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// Reads the policy generation marker only when it was replaced. `note_policy_change`
+/// replaces the file by rename, and the watch keeps the file it read open, so that inode
+/// cannot be freed and its number reused: while the path still names the same inode, the
+/// generation is the one already read. One `stat` a statement instead of opening and
+/// reading the file.
+pub struct GenerationWatch {
+    path: PathBuf,
+    held: std::sync::Mutex<Option<(std::fs::File, u64, String)>>,
+}
+
+impl GenerationWatch {
+    pub fn current(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(inode), Some((_, read, text))) = (inode, held.as_ref())
+            && inode == *read
+        {
+            return text.clone();
+        }
+        *held = Self::read(&self.path).ok();
+        held.as_ref()
+            .map(|(_, _, text)| text.clone())
+            .unwrap_or_default()
+    }
+
+    fn read(path: &Path) -> std::io::Result<(std::fs::File, u64, String)> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let mut file = std::fs::File::open(path)?;
+        let inode = file.metadata()?.ino();
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        Ok((file, inode, text))
     }
 }
 
@@ -273,6 +314,22 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_generation_watch_sees_every_change_however_quick() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::init(&tmp.path().join("d")).await.unwrap();
+        let watch = dir.policy_generation_watch();
+        let mut seen = vec![watch.current()];
+        assert_eq!(seen[0], "", "no change yet");
+        for _ in 0..200 {
+            dir.note_policy_change();
+            let now = watch.current();
+            assert_eq!(watch.current(), now, "unchanged between changes");
+            assert!(!seen.contains(&now), "change {} was missed", seen.len());
+            seen.push(now);
+        }
+    }
 
     #[tokio::test]
     async fn init_then_open() {
