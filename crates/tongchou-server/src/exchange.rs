@@ -138,14 +138,21 @@ pub async fn store_upload(
     {
         tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    format!("cannot store the upload: {e}"),
-                )
-            })?;
+            .map_err(not_stored)?;
     }
+    // tokio hands writes to a blocking thread: without this the last chunk may still be in
+    // flight when the file is read back, and the load would see a truncated upload.
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(not_stored)?;
     Ok((name, path))
+}
+
+fn not_stored(e: std::io::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        format!("cannot store the upload: {e}"),
+    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

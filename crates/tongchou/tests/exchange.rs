@@ -417,6 +417,12 @@ fn rest_upload_and_streamed_pull() {
     assert_eq!(r.status().as_u16(), 200, "{text}");
     let report: Value = serde_json::from_str(&text).unwrap();
     assert!(report["accepted"].as_u64().unwrap() > 100);
+    let lines = std::fs::read_to_string(&file).unwrap().lines().count() as u64;
+    assert_eq!(
+        report["rows_read"].as_u64().unwrap(),
+        lines - report["header_row"].as_u64().unwrap(),
+        "every row of the upload is read, none cut off: {report}"
+    );
     let mut r = http
         .get(format!(
             "{base}/api/exchange/quarantine?resource={}",
