@@ -159,8 +159,13 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
     std::fs::create_dir_all(work)?;
     let (utf8, gbk) = (work.join("export-utf8.csv"), work.join("export-gbk.csv"));
     let t = Instant::now();
-    write_csv(&utf8, rows)?;
-    gbk_twin(&utf8, &gbk)?;
+    // Generated files are kept, with their row count, for the next run.
+    let generated = work.join("generated-rows");
+    if std::fs::read_to_string(&generated).ok() != Some(rows.to_string()) {
+        write_csv(&utf8, rows)?;
+        gbk_twin(&utf8, &gbk)?;
+        std::fs::write(&generated, rows.to_string())?;
+    }
     println!(
         "generated {rows} rows: UTF-8 {:.2} GB, GBK {:.2} GB in {:.0} s",
         std::fs::metadata(&utf8)?.len() as f64 / 1e9,

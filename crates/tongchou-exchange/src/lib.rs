@@ -137,37 +137,59 @@ pub struct Load<'a> {
     pub actor: &'a str,
 }
 
+/// The most rows a load sizes its uniqueness index for up front (about 800 MB); past
+/// that it grows as it goes.
+const MAX_EXPECTED_ROWS: usize = 32 << 20;
+
 /// Rows per chunk handed from the reading thread to the checking threads.
 const CHUNK_ROWS: usize = 4096;
 
 type Chunk = Result<Vec<(u64, reader::Row)>, ExchangeError>;
 
 /// Reads (and decodes) rows on a thread of their own, a few chunks ahead of the checking,
-/// so that parsing, checking and writing overlap. A read error ends the stream.
-fn read_ahead(rows: reader::Rows) -> std::sync::mpsc::IntoIter<Chunk> {
+/// so that parsing, checking and writing overlap. A read error ends the stream. Chunks
+/// sent back through the returned sender are refilled, so rows' buffers are reused.
+fn read_ahead(
+    mut rows: reader::Rows,
+) -> (
+    std::sync::mpsc::Receiver<Chunk>,
+    std::sync::mpsc::Sender<Vec<(u64, reader::Row)>>,
+) {
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
-    std::thread::spawn(move || {
-        let mut chunk = Vec::with_capacity(CHUNK_ROWS);
-        for item in rows {
-            match item {
-                Ok(row) => chunk.push(row),
-                Err(e) => {
-                    let _ = sender.send(Err(e));
+    let (spent, returned) = std::sync::mpsc::channel::<Vec<(u64, reader::Row)>>();
+    let reading = std::thread::Builder::new().name("ingest-read".into());
+    reading
+        .spawn(move || {
+            loop {
+                let mut chunk = returned
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK_ROWS));
+                let mut filled = 0;
+                while filled < CHUNK_ROWS {
+                    if filled == chunk.len() {
+                        chunk.push((0, reader::Row::new()));
+                    }
+                    match rows.next_into(&mut chunk[filled].1) {
+                        Some(Ok(line)) => {
+                            chunk[filled].0 = line;
+                            filled += 1;
+                        }
+                        Some(Err(e)) => {
+                            let _ = sender.send(Err(e));
+                            return;
+                        }
+                        None => break,
+                    }
+                }
+                chunk.truncate(filled);
+                let last = filled < CHUNK_ROWS;
+                if (filled > 0 && sender.send(Ok(chunk)).is_err()) || last {
                     return;
                 }
             }
-            if chunk.len() == CHUNK_ROWS {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
-                if sender.send(Ok(full)).is_err() {
-                    return;
-                }
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = sender.send(Ok(chunk));
-        }
-    });
-    receiver.into_iter()
+        })
+        .expect("the reading thread starts");
+    (receiver, spent)
 }
 
 /// Loads a file into the resource's table. Rows breaking a rule are quarantined; the load
@@ -198,6 +220,9 @@ pub async fn ingest(
     if mode == Mode::Upsert {
         loader = loader.for_upsert(&resource)?;
     }
+    if let Some(rows) = source.rows_estimate {
+        loader.expect_rows(rows.min(MAX_EXPECTED_ROWS));
+    }
     let schema = loader.schema();
     let table =
         table::open_or_create(&table::table_dir(&dir.tables_dir(), code), &resource).await?;
@@ -221,7 +246,7 @@ pub async fn ingest(
                 std::io::Error::other(e.to_string()),
             ))));
         };
-        let chunks = read_ahead(source.rows);
+        let (chunks, spent) = read_ahead(source.rows);
         for chunk in chunks {
             let rows = match chunk {
                 Ok(rows) => rows,
@@ -231,6 +256,7 @@ pub async fn ingest(
                 }
             };
             loader.push_chunk(&rows);
+            let _ = spent.send(rows);
             if loader.pending() >= BATCH_ROWS {
                 progress(loader.tally.rows_read);
                 if sender.blocking_send(Ok(loader.batch())).is_err() {
@@ -532,4 +558,32 @@ pub async fn info(dir: &DataDir, code: &str) -> Result<TableInfo, ExchangeError>
         rows,
         last_load,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_read_ahead_into_reused_buffers_arrive_whole_and_in_order() {
+        let row = |i: u64| -> Vec<String> {
+            (0..1 + i % 5)
+                .map(|c| "值".repeat(((i * 7 + c) % 40) as usize))
+                .collect()
+        };
+        let total = 3 * CHUNK_ROWS as u64 + 17;
+        let source = reader::from_values((0..total).map(move |i| Ok((i + 2, row(i)))));
+        let (chunks, spent) = read_ahead(source);
+        let mut seen = 0u64;
+        for chunk in chunks {
+            for (line, r) in chunk.as_ref().unwrap() {
+                assert_eq!(*line, seen + 2);
+                let values: Vec<String> = r.iter().map(reader::lossy).collect();
+                assert_eq!(values, row(seen), "row {seen}");
+                seen += 1;
+            }
+            let _ = spent.send(chunk.unwrap());
+        }
+        assert_eq!(seen, total);
+    }
 }

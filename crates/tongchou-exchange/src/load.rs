@@ -1,13 +1,14 @@
 //! Turns text rows into typed Arrow batches by the catalog's field rules, and sends every
 //! row that breaks a rule to quarantine with its line, field and reason.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringArray,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{
     DataType as ArrowType, Field as ArrowField, Schema, SchemaRef, TimeUnit,
@@ -20,7 +21,7 @@ use tongchou_ids::{citizen_id, credit_code};
 use tongchou_model::{DataType, Field, Resource, Role};
 
 use crate::ExchangeError;
-use crate::reader::Row;
+use crate::reader::{Row, lossy};
 
 /// The Arrow schema of a resource's table, from its catalog fields.
 pub fn arrow_schema(resource: &Resource) -> SchemaRef {
@@ -70,6 +71,7 @@ enum Column {
 }
 
 /// A checked value; text borrows from the row it was read from.
+#[derive(Clone, Copy)]
 enum Value<'a> {
     Null,
     Text(&'a str),
@@ -81,15 +83,28 @@ enum Value<'a> {
 }
 
 impl Column {
-    fn new(t: DataType) -> Column {
+    /// A builder with room for `rows` values (and `bytes` of text), so that filling it
+    /// does not grow it by copying.
+    fn with_capacity(t: DataType, rows: usize, bytes: usize) -> Column {
         match t {
-            DataType::String => Column::Text(StringBuilder::new()),
-            DataType::Integer => Column::Integer(Int64Builder::new()),
-            DataType::Decimal => Column::Decimal(Float64Builder::new()),
-            DataType::Date => Column::Date(Date32Builder::new()),
-            DataType::Timestamp => Column::Timestamp(TimestampMicrosecondBuilder::new()),
-            DataType::Boolean => Column::Boolean(BooleanBuilder::new()),
+            DataType::String => Column::Text(StringBuilder::with_capacity(rows, bytes)),
+            DataType::Integer => Column::Integer(Int64Builder::with_capacity(rows)),
+            DataType::Decimal => Column::Decimal(Float64Builder::with_capacity(rows)),
+            DataType::Date => Column::Date(Date32Builder::with_capacity(rows)),
+            DataType::Timestamp => {
+                Column::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows))
+            }
+            DataType::Boolean => Column::Boolean(BooleanBuilder::with_capacity(rows)),
         }
+    }
+
+    /// A builder for the next batch, sized after `built` with some room to spare.
+    fn like(t: DataType, built: &ArrayRef) -> Column {
+        let bytes = built
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .map_or(0, |a| a.values().len());
+        Column::with_capacity(t, built.len() + built.len() / 8, bytes + bytes / 8)
     }
 
     fn push(&mut self, v: Value<'_>) {
@@ -147,16 +162,18 @@ fn coerce<'a>(field: &Field, text: &'a str) -> Result<Value<'a>, (&'static str, 
                     .map(|f| f as i64)
             })
             .map(Value::Integer)
-            .ok_or(("type", format!("'{t}' is not a whole number")))?,
+            .ok_or_else(|| ("type", format!("'{t}' is not a whole number")))?,
         DataType::Decimal => values::parse_decimal(t)
             .map(Value::Decimal)
-            .ok_or(("type", format!("'{t}' is not a number")))?,
+            .ok_or_else(|| ("type", format!("'{t}' is not a number")))?,
         DataType::Date => values::parse_date(t)
             .map(|d| Value::Date(days_since_epoch(d)))
-            .ok_or((
-                "type",
-                format!("'{t}' is not a date (2015-06-09, 2015/6/9, 2015年6月9日 or 20150609)"),
-            ))?,
+            .ok_or_else(|| {
+                (
+                    "type",
+                    format!("'{t}' is not a date (2015-06-09, 2015/6/9, 2015年6月9日 or 20150609)"),
+                )
+            })?,
         DataType::Timestamp => values::parse_timestamp(t)
             .or_else(|| values::parse_date(t).map(|d| d.to_datetime(jiff::civil::Time::midnight())))
             .map(|dt| {
@@ -171,10 +188,10 @@ fn coerce<'a>(field: &Field, text: &'a str) -> Result<Value<'a>, (&'static str, 
                         + i64::from(t.subsec_nanosecond() / 1000),
                 )
             })
-            .ok_or(("type", format!("'{t}' is not a date and time")))?,
+            .ok_or_else(|| ("type", format!("'{t}' is not a date and time")))?,
         DataType::Boolean => values::parse_bool(t)
             .map(Value::Boolean)
-            .ok_or(("type", format!("'{t}' is not yes/no (是/否, true/false)")))?,
+            .ok_or_else(|| ("type", format!("'{t}' is not yes/no (是/否, true/false)")))?,
     };
     if !field.allowed_values.is_empty() && !field.allowed_values.iter().any(|a| a == t) {
         return Err((
@@ -209,28 +226,97 @@ pub struct Loader {
     labels: Vec<String>,
     columns: Vec<Column>,
     schema: SchemaRef,
+    /// The values no two rows of a file may share, each with the field it is reported on:
+    /// every unique field, or for an upsert the key.
     unique: Vec<(usize, Seen)>,
     pending: usize,
     /// Upserts: the key fields, the column marking deletes, and the delete flags built.
     upsert: Option<Upsert>,
     pub tally: Tally,
     pub quarantine: Vec<Quarantined>,
+    /// The last chunk's value buffer, kept for the next: a fresh one would be fresh pages
+    /// for the kernel to zero on every chunk.
+    scratch: Vec<Value<'static>>,
 }
 
-/// One row after the field rules: its values (null where a rule failed) and what failed.
-struct Checked<'r> {
-    values: Vec<Value<'r>>,
+/// An empty vector with `values`' allocation, for values borrowing from other rows.
+fn recycle<'b>(mut values: Vec<Value<'_>>) -> Vec<Value<'b>> {
+    values.clear();
+    values.into_iter().map(|_| Value::Null).collect()
+}
+
+/// What the field rules found in one row (its values go to the chunk's value buffer).
+struct Outcome {
     violations: Vec<Violation>,
     delete: bool,
 }
 
-/// The first line of each value seen, by a 128-bit hash of the value.
-type Seen = HashMap<(u64, u64), u64>;
+/// The first line of each value seen, by a 128-bit hash of the value, in shards: a value
+/// always falls in the same shard, so shards can be checked in parallel, each in file
+/// order. (The lookups miss the cache; serial, they were the load's slowest step.)
+struct Seen(Vec<HashMap<KeyHash, u64, BuildHasherDefault<Prehashed>>>);
+
+const SHARDS: usize = 16;
+
+impl Seen {
+    fn new() -> Seen {
+        Seen((0..SHARDS).map(|_| HashMap::default()).collect())
+    }
+
+    fn shard(key: &KeyHash) -> usize {
+        (key.1 % SHARDS as u64) as usize
+    }
+
+    fn get(&self, key: &KeyHash) -> Option<u64> {
+        self.0[Seen::shard(key)].get(key).copied()
+    }
+
+    fn insert(&mut self, key: KeyHash, line: u64) {
+        self.0[Seen::shard(&key)].insert(key, line);
+    }
+
+    fn reserve(&mut self, rows: usize) {
+        let per_shard = rows / SHARDS + rows / SHARDS / 16;
+        for shard in &mut self.0 {
+            shard.reserve(per_shard.saturating_sub(shard.len()));
+        }
+    }
+}
+
+/// A value's 128-bit hash as two words, so that the map's entries take 24 bytes, not 32.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct KeyHash(u64, u64);
+
+impl std::hash::Hash for KeyHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+/// The map's keys are already uniform hashes: taking their low bits is enough, and
+/// hashing them again would cost the (serial) uniqueness check more than the lookup.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 struct Upsert {
     key: Vec<usize>,
     op_column: Option<usize>,
-    seen: Seen,
     deletes: BooleanBuilder,
 }
 
@@ -247,14 +333,9 @@ fn is_delete(text: &str) -> bool {
 /// The column an upsert file adds to its batches.
 pub const DELETE_FLAG: &str = "_delete";
 
-fn key_hash(value: &str) -> (u64, u64) {
-    let hash = |salt: u8| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        salt.hash(&mut h);
-        value.hash(&mut h);
-        h.finish()
-    };
-    (hash(0), hash(1))
+fn key_hash(value: &str) -> KeyHash {
+    let hash = twox_hash::XxHash3_128::oneshot(value.as_bytes());
+    KeyHash(hash as u64, (hash >> 64) as u64)
 }
 
 impl Loader {
@@ -292,7 +373,7 @@ impl Loader {
             .iter()
             .enumerate()
             .filter(|(_, f)| f.unique)
-            .map(|(i, _)| (i, HashMap::new()))
+            .map(|(i, _)| (i, Seen::new()))
             .collect();
         Ok(Loader {
             fields: resource.fields.clone(),
@@ -301,8 +382,9 @@ impl Loader {
             columns: resource
                 .fields
                 .iter()
-                .map(|f| Column::new(f.data_type))
+                .map(|f| Column::with_capacity(f.data_type, 0, 0))
                 .collect(),
+            scratch: Vec::new(),
             schema: arrow_schema(resource),
             unique,
             pending: 0,
@@ -314,6 +396,14 @@ impl Loader {
 
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// Sizes the uniqueness index for about `rows` rows at once: growing it by doubling
+    /// would rehash it a dozen times and have the kernel zero twice its final memory.
+    pub fn expect_rows(&mut self, rows: usize) {
+        for (_, seen) in &mut self.unique {
+            seen.reserve(rows);
+        }
     }
 
     /// Rows waiting in the builders.
@@ -353,44 +443,56 @@ impl Loader {
             .collect();
         fields.push(ArrowField::new(DELETE_FLAG, ArrowType::Boolean, false));
         self.schema = Arc::new(Schema::new(fields));
+        self.unique = vec![(key[0], Seen::new())];
         self.upsert = Some(Upsert {
             key,
             op_column,
-            seen: HashMap::new(),
             deletes: BooleanBuilder::new(),
         });
         Ok(self)
     }
 
+    /// The trimmed text of a field in a row: empty when the file has no column for it or
+    /// its bytes are not UTF-8 (such a row is quarantined by its check).
     fn cell<'r>(&self, row: &'r Row, field: usize) -> &'r str {
         self.mapping[field]
             .and_then(|c| row.get(c))
+            .and_then(|b| std::str::from_utf8(b).ok())
             .map_or("", str::trim)
     }
 
-    fn upsert_key(&self, row: &Row) -> Option<String> {
-        let u = self.upsert.as_ref()?;
-        Some(
-            u.key
-                .iter()
-                .map(|i| self.cell(row, *i))
-                .collect::<Vec<_>>()
-                .join("\u{1f}"),
-        )
+    fn upsert_key(&self, u: &Upsert, row: &Row) -> String {
+        u.key
+            .iter()
+            .map(|i| self.cell(row, *i))
+            .collect::<Vec<_>>()
+            .join("\u{1f}")
     }
 
-    /// Checks one row's values against the field rules: everything that depends on the
-    /// row alone, so rows can be checked in parallel.
-    fn check<'r>(&self, row: &'r Row) -> Checked<'r> {
-        let mut values = Vec::with_capacity(self.fields.len());
+    fn hash_keys(&self, row: &Row, keys: &mut [KeyHash]) {
+        match &self.upsert {
+            Some(u) if u.key.len() == 1 => keys[0] = key_hash(self.cell(row, u.key[0])),
+            Some(u) => keys[0] = key_hash(&self.upsert_key(u, row)),
+            None => {
+                for (slot, (field, _)) in keys.iter_mut().zip(&self.unique) {
+                    *slot = key_hash(self.cell(row, *field));
+                }
+            }
+        }
+    }
+
+    /// Checks one row against the field rules — everything that depends on the row alone,
+    /// so that rows can be checked in parallel — writing its values into `values` and the
+    /// hashes of its unique values into `keys`.
+    fn check<'r>(&self, row: &'r Row, values: &mut [Value<'r>], keys: &mut [KeyHash]) -> Outcome {
         let mut violations = Vec::new();
         if row.len() == 1
-            && let Some(error) = row.get(0).and_then(|v| v.strip_prefix('\u{0}'))
+            && let Some(error) = row.get(0).and_then(|v| v.strip_prefix(b"\0"))
         {
             violations.push(Violation {
                 field: String::new(),
                 rule: "format".into(),
-                reason: format!("the line is not a JSON object: {error}"),
+                reason: format!("the line is not a JSON object: {}", lossy(error)),
             });
         }
         let delete = self
@@ -398,62 +500,147 @@ impl Loader {
             .as_ref()
             .and_then(|u| u.op_column)
             .and_then(|c| row.get(c))
+            .and_then(|b| std::str::from_utf8(b).ok())
             .is_some_and(is_delete);
         for (i, (field, column)) in self.fields.iter().zip(&self.mapping).enumerate() {
             if delete && !self.upsert.as_ref().is_some_and(|u| u.key.contains(&i)) {
-                values.push(Value::Null);
                 continue;
             }
-            let text = column.and_then(|c| row.get(c)).unwrap_or("");
-            match coerce(field, text) {
-                Ok(v) => values.push(v),
-                Err((rule, reason)) => {
-                    violations.push(Violation {
-                        field: field.name.clone(),
-                        rule: rule.into(),
-                        reason,
-                    });
-                    values.push(Value::Null);
-                }
+            let bytes = column.and_then(|c| row.get(c)).unwrap_or(b"");
+            let checked = std::str::from_utf8(bytes)
+                .map_err(|_| {
+                    (
+                        "encoding",
+                        format!(
+                            "{}（{}） '{}' has bytes that are not UTF-8; if the file is in GBK, load it with --encoding gbk",
+                            field.label,
+                            field.name,
+                            lossy(bytes)
+                        ),
+                    )
+                })
+                .and_then(|text| coerce(field, text));
+            match checked {
+                Ok(v) => values[i] = v,
+                Err((rule, reason)) => violations.push(Violation {
+                    field: field.name.clone(),
+                    rule: rule.into(),
+                    reason,
+                }),
             }
         }
-        Checked {
-            values,
-            violations,
-            delete,
+        if violations.is_empty() {
+            self.hash_keys(row, keys);
         }
+        Outcome { violations, delete }
     }
 
-    /// Checks one row; a good row goes into the batch being built, a bad one to quarantine.
-    pub fn push(&mut self, line: u64, row: &Row) {
-        let checked = self.check(row);
-        self.accept(line, row, checked);
-    }
-
-    /// Checks a run of rows on every core, then takes them in file order.
+    /// Takes a run of rows: checks them on every core, settles uniqueness and quarantine
+    /// in file order, then builds the accepted rows' columns on every core.
     pub fn push_chunk(&mut self, rows: &[(u64, Row)]) {
-        let checked: Vec<Checked<'_>> = rows
-            .par_iter()
-            .with_min_len(256)
-            .map(|(_, row)| self.check(row))
-            .collect();
-        for ((line, row), checked) in rows.iter().zip(checked) {
-            self.accept(*line, row, checked);
+        let width = self.fields.len().max(1);
+        let stride = self.unique.len().max(1);
+        let mut values = recycle(std::mem::take(&mut self.scratch));
+        values.resize(rows.len() * width, Value::Null);
+        let mut keys = vec![KeyHash::default(); rows.len() * stride];
+        let outcomes: Vec<Outcome> = {
+            let this = &*self;
+            rows.par_iter()
+                .zip(values.par_chunks_mut(width))
+                .zip(keys.par_chunks_mut(stride))
+                .with_min_len(256)
+                .map(|(((_, row), values), keys)| this.check(row, values, keys))
+                .collect()
+        };
+        let repeats = self.claim(rows, &outcomes, &keys);
+        let mut accepted = Vec::with_capacity(rows.len());
+        for (i, (((line, row), outcome), repeats)) in
+            rows.iter().zip(outcomes).zip(repeats).enumerate()
+        {
+            if self.accept(*line, row, outcome, repeats) {
+                accepted.push(i);
+            }
         }
+        self.columns
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(field, column)| {
+                for i in &accepted {
+                    column.push(values[i * width + field]);
+                }
+            });
+        self.pending += accepted.len();
+        self.scratch = recycle(values);
     }
 
-    /// The checks that depend on earlier rows (uniqueness), then the row's place: the batch
-    /// or the quarantine.
-    fn accept(&mut self, line: u64, row: &Row, checked: Checked<'_>) {
-        let Checked {
-            values,
+    /// Settles uniqueness for the rows that passed their checks, in file order: for each
+    /// row, the unique values (index in `unique`, line first seen) it repeats; a row that
+    /// repeats none has claimed its values.
+    fn claim(
+        &mut self,
+        rows: &[(u64, Row)],
+        outcomes: &[Outcome],
+        keys: &[KeyHash],
+    ) -> Vec<Vec<(usize, u64)>> {
+        let mut repeats = vec![Vec::new(); rows.len()];
+        let stride = self.unique.len();
+        let passed = (0..rows.len()).filter(|i| outcomes[*i].violations.is_empty());
+        if stride == 1 {
+            let mut by_shard = vec![Vec::new(); SHARDS];
+            passed.for_each(|i| by_shard[Seen::shard(&keys[i])].push(i));
+            let found: Vec<(usize, u64)> = (self.unique[0].1.0.par_iter_mut())
+                .zip(by_shard)
+                .flat_map_iter(|(shard, taking)| {
+                    taking
+                        .into_iter()
+                        .filter_map(move |i| match shard.entry(keys[i]) {
+                            Entry::Occupied(first) => Some((i, *first.get())),
+                            Entry::Vacant(free) => {
+                                free.insert(rows[i].0);
+                                None
+                            }
+                        })
+                })
+                .collect();
+            for (i, first) in found {
+                repeats[i].push((0, first));
+            }
+        } else {
+            for i in passed {
+                let row_keys = &keys[i * stride..(i + 1) * stride];
+                let found: Vec<(usize, u64)> = (self.unique.iter().zip(row_keys).enumerate())
+                    .filter_map(|(u, ((_, seen), key))| seen.get(key).map(|first| (u, first)))
+                    .collect();
+                if found.is_empty() {
+                    for ((_, seen), key) in self.unique.iter_mut().zip(row_keys) {
+                        seen.insert(*key, rows[i].0);
+                    }
+                }
+                repeats[i] = found;
+            }
+        }
+        repeats
+    }
+
+    /// A row's place, once its checks and uniqueness are settled: the batch (true) or the
+    /// quarantine.
+    fn accept(
+        &mut self,
+        line: u64,
+        row: &Row,
+        outcome: Outcome,
+        repeats: Vec<(usize, u64)>,
+    ) -> bool {
+        let Outcome {
             mut violations,
             delete,
-        } = checked;
+        } = outcome;
         self.tally.rows_read += 1;
-        if violations.is_empty() {
-            violations.extend(self.duplicates(row));
-        }
+        violations.extend(
+            repeats
+                .into_iter()
+                .map(|(index, first)| self.repeated(row, index, first)),
+        );
         if !violations.is_empty() {
             for v in &violations {
                 *self.tally.by_rule.entry(v.rule.clone()).or_default() += 1;
@@ -463,69 +650,50 @@ impl Loader {
                 .labels
                 .iter()
                 .cloned()
-                .zip(row.iter().map(str::to_string))
+                .zip(row.iter().map(lossy))
                 .collect();
             self.quarantine.push(Quarantined {
                 line,
                 violations,
                 values,
             });
-            return;
+            return false;
         }
-        let upsert_key = self.upsert_key(row);
-        for u in 0..self.unique.len() {
-            let key = key_hash(self.cell(row, self.unique[u].0));
-            self.unique[u].1.insert(key, line);
-        }
-        if let (Some(u), Some(key)) = (&mut self.upsert, upsert_key) {
-            u.seen.insert(key_hash(&key), line);
+        if let Some(u) = &mut self.upsert {
             u.deletes.append_value(delete);
         }
-        for (column, value) in self.columns.iter_mut().zip(values) {
-            column.push(value);
-        }
-        self.pending += 1;
         self.tally.accepted += 1;
+        true
     }
 
-    /// A value already taken in this file by a unique field, or by the upsert key.
-    fn duplicates(&self, row: &Row) -> Vec<Violation> {
-        if let Some(u) = &self.upsert {
-            let key = self.upsert_key(row).unwrap_or_default();
-            return u
-                .seen
-                .get(&key_hash(&key))
-                .map(|first| Violation {
-                    field: self.fields[u.key[0]].name.clone(),
-                    rule: "unique".into(),
-                    reason: format!(
-                        "key {} is already on line {first}; an upsert file names each key once",
-                        key.replace('\u{1f}', "/")
-                    ),
-                })
-                .into_iter()
-                .collect();
+    /// Why a row repeating the value of `unique[index]` first seen on line `first` is kept out.
+    fn repeated(&self, row: &Row, index: usize, first: u64) -> Violation {
+        let field = self.unique[index].0;
+        let reason = match &self.upsert {
+            Some(u) => format!(
+                "key {} is already on line {first}; an upsert file names each key once",
+                self.upsert_key(u, row).replace('\u{1f}', "/")
+            ),
+            None => format!(
+                "'{}' is already on line {first}; {} must be unique",
+                self.cell(row, field),
+                self.fields[field].label
+            ),
+        };
+        Violation {
+            field: self.fields[field].name.clone(),
+            rule: "unique".into(),
+            reason,
         }
-        self.unique
-            .iter()
-            .filter_map(|(i, seen)| {
-                let key = self.cell(row, *i);
-                seen.get(&key_hash(key)).map(|first| Violation {
-                    field: self.fields[*i].name.clone(),
-                    rule: "unique".into(),
-                    reason: format!(
-                        "'{key}' is already on line {first}; {} must be unique",
-                        self.fields[*i].label
-                    ),
-                })
-            })
-            .collect()
     }
 
     /// The rows built so far as one batch.
     pub fn batch(&mut self) -> RecordBatch {
         self.pending = 0;
         let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        self.columns = (self.fields.iter().zip(&arrays))
+            .map(|(f, built)| Column::like(f.data_type, built))
+            .collect();
         if let Some(u) = &mut self.upsert {
             arrays.push(Arc::new(u.deletes.finish()));
         }
@@ -545,6 +713,12 @@ mod tests {
                 {"name": "gender", "label": "性别", "type": "string", "allowed_values": ["男", "女"]},
                 {"name": "count", "label": "人数", "type": "integer"}]}))
         .unwrap()
+    }
+
+    impl Loader {
+        fn push(&mut self, line: u64, row: &Row) {
+            self.push_chunk(&[(line, row.clone())]);
+        }
     }
 
     fn row(values: &[&str]) -> Row {
@@ -638,6 +812,107 @@ mod tests {
             .count();
         assert_eq!(chunked.tally.accepted, valid as u64);
         assert!(chunked.tally.by_rule["unique"] > 1_000);
+    }
+
+    fn two_keys() -> Resource {
+        serde_json::from_value(serde_json::json!({"unit": "U", "name": "双键", "share_type": "unconditional", "open_type": "none", "update_cycle": "daily", "key": ["a"],
+            "fields": [
+                {"name": "a", "label": "甲", "type": "string", "unique": true},
+                {"name": "b", "label": "乙", "type": "string", "unique": true}]}))
+        .unwrap()
+    }
+
+    fn repeats(loader: &Loader) -> Vec<(u64, Vec<String>)> {
+        loader
+            .quarantine
+            .iter()
+            .map(|q| {
+                (
+                    q.line,
+                    q.violations.iter().map(|v| v.field.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_row_repeating_any_unique_field_claims_none_of_its_values() {
+        let mut loader = Loader::new(&two_keys(), &labels(&["a", "b"])).unwrap();
+        loader.push_chunk(&[
+            (2, row(&["a1", "b1"])),
+            (3, row(&["a2", "b1"])),
+            (4, row(&["a2", "b2"])),
+            (5, row(&["a1", "b1"])),
+        ]);
+        assert_eq!(loader.tally.accepted, 2);
+        assert_eq!(
+            repeats(&loader),
+            vec![(3, vec!["b".into()]), (5, vec!["a".into(), "b".into()])]
+        );
+        assert!(loader.quarantine[0].violations[0].reason.contains("line 2"));
+    }
+
+    #[test]
+    fn an_upsert_file_names_each_key_once() {
+        let labels = labels(&["a", "b", "_op"]);
+        let mut loader = Loader::new(&two_keys(), &labels)
+            .unwrap()
+            .for_upsert(&two_keys())
+            .unwrap();
+        loader.push_chunk(&[
+            (2, row(&["a1", "b1", ""])),
+            (3, row(&["a2", "b1", "D"])),
+            (4, row(&["a1", "b9", ""])),
+        ]);
+        assert_eq!(
+            loader.tally.accepted, 2,
+            "b repeats, but only the key counts"
+        );
+        assert_eq!(repeats(&loader), vec![(4, vec!["a".into()])]);
+        assert!(
+            loader.quarantine[0].violations[0]
+                .reason
+                .contains("key a1 is already on line 2"),
+            "{:?}",
+            loader.quarantine
+        );
+        let batch = loader.batch();
+        let deletes = batch
+            .column_by_name(DELETE_FLAG)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<deltalake::arrow::array::BooleanArray>()
+            .unwrap();
+        assert_eq!(
+            deletes.iter().collect::<Vec<_>>(),
+            vec![Some(false), Some(true)]
+        );
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_quarantined_as_read_not_altered() {
+        let labels = labels(&["公民身份号码", "出生日期", "性别", "count"]);
+        let mut loader = Loader::new(&resource(), &labels).unwrap();
+        let gbk_name = b"\xc4\xd0"; // 男 in GBK
+        let rows = vec![
+            (2, row(&["11010519491231002X", "1949-12-31", "男", "1"])),
+            (
+                3,
+                Row::from(vec![
+                    &b"110105194912310021"[..],
+                    b"1949-12-31",
+                    gbk_name,
+                    b"1",
+                ]),
+            ),
+        ];
+        loader.push_chunk(&rows);
+        assert_eq!((loader.tally.accepted, loader.tally.quarantined), (1, 1));
+        let q = &loader.quarantine[0];
+        let encoding = q.violations.iter().find(|v| v.rule == "encoding").unwrap();
+        assert_eq!((q.line, encoding.field.as_str()), (3, "gender"));
+        assert!(encoding.reason.contains("--encoding gbk"), "{q:?}");
+        assert_eq!(q.values["性别"], "\u{fffd}\u{fffd}");
     }
 
     #[test]

@@ -73,17 +73,68 @@ pub struct ReadOptions {
     pub header_row: Option<u64>,
 }
 
-/// One row's text values: a single buffer with field bounds, as the CSV reader makes it.
-pub type Row = csv::StringRecord;
+/// One row's values: a single buffer with field bounds, as the CSV reader makes it. The
+/// bytes are UTF-8 once decoded, but a UTF-8 file is passed through unchecked: each value
+/// is checked where the row is checked, in parallel, and a row with bytes that are not
+/// UTF-8 is quarantined rather than altered.
+pub type Row = csv::ByteRecord;
 
-pub type Rows = Box<dyn Iterator<Item = Result<(u64, Row), ExchangeError>> + Send>;
+/// Rows read into buffers the caller hands back, so that a long file's rows reuse a few
+/// thousand buffers instead of allocating (and freeing, on another thread) one per row.
+pub trait RowSource: Send {
+    /// Reads the next row into `row`; its line (or sheet row), or `None` at the end.
+    fn next_into(&mut self, row: &mut Row) -> Option<Result<u64, ExchangeError>>;
+}
+
+pub type Rows = Box<dyn RowSource>;
 
 /// Rows of formats read as text values one by one (XLSX, JSON, Parquet).
-fn from_values<I>(rows: I) -> Rows
+struct Values<I>(I);
+
+impl<I> RowSource for Values<I>
+where
+    I: Iterator<Item = Result<(u64, Vec<String>), ExchangeError>> + Send,
+{
+    fn next_into(&mut self, row: &mut Row) -> Option<Result<u64, ExchangeError>> {
+        Some(self.0.next()?.map(|(line, values)| {
+            row.clear();
+            values.iter().for_each(|v| row.push_field(v.as_bytes()));
+            line
+        }))
+    }
+}
+
+pub(crate) fn from_values<I>(rows: I) -> Rows
 where
     I: Iterator<Item = Result<(u64, Vec<String>), ExchangeError>> + Send + 'static,
 {
-    Box::new(rows.map(|r| r.map(|(line, values)| (line, Row::from(values)))))
+    Box::new(Values(rows))
+}
+
+/// A CSV file's rows after its header: the ones read ahead to find it, then the rest.
+struct CsvRows<R> {
+    ahead: std::vec::IntoIter<(u64, Row)>,
+    reader: csv::Reader<R>,
+    path: String,
+}
+
+impl<R: Read + Send> RowSource for CsvRows<R> {
+    fn next_into(&mut self, row: &mut Row) -> Option<Result<u64, ExchangeError>> {
+        if let Some((line, read)) = self.ahead.next() {
+            *row = read;
+            return Some(Ok(line));
+        }
+        match self.reader.read_byte_record(row) {
+            Ok(true) => Some(Ok(row.position().map_or(0, |p| p.line()))),
+            Ok(false) => None,
+            Err(e) => Some(Err(ExchangeError::BadFile(format!("{}: {e}", self.path)))),
+        }
+    }
+}
+
+/// A value's text as a person sees it, whatever its bytes.
+pub fn lossy(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
 }
 
 /// A file opened for reading: its column labels and its rows.
@@ -92,6 +143,8 @@ pub struct Source {
     pub header_row: u64,
     pub encoding: Option<&'static str>,
     pub rows: Rows,
+    /// About how many rows follow the header, where that is cheap to know.
+    pub rows_estimate: Option<usize>,
 }
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> ExchangeError {
@@ -153,33 +206,45 @@ fn csv_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeErro
         Encoding::Gbk => encoding_rs::GB18030,
     };
     let file = File::open(path).map_err(|e| bad(path, e))?;
+    // UTF-8 passes through undecoded (its values are checked in parallel later).
     let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
         .encoding(Some(encoding))
         .bom_override(true)
+        .utf8_passthru(true)
+        .strip_bom(true)
         .build(file);
     let reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(1 << 20)
         .from_reader(decoder);
-    let display = path.display().to_string();
-    let mut records = reader.into_records_owned(display);
+    let mut rows = CsvRows {
+        ahead: Vec::new().into_iter(),
+        reader,
+        path: path.display().to_string(),
+    };
     let mut buffered = Vec::new();
-    for item in records.by_ref().take(20) {
-        buffered.push(item?);
+    while buffered.len() < 20 {
+        let mut row = Row::new();
+        match rows.next_into(&mut row) {
+            Some(line) => buffered.push((line?, row)),
+            None => break,
+        }
     }
     let texts: Vec<(u64, Vec<String>)> = buffered
         .iter()
-        .map(|(line, r)| (*line, r.iter().map(str::to_string).collect()))
+        .map(|(line, r)| (*line, r.iter().map(lossy).collect()))
         .collect();
     let header = header_of(path, &texts, options)?;
-    let labels = buffered[header]
+    let labels = texts[header]
         .1
         .iter()
         .map(|l| l.trim().to_string())
         .collect();
     let header_row = buffered[header].0;
-    let rest = buffered.split_off(header + 1);
+    let after = buffered.split_off(header + 1);
+    let rows_estimate = csv_rows_estimate(path, &after);
+    rows.ahead = after.into_iter();
     Ok(Source {
         labels,
         header_row,
@@ -188,22 +253,19 @@ fn csv_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeErro
         } else {
             "gbk"
         }),
-        rows: Box::new(rest.into_iter().map(Ok).chain(records)),
+        rows: Box::new(rows),
+        rows_estimate,
     })
 }
 
-trait OwnedRecords {
-    fn into_records_owned(self, path: String) -> Rows;
-}
-
-impl<R: Read + Send + 'static> OwnedRecords for csv::Reader<R> {
-    fn into_records_owned(self, path: String) -> Rows {
-        Box::new(self.into_records().map(move |r| {
-            let record = r.map_err(|e| ExchangeError::BadFile(format!("{path}: {e}")))?;
-            let line = record.position().map_or(0, |p| p.line());
-            Ok((line, record))
-        }))
-    }
+/// The file's size over its first data rows' average size.
+fn csv_rows_estimate(path: &Path, first: &[(u64, Row)]) -> Option<usize> {
+    let bytes: usize = first
+        .iter()
+        .map(|(_, r)| r.as_slice().len() + r.len())
+        .sum();
+    let size = std::fs::metadata(path).ok()?.len() as usize;
+    (bytes > 0).then(|| size / (bytes / first.len()).max(1))
 }
 
 fn xlsx_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeError> {
@@ -237,6 +299,7 @@ fn xlsx_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeErr
         labels: labels.into_iter().map(|l| l.trim().to_string()).collect(),
         header_row,
         encoding: None,
+        rows_estimate: Some(rest.len()),
         rows: from_values(rest.into_iter().map(Ok)),
     })
 }
@@ -289,6 +352,7 @@ fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError
             labels,
             header_row: 0,
             encoding: Some("utf-8"),
+            rows_estimate: Some(items.len()),
             rows: from_values(
                 items
                     .into_iter()
@@ -316,14 +380,16 @@ fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError
         labels,
         header_row: 0,
         encoding: Some("utf-8"),
+        rows_estimate: None,
         rows: from_values(rows),
     })
 }
 
 fn parquet_source(path: &Path) -> Result<Source, ExchangeError> {
     let file = File::open(path).map_err(|e| bad(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| bad(path, e))?
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(path, e))?;
+    let rows_estimate = usize::try_from(builder.metadata().file_metadata().num_rows()).ok();
+    let reader = builder
         .with_batch_size(8192)
         .build()
         .map_err(|e| bad(path, e))?;
@@ -374,6 +440,7 @@ fn parquet_source(path: &Path) -> Result<Source, ExchangeError> {
         labels,
         header_row: 0,
         encoding: None,
+        rows_estimate,
         rows: from_values(rows),
     })
 }
