@@ -137,9 +137,10 @@ pub struct Load<'a> {
     pub actor: &'a str,
 }
 
-/// The most rows a load sizes its uniqueness index for up front (about 800 MB); past
-/// that it grows as it goes.
-const MAX_EXPECTED_ROWS: usize = 32 << 20;
+/// The most rows a load sizes its uniqueness index for up front (about 800 MB, which a
+/// file whose first rows are unusually short could otherwise overestimate); past that
+/// the index grows as it goes.
+const MAX_EXPECTED_ROWS: usize = 16 << 20;
 
 /// Rows per chunk handed from the reading thread to the checking threads.
 const CHUNK_ROWS: usize = 4096;
