@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{agent, bearer, ok_json, serve, tiny_demo, token, tongchou};
+use common::{agent, bearer, ok_json, serve, tiny_demo, token, tongchou, tongchou_ok};
 use serde_json::{Value, json};
 
 const EXIT_ENTRY: &str = "308001003/000003";
@@ -161,14 +161,9 @@ fn front_doors_are_recorded_subjects_answer_and_proofs_check_elsewhere() {
     // A proof of the pull's entry checks in another directory, without the data.
     let seq = pull["seq"].as_u64().unwrap().to_string();
     let proof = tmp.path().join("proof.json");
-    let out = tongchou(
+    tongchou_ok(
         &data,
         &["ledger", "prove", &seq, "--out", proof.to_str().unwrap()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let key = String::from_utf8(tongchou(&data, &["ledger", "key"]).stdout).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
@@ -211,7 +206,7 @@ fn front_doors_are_recorded_subjects_answer_and_proofs_check_elsewhere() {
     std::fs::write(&kept, cp["checkpoint"].as_str().unwrap()).unwrap();
     pull_exit_entries(&http, &base, &analyst);
     let consistency = tmp.path().join("consistency.json");
-    let out = tongchou(
+    tongchou_ok(
         &data,
         &[
             "ledger",
@@ -221,23 +216,13 @@ fn front_doors_are_recorded_subjects_answer_and_proofs_check_elsewhere() {
             consistency.to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(check(&consistency).status.success());
 
     // An inspector's export of today's entries checks too.
     let export = tmp.path().join("export.json");
-    let out = tongchou(
+    tongchou_ok(
         &data,
         &["ledger", "export", "--out", export.to_str().unwrap()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert!(check(&export).status.success());
 
@@ -438,12 +423,7 @@ fn a_full_ledger_disk_fails_the_statement() {
 fn the_subject_view_answers_for_the_demos_people() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let out = tongchou(&data, &["demo", "--scale", "tiny", "--no-serve"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = tongchou_ok(&data, &["demo", "--scale", "tiny", "--no-serve"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let official = text
         .lines()

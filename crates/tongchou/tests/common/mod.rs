@@ -22,6 +22,17 @@ pub fn tongchou(data: &Path, args: &[&str]) -> Output {
         .expect("run tongchou")
 }
 
+/// Runs `tongchou` and asserts that it succeeded, showing its stderr if not.
+pub fn tongchou_ok(data: &Path, args: &[&str]) -> Output {
+    let out = tongchou(data, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A data directory set up by `demo --scale tiny --no-serve`: catalog, data, accounts.
 pub fn tiny_demo(tmp: &Path) -> std::path::PathBuf {
     tiny_demo_saying(tmp).0
@@ -43,12 +54,7 @@ pub fn tiny_demo_saying(tmp: &Path) -> (std::path::PathBuf, String) {
 
 /// Runs a command that must succeed and print JSON.
 pub fn ok_json(data: &Path, args: &[&str]) -> Value {
-    let out = tongchou(data, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = tongchou_ok(data, args);
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
