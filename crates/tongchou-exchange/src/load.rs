@@ -239,7 +239,9 @@ pub struct Loader {
     scratch: Vec<Value<'static>>,
 }
 
-/// An empty vector with `values`' allocation, for values borrowing from other rows.
+/// An empty vector for values borrowing from other rows, keeping `values`' allocation:
+/// std collects a vector's own iterator in place when the element layouts match (if it
+/// ever did not, this would only allocate).
 fn recycle<'b>(mut values: Vec<Value<'_>>) -> Vec<Value<'b>> {
     values.clear();
     values.into_iter().map(|_| Value::Null).collect()
