@@ -23,7 +23,7 @@ use tongchou_query::front::{render, statement_entry};
 use tongchou_query::session::quoted;
 use tongchou_store::DataDir;
 
-const RUNS: usize = 5;
+const RUNS: usize = 15;
 
 struct Scenario {
     name: &'static str,

@@ -303,13 +303,30 @@ pub struct UnitKey {
     pseudonym_mac: Hmac<Sha256>,
     /// Pseudonyms made lately under this key (clones share it): an ID recurs across rows
     /// and statements, and a lookup is cheaper than the HMAC.
-    remembered: Arc<Mutex<HashMap<Box<str>, Pseudonym, ahash::RandomState>>>,
+    remembered: Arc<Mutex<Remembered>>,
+}
+
+/// Recent pseudonyms both ways: by value for masking, by pseudonym for the ledger's
+/// subject index (which person an answer's pseudonym names).
+#[derive(Default)]
+struct Remembered {
+    by_value: HashMap<Arc<str>, Pseudonym, ahash::RandomState>,
+    by_pseudonym: HashMap<Pseudonym, Arc<str>, ahash::RandomState>,
+}
+
+impl Remembered {
+    fn insert(&mut self, value: &str, pseudonym: Pseudonym) {
+        let value: Arc<str> = value.into();
+        self.by_pseudonym.insert(pseudonym, value.clone());
+        self.by_value.insert(value, pseudonym);
+    }
 }
 
 /// A pseudonym's text: `P` and 20 base-32 characters.
 pub type Pseudonym = [u8; 21];
 
-/// How many pseudonyms a key remembers (≈ 80 bytes each) before it starts afresh.
+/// How many pseudonyms a key remembers (≈ 140 bytes each, both ways) before it starts
+/// afresh.
 const REMEMBERED: usize = 1 << 18;
 
 impl std::fmt::Debug for UnitKey {
@@ -377,7 +394,7 @@ impl UnitKey {
             let remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
             for (i, value) in values.iter().enumerate() {
                 if let Some(value) = value {
-                    match remembered.get(value.trim()) {
+                    match remembered.by_value.get(value.trim()) {
                         Some(known) => out[i] = Some(*known),
                         None => unseen.push(i),
                     }
@@ -392,16 +409,30 @@ impl UnitKey {
             .filter_map(|&i| values[i].map(|v| (i, self.pseudonym_of(v))))
             .collect();
         let mut remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
-        if remembered.len() + made.len() > REMEMBERED {
-            remembered.clear();
+        if remembered.by_value.len() + made.len() > REMEMBERED {
+            *remembered = Remembered::default();
         }
         for (i, pseudonym) in made {
             out[i] = Some(pseudonym);
             if let Some(value) = values[i] {
-                remembered.insert(value.trim().into(), pseudonym);
+                remembered.insert(value.trim(), pseudonym);
             }
         }
         out
+    }
+
+    /// The values behind pseudonyms this key made lately (`None` for any it has not, or
+    /// has forgotten): the subject index maps an answer's pseudonyms back without masking
+    /// a whole table again.
+    pub fn recall(&self, pseudonyms: &[String]) -> Vec<Option<String>> {
+        let remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        pseudonyms
+            .iter()
+            .map(|p| {
+                let p: Pseudonym = p.as_bytes().try_into().ok()?;
+                remembered.by_pseudonym.get(&p).map(|v| v.to_string())
+            })
+            .collect()
     }
 
     fn ff1(&self, radix: u32) -> FF1<Aes256> {

@@ -227,3 +227,20 @@ fn batch_pseudonyms_match_single_ones_and_are_remembered() {
     let other = key(4).pseudonyms(&values);
     assert_ne!(other[0], k.pseudonyms(&values)[0]);
 }
+
+#[test]
+fn remembered_pseudonyms_are_recalled_by_their_own_key_only() {
+    let k = key(5);
+    let made = k.pseudonym("440604197710265508");
+    assert_eq!(k.recall(std::slice::from_ref(&made)), [None]);
+    k.pseudonyms(&[Some(" 440604197710265508 ")]);
+    assert_eq!(
+        k.recall(&[made.clone(), "P".repeat(21), "short".into()]),
+        [Some("440604197710265508".to_string()), None, None]
+    );
+    assert_eq!(
+        k.clone().recall(std::slice::from_ref(&made))[0].as_deref(),
+        Some("440604197710265508")
+    );
+    assert_eq!(key(6).recall(&[made]), [None]);
+}

@@ -28,12 +28,13 @@ use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRe
 use deltalake::datafusion::common::{Column, DFSchema, DataFusionError, Result, Statistics};
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::datasource::TableType;
+use deltalake::datafusion::datasource::memory::MemorySourceConfig;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use deltalake::datafusion::logical_expr::execution_props::ExecutionProps;
 use deltalake::datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use deltalake::datafusion::logical_expr::utils::conjunction;
 use deltalake::datafusion::logical_expr::{
-    Expr, Operator, TableProviderFilterPushDown, Volatility,
+    Expr, LogicalPlan, Operator, TableProviderFilterPushDown, Volatility,
 };
 use deltalake::datafusion::physical_expr::create_physical_expr;
 use deltalake::datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -43,8 +44,10 @@ use deltalake::datafusion::physical_plan::filter::FilterExec;
 use deltalake::datafusion::physical_plan::limit::GlobalLimitExec;
 use deltalake::datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
-    PlanProperties,
+    PlanProperties, collect_partitioned,
 };
+
+use crate::hot::{Budget, Hold, compacted};
 
 pub struct GovernedTable {
     pub resource: String,
@@ -56,6 +59,12 @@ pub struct GovernedTable {
     /// The policy's physical plans, one per set of columns scanned, made once when scans
     /// need no optimizing (see [`GovernedTable::planned_once`]).
     planned: Option<Mutex<HashMap<Vec<usize>, Arc<Planned>>>>,
+    /// Where the policy's output over rows held in memory is kept, computed once per set
+    /// of columns, while it fits.
+    masked: Option<Arc<Budget>>,
+    /// Whether the policy has a row filter (else only masks make its output differ from
+    /// the raw rows).
+    filtered: bool,
     /// The raw table's row count, the only statistic the caller's planner gets (to
     /// choose join sides): it is the catalog's public record count, where column
     /// statistics would carry raw values.
@@ -68,6 +77,33 @@ const COLUMN_SETS_KEPT: usize = 64;
 struct Planned {
     plan: Arc<dyn ExecutionPlan>,
     task: Arc<TaskContext>,
+    /// The budget's hold on the policy's output, when `plan` reads it from memory.
+    _kept: Option<Hold>,
+}
+
+impl Planned {
+    /// The policy's output computed now and read from memory by later scans, when it fits
+    /// `budget`: masks are then computed once per table version, not per statement.
+    async fn kept(self, budget: &Arc<Budget>) -> Result<Planned> {
+        let output = collect_partitioned(self.plan.clone(), self.task.clone()).await?;
+        let output = output
+            .iter()
+            .map(|batches| batches.iter().map(compacted).collect::<Result<Vec<_>>>())
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = output
+            .iter()
+            .flatten()
+            .map(|b| b.get_array_memory_size())
+            .sum();
+        let Some(hold) = budget.hold(bytes) else {
+            return Ok(self);
+        };
+        Ok(Planned {
+            plan: MemorySourceConfig::try_new_exec(&output, self.plan.schema(), None)?,
+            task: self.task,
+            _kept: Some(hold),
+        })
+    }
 }
 
 impl fmt::Debug for GovernedTable {
@@ -85,6 +121,8 @@ impl GovernedTable {
             schema,
             clear: clear.into_iter().collect(),
             planned: None,
+            masked: None,
+            filtered: false,
             raw_rows: None,
         }
     }
@@ -95,10 +133,11 @@ impl GovernedTable {
     }
 
     /// A table over rows held in memory: nothing below the policy prunes, so the policy
-    /// is planned here once and each scan only adds the caller's predicates, limit and
-    /// columns on top — unless the policy reads the clock (`now()` in a row filter), which
-    /// must be read again for each statement.
-    pub async fn planned_once(mut self) -> Result<GovernedTable> {
+    /// is planned once per set of columns, its output kept in memory while `masked` has
+    /// room, and each scan only adds the caller's predicates and limit on top — unless the
+    /// policy reads the clock (`now()` in a row filter), which must be read again for each
+    /// statement.
+    pub async fn planned_once(mut self, masked: Arc<Budget>) -> Result<GovernedTable> {
         let plan = self.policy.logical_plan();
         let reads_clock = plan
             .exists(|node| {
@@ -115,15 +154,19 @@ impl GovernedTable {
             return Ok(self);
         }
         let every_column: Vec<usize> = (0..self.schema.fields().len()).collect();
-        if let Some(planned) = self.plan_columns(&every_column).await? {
-            self.planned = Some(Mutex::new(HashMap::from([(every_column, planned)])));
+        if self.plan_columns(&every_column).await?.is_some() {
+            self.planned = Some(Mutex::new(HashMap::new()));
+            self.masked = Some(masked);
+            self.filtered = plan
+                .exists(|node| Ok(matches!(node, LogicalPlan::Filter(_))))
+                .unwrap_or(true);
         }
         Ok(self)
     }
 
     /// The policy for these columns only (masks of others not computed), planned; `None`
     /// when the plan cannot be run more than once.
-    async fn plan_columns(&self, columns: &[usize]) -> Result<Option<Arc<Planned>>> {
+    async fn plan_columns(&self, columns: &[usize]) -> Result<Option<Planned>> {
         let names: Vec<&str> = columns
             .iter()
             .map(|&i| self.schema.field(i).name().as_str())
@@ -131,7 +174,11 @@ impl GovernedTable {
         let policy = self.policy.clone().select_columns(&names)?;
         let task = Arc::new(policy.task_ctx());
         let plan = policy.create_physical_plan().await?;
-        Ok(reusable(&plan).then(|| Arc::new(Planned { plan, task })))
+        Ok(reusable(&plan).then_some(Planned {
+            plan,
+            task,
+            _kept: None,
+        }))
     }
 
     /// The plan kept for these columns, planned on first use.
@@ -139,16 +186,30 @@ impl GovernedTable {
         let Some(kept) = &self.planned else {
             return Ok(None);
         };
-        if let Some(planned) = kept.lock().unwrap_or_else(|p| p.into_inner()).get(&columns) {
-            return Ok(Some(planned.clone()));
-        }
-        let Some(planned) = self.plan_columns(&columns).await? else {
+        let room = {
+            let kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(planned) = kept.get(&columns) {
+                return Ok(Some(planned.clone()));
+            }
+            kept.len() < COLUMN_SETS_KEPT
+        };
+        let Some(mut planned) = self.plan_columns(&columns).await? else {
             return Ok(None);
         };
-        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() < COLUMN_SETS_KEPT {
-            kept.insert(columns, planned.clone());
+        if !room {
+            return Ok(Some(Arc::new(planned)));
         }
+        let computed = self.filtered
+            || columns
+                .iter()
+                .any(|&i| !self.clear.contains(self.schema.field(i).name()));
+        if let Some(budget) = self.masked.as_ref().filter(|_| computed) {
+            planned = planned.kept(budget).await?;
+        }
+        let planned = Arc::new(planned);
+        kept.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(columns, planned.clone());
         Ok(Some(planned))
     }
 
@@ -498,16 +559,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_policy_planned_once_still_filters_first_and_takes_predicates_on_top() {
-        let one = SessionConfig::new().with_target_partitions(1);
-        for (trusted, once) in [
-            (SessionContext::new_with_config(one), true),
-            (SessionContext::new(), false),
+        let one = || SessionConfig::new().with_target_partitions(1);
+        for (trusted, once, room) in [
+            (SessionContext::new_with_config(one()), true, 1 << 20),
+            (SessionContext::new_with_config(one()), true, 0),
+            (SessionContext::new(), false, 1 << 20),
         ] {
-            governed_answers(trusted, once).await;
+            let masked = Budget::new(room);
+            governed_answers(trusted, once, masked.clone()).await;
+            assert_eq!(masked.used(), 0, "every hold is given back with the table");
         }
     }
 
-    async fn governed_answers(trusted: SessionContext, once: bool) {
+    async fn governed_answers(trusted: SessionContext, once: bool, masked: Arc<Budget>) {
         let batch = RecordBatch::try_from_iter([
             (
                 "code",
@@ -523,12 +587,13 @@ mod tests {
             .await
             .unwrap();
         let table = GovernedTable::new("R".into(), policy, vec!["code".into(), "amount".into()])
-            .planned_once()
+            .planned_once(masked.clone())
             .await
             .unwrap();
         assert_eq!(table.planned.is_some(), once);
+        let table = Arc::new(table);
         let caller = SessionContext::new();
-        caller.register_table("t", Arc::new(table)).unwrap();
+        caller.register_table("t", table.clone()).unwrap();
         let run = async |sql: &str| texts(&caller.sql(sql).await.unwrap().collect().await.unwrap());
         assert_eq!(run("SELECT id FROM t WHERE code = 'c'").await, ["Z"]);
         assert!(run("SELECT id FROM t WHERE code = 'a'").await.is_empty());
@@ -539,6 +604,56 @@ mod tests {
         let first = run("SELECT amount FROM t LIMIT 1").await;
         assert!(first == ["2"] || first == ["3"], "{first:?}");
         assert_eq!(run("SELECT count(*) FROM t WHERE id <> 'Y'").await, ["1"]);
+        assert_eq!(run("SELECT count(*) FROM t").await, ["2"]);
+        if let Some(planned) = &table.planned {
+            let planned = planned.lock().unwrap();
+            let room = masked.limit > 0;
+            assert!(!planned.is_empty(), "plans are kept for the next statement");
+            // Counting rows needs no column: its kept output fits any budget.
+            assert!(
+                planned
+                    .iter()
+                    .all(|(columns, p)| p._kept.is_some() == (room || columns.is_empty()))
+            );
+            assert_eq!(masked.used() > 0, room);
+        }
+        drop(caller);
+        drop(table);
+    }
+
+    #[tokio::test]
+    async fn raw_rows_shown_as_they_are_are_not_copied() {
+        let trusted =
+            SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+        let batch = RecordBatch::try_from_iter([(
+            "code",
+            Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+        )])
+        .unwrap();
+        trusted.register_batch("raw", batch).unwrap();
+        let policy = trusted.sql("SELECT code FROM raw").await.unwrap();
+        let masked = Budget::new(1 << 20);
+        let table = GovernedTable::new("R".into(), policy, vec!["code".into()])
+            .planned_once(masked.clone())
+            .await
+            .unwrap();
+        let table = Arc::new(table);
+        let caller = SessionContext::new();
+        caller.register_table("t", table.clone()).unwrap();
+        for _ in 0..2 {
+            let batches = caller
+                .sql("SELECT code FROM t WHERE code = 'b'")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            assert_eq!(texts(&batches), ["b"]);
+        }
+        let planned = table.planned.as_ref().unwrap().lock().unwrap();
+        assert_eq!(planned.len(), 1, "one plan, kept");
+        assert!(planned.values().all(|p| p._kept.is_none()));
+        assert_eq!(masked.used(), 0);
     }
 
     #[tokio::test]
@@ -549,7 +664,7 @@ mod tests {
             .await
             .unwrap();
         let table = GovernedTable::new("R".into(), policy, vec!["n".into()])
-            .planned_once()
+            .planned_once(Budget::new(1 << 20))
             .await
             .unwrap();
         assert!(table.planned.is_none());

@@ -151,9 +151,6 @@ pub struct Engine {
     unit_keys: Mutex<HashMap<String, UnitKey>>,
 }
 
-/// Decoded bytes of small tables kept in memory across statements (see [`hot`]).
-const HOT_BYTES: usize = 512 << 20;
-
 /// A (user, purpose) session: its catalog of governed tables and what each reads.
 struct Prepared {
     /// The access decisions it was built from; a policy change replaces them.
@@ -222,7 +219,7 @@ impl Engine {
             limits: Limits::default(),
             role_limits,
             sessions: Mutex::new(HashMap::new()),
-            hot: Arc::new(hot::HotTables::new(HOT_BYTES, objects.clone())),
+            hot: Arc::new(hot::HotTables::new(hot::default_budget(), objects.clone())),
             objects,
         })
     }
@@ -587,7 +584,9 @@ fn column_values(answer: &Answer, name: &str) -> Vec<String> {
 impl Engine {
     /// The raw IDs an answer names, by the result columns that carry an ID field's name:
     /// clear values as they are, FPE values decrypted with the caller's unit key, keyed
-    /// pseudonyms mapped back by masking the raw column again in a trusted context.
+    /// pseudonyms recalled from the unit key's memory of those it made lately (the
+    /// statement just made them), else mapped back by masking the raw column again in a
+    /// trusted context.
     /// Pseudonyms written in the statement itself (`WHERE person_id = 'P…'`) count too.
     /// Other masks (partial IDs) name nobody for certain and are left out.
     async fn subjects_of(
@@ -612,7 +611,19 @@ impl Engine {
                     None => ids.extend(values),
                     Some("fpe") => ids.extend(values.iter().map(|v| key.fpe_decrypt(v))),
                     Some("pseudonym") => {
-                        ids.extend(self.unpseudonymize(&read.code, field, &values, key).await?)
+                        let mut forgotten = Vec::new();
+                        for (pseudonym, id) in values.iter().zip(key.recall(&values)) {
+                            match id {
+                                Some(id) => ids.push(id),
+                                None => forgotten.push(pseudonym.clone()),
+                            }
+                        }
+                        if !forgotten.is_empty() {
+                            ids.extend(
+                                self.unpseudonymize(&read.code, field, &forgotten, key)
+                                    .await?,
+                            )
+                        }
                     }
                     Some(_) => {}
                 }

@@ -197,7 +197,7 @@ impl UnitSchema {
         let policy = trusted.sql(&sql).await?;
         let table = GovernedTable::new(visible.code.clone(), policy, clear).with_raw_rows(raw.rows);
         if in_memory {
-            table.planned_once().await
+            table.planned_once(self.hot.masked.clone()).await
         } else {
             Ok(table)
         }
