@@ -100,18 +100,48 @@ fn stopped() -> LedgerError {
     LedgerError::NotDurable("the ledger's writing thread has stopped".into())
 }
 
-/// Under sustained load (the last batch was answered moments before this one began), the
-/// thread sleeps this long for company before syncing: one sync then serves several
-/// statements, and each sync costs the machine an I/O interrupt, a flush and two wake-ups.
-/// It sleeps rather than waiting on the queue so that the entries arriving meanwhile do
-/// not wake it one by one. A lone writer never waits.
-const BUSY_GAP: Duration = Duration::from_micros(1000);
+/// Under load the thread sleeps this long for company before syncing: one sync then
+/// serves several statements, and each sync costs the machine an I/O interrupt, a flush
+/// and two wake-ups. It sleeps rather than waiting on the queue so that the entries
+/// arriving meanwhile do not wake it one by one.
 const LINGER: Duration = Duration::from_micros(300);
 
+/// How many entries must be expected to arrive during a linger for it to be worth its
+/// delay: below that (a lone writer, or a few hundred statements a second) each entry is
+/// synced at once.
+const WORTH_LINGERING: f64 = 0.5;
+
+/// Entries per second lately, smoothed over batches.
+#[derive(Debug)]
+struct Pace {
+    per_second: f64,
+    last_batch: Instant,
+}
+
+impl Pace {
+    fn new(now: Instant) -> Pace {
+        Pace {
+            per_second: 0.0,
+            last_batch: now,
+        }
+    }
+
+    /// Counts a batch of `entries` taken at `now`.
+    fn observe(&mut self, entries: usize, now: Instant) {
+        let seconds = now.duration_since(self.last_batch).as_secs_f64().max(1e-6);
+        self.per_second = 0.8 * self.per_second + 0.2 * (entries as f64 / seconds);
+        self.last_batch = now;
+    }
+
+    fn worth_lingering(&self) -> bool {
+        self.per_second * LINGER.as_secs_f64() >= WORTH_LINGERING
+    }
+}
+
 fn commit_loop(queue: &mpsc::Receiver<Job>, ledger: &Mutex<Ledger>) {
-    let mut answered = Instant::now() - BUSY_GAP;
+    let mut pace = Pace::new(Instant::now());
     while let Ok(first) = queue.recv() {
-        if answered.elapsed() < BUSY_GAP {
+        if pace.worth_lingering() {
             std::thread::sleep(LINGER);
         }
         let mut batch = vec![first];
@@ -121,6 +151,7 @@ fn commit_loop(queue: &mpsc::Receiver<Job>, ledger: &Mutex<Ledger>) {
             bytes += job.entry.len();
             batch.push(job);
         }
+        pace.observe(batch.len(), Instant::now());
         let (entries, answers): (Vec<Vec<u8>>, Vec<_>) =
             batch.into_iter().map(|j| (j.entry, j.done)).unzip();
         let appended = ledger
@@ -134,6 +165,43 @@ fn commit_loop(queue: &mpsc::Receiver<Job>, ledger: &Mutex<Ledger>) {
             };
             let _ = done.send(answer);
         }
-        answered = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pace_at(per_second: u64, batch: usize) -> Pace {
+        let start = Instant::now();
+        let mut pace = Pace::new(start);
+        let gap = Duration::from_nanos(1_000_000_000 * batch as u64 / per_second);
+        for i in 1..=50 {
+            pace.observe(batch, start + gap * i);
+        }
+        pace
+    }
+
+    #[test]
+    fn a_few_hundred_statements_a_second_are_synced_at_once() {
+        assert!(!pace_at(500, 1).worth_lingering());
+        assert!(!pace_at(1_000, 1).worth_lingering());
+    }
+
+    #[test]
+    fn thousands_a_second_wait_for_company() {
+        assert!(pace_at(3_000, 2).worth_lingering());
+        assert!(pace_at(20_000, 8).worth_lingering());
+    }
+
+    #[test]
+    fn a_lull_after_a_burst_stops_the_lingering() {
+        let mut pace = pace_at(20_000, 8);
+        let mut at = pace.last_batch;
+        for _ in 0..30 {
+            at += Duration::from_millis(5);
+            pace.observe(1, at);
+        }
+        assert!(!pace.worth_lingering());
     }
 }

@@ -13,8 +13,9 @@
 //! instead of the table: a comparison that cannot fail (see [`harmless`]) on columns the
 //! grant shows in clear. It is added on top of the policy, so it sees only rows the row
 //! filter let through, and an expression that cannot fail cannot be an error oracle
-//! whichever order the trusted optimizer evaluates it in. The caller's plan keeps its own
-//! copy of the predicate (pushdown is `Inexact`).
+//! whichever order the trusted optimizer evaluates it in. The leaf applies every predicate
+//! it accepts (pushdown is `Exact`), before any row limit, so the caller's plan does not
+//! filter the same rows again.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -37,11 +38,13 @@ use deltalake::datafusion::logical_expr::{
     Expr, LogicalPlan, Operator, TableProviderFilterPushDown, Volatility,
 };
 use deltalake::datafusion::physical_expr::create_physical_expr;
+use deltalake::datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use deltalake::datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use deltalake::datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use deltalake::datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use deltalake::datafusion::physical_plan::filter::FilterExec;
 use deltalake::datafusion::physical_plan::limit::GlobalLimitExec;
+use deltalake::datafusion::physical_plan::projection::ProjectionExec;
 use deltalake::datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, collect_partitioned,
@@ -213,8 +216,8 @@ impl GovernedTable {
         Ok(Some(planned))
     }
 
-    /// `planned` (already down to the caller's columns) with the caller's harmless
-    /// predicates and limit on top.
+    /// `planned` (already down to the scanned columns) with the caller's harmless
+    /// predicates on top, then the limit.
     fn on_top(
         &self,
         planned: &Planned,
@@ -232,13 +235,37 @@ impl GovernedTable {
             )?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
         }
-        if let (Some(limit), true) = (limit, filters.is_empty()) {
+        if let Some(limit) = limit {
             if plan.output_partitioning().partition_count() > 1 {
                 plan = Arc::new(CoalescePartitionsExec::new(plan));
             }
             plan = Arc::new(GlobalLimitExec::new(plan, 0, Some(limit)));
         }
         Ok(plan)
+    }
+
+    /// The rows a scan with `filters` is estimated to return: the raw count, cut as
+    /// DataFusion's own filter estimates it (default selectivity, 20 %) — the caller's
+    /// plan no longer has that filter above the leaf to estimate it there, and joins
+    /// choose their build side by it.
+    fn rows_after(&self, filters: &[Expr]) -> Option<usize> {
+        self.raw_rows
+            .map(|rows| if filters.is_empty() { rows } else { rows / 5 })
+    }
+
+    /// `columns`, then the other columns `filters` read: a pushed predicate is applied in
+    /// the leaf even on columns the caller does not select.
+    fn with_filtered_columns(&self, mut columns: Vec<usize>, filters: &[Expr]) -> Vec<usize> {
+        for filter in filters {
+            for column in filter.column_refs() {
+                if let Ok(i) = self.schema.index_of(&column.name)
+                    && !columns.contains(&i)
+                {
+                    columns.push(i);
+                }
+            }
+        }
+        columns
     }
 
     /// The clear column `expr` names, with its type.
@@ -254,10 +281,12 @@ impl GovernedTable {
     }
 
     /// The type of a value `expr` yields without any chance of failing: a clear column, a
-    /// string cast of one, or a literal.
+    /// string cast of one, a literal, or a typed placeholder (a literal to come: plans are
+    /// reused with their values bound before any scan, see `reuse`).
     fn safe_value(&self, expr: &Expr) -> Option<DataType> {
         match expr {
             Expr::Literal(value, _) => Some(value.data_type()),
+            Expr::Placeholder(p) => p.field.as_ref().map(|f| f.data_type().clone()),
             Expr::Cast(cast) if is_text(cast.field.data_type()) => self
                 .clear_column(&cast.expr)
                 .filter(is_text)
@@ -305,6 +334,24 @@ impl GovernedTable {
             _ => false,
         }
     }
+}
+
+/// `plan`'s first `count` columns.
+fn first_columns(plan: Arc<dyn ExecutionPlan>, count: usize) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = plan.schema();
+    let columns: Vec<(Arc<dyn PhysicalExpr>, String)> = schema
+        .fields()
+        .iter()
+        .take(count)
+        .enumerate()
+        .map(|(i, f)| {
+            (
+                Arc::new(PhysicalColumn::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+                f.name().clone(),
+            )
+        })
+        .collect();
+    Ok(Arc::new(ProjectionExec::try_new(columns, plan)?))
 }
 
 /// Whether every operator of `plan` starts afresh on each `execute` (a repartition, for
@@ -365,7 +412,7 @@ impl TableProvider for GovernedTable {
             .iter()
             .map(|f| {
                 if self.harmless(f) {
-                    TableProviderFilterPushDown::Inexact
+                    TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
                 }
@@ -380,8 +427,8 @@ impl TableProvider for GovernedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // Only the caller's choice of governed columns, harmless predicates and (when no
-        // predicate stays behind) a row limit cross into the trusted plan.
+        // Only the caller's choice of governed columns, harmless predicates and a row
+        // limit (applied after them) cross into the trusted plan.
         if !filters.iter().all(|f| self.harmless(f)) {
             return Err(DataFusionError::Internal(
                 "a governed scan was handed a predicate it did not accept".into(),
@@ -390,19 +437,25 @@ impl TableProvider for GovernedTable {
         let columns = projection
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-        if let Some(planned) = self.planned_for(columns).await? {
+        let shown = columns.len();
+        let scanned = self.with_filtered_columns(columns, filters);
+        if let Some(planned) = self.planned_for(scanned).await? {
+            let mut plan = self.on_top(&planned, filters, limit)?;
+            if plan.schema().fields().len() > shown {
+                plan = first_columns(plan, shown)?;
+            }
             return Ok(Arc::new(GovernedExec::new(
                 self.resource.clone(),
-                self.on_top(&planned, filters, limit)?,
+                plan,
                 planned.task.clone(),
-                self.raw_rows,
+                self.rows_after(filters),
             )));
         }
         let mut policy = self.policy.clone();
         for filter in filters {
             policy = policy.filter(unqualified(filter.clone())?)?;
         }
-        if let (Some(limit), true) = (limit, filters.is_empty()) {
+        if let Some(limit) = limit {
             policy = policy.limit(0, Some(limit))?;
         }
         if let Some(columns) = projection {
@@ -421,7 +474,7 @@ impl TableProvider for GovernedTable {
             self.resource.clone(),
             plan,
             task,
-            self.raw_rows,
+            self.rows_after(filters),
         )))
     }
 }
@@ -528,8 +581,14 @@ impl ExecutionPlan for GovernedExec {
 mod tests {
     use super::*;
     use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use deltalake::datafusion::logical_expr::expr::Placeholder;
     use deltalake::datafusion::logical_expr::{cast, col, lit};
     use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+
+    fn placeholder(id: &str, data_type: Option<DataType>) -> Expr {
+        let field = data_type.map(|t| Arc::new(arrow::datatypes::Field::new(id, t, true)));
+        Expr::Placeholder(Placeholder::new_with_field(id.into(), field))
+    }
 
     /// A resource with clear `code` and `amount` and a masked `id`.
     fn table() -> GovernedTable {
@@ -600,6 +659,11 @@ mod tests {
         assert_eq!(
             run("SELECT code FROM t WHERE code IN ('a', 'b')").await,
             ["b"]
+        );
+        // The limit is applied after the pushed predicate, on a column not selected.
+        assert_eq!(
+            run("SELECT amount FROM t WHERE code <> 'b' LIMIT 1").await,
+            ["3"]
         );
         let first = run("SELECT amount FROM t LIMIT 1").await;
         assert!(first == ["2"] || first == ["3"], "{first:?}");
@@ -680,6 +744,7 @@ mod tests {
                 .and(col("code").in_list(vec![lit("a"), lit("b")], false)),
             col("code").is_null().or(col("amount").not_eq(lit(0i64))),
             cast(col("code"), DataType::Utf8View).eq(lit("x")),
+            col("amount").lt_eq(placeholder("$1", Some(DataType::Int64))),
         ] {
             assert!(t.harmless(&crossing), "{crossing} should cross");
         }
@@ -692,6 +757,8 @@ mod tests {
             col("code").eq(lit("x")).or(col("id").eq(lit("y"))),
             col("code").in_list(vec![col("id")], false),
             col("missing").eq(lit("x")),
+            col("amount").eq(placeholder("$1", None)),
+            col("amount").eq(placeholder("$1", Some(DataType::Utf8))),
         ] {
             assert!(
                 !t.harmless(&staying),

@@ -17,6 +17,7 @@ pub mod front;
 pub mod governed;
 pub mod hot;
 pub mod limits;
+mod reuse;
 pub mod session;
 pub mod udf;
 
@@ -163,6 +164,8 @@ struct Prepared {
     by_code: HashMap<String, Visible>,
     /// Resource code → its person and enterprise ID fields, looked up on first read.
     identifiers: Mutex<HashMap<String, Vec<String>>>,
+    /// Optimised plans of the statement shapes run in this session.
+    plans: reuse::Plans,
 }
 
 impl Prepared {
@@ -300,6 +303,21 @@ impl Engine {
         purpose: &str,
         sql: &str,
     ) -> Result<(Arc<Prepared>, SessionState, LogicalPlan, Limits), QueryError> {
+        let (prepared, state, limits) = self.session(user, purpose).await?;
+        let plan = state
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| QueryError::Sql(e.to_string()))?;
+        Ok((prepared, state, only_queries(plan)?, limits))
+    }
+
+    /// The session for (`user`, `purpose`), marked as starting a statement now, and the
+    /// caller's limits.
+    async fn session(
+        &self,
+        user: &str,
+        purpose: &str,
+    ) -> Result<(Arc<Prepared>, SessionState, Limits), QueryError> {
         let set = self.policy.current().await?;
         let account = set.user(user).ok_or_else(|| {
             AccessError::Forbidden(format!("user '{user}' does not exist or is disabled"))
@@ -314,26 +332,32 @@ impl Engine {
         let prepared = self.prepared(&set, user, purpose, &account.unit).await?;
         let mut state = prepared.state.clone();
         state.mark_start_execution();
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
+        Ok((prepared, state, limits))
+    }
+
+    /// The optimised plan of `sql` with `parameters` bound, and the resources the
+    /// statement reads (as written, before the optimiser removes any): from the
+    /// statement's shape when the session has planned it before, else planned as written.
+    async fn optimized(
+        &self,
+        prepared: &Prepared,
+        state: &SessionState,
+        sql: &str,
+        parameters: &[Option<String>],
+    ) -> Result<(LogicalPlan, Vec<String>), QueryError> {
+        if let Some(reused) = prepared.plans.reuse(state, sql, parameters).await {
+            return Ok(reused);
+        }
         let plan = state
             .create_logical_plan(sql)
             .await
             .map_err(|e| QueryError::Sql(e.to_string()))?;
-        options.verify_plan(&plan).map_err(|e| {
-            QueryError::Refused(format!(
-                "only queries are run here ({e}); nothing was changed"
-            ))
-        })?;
-        if let LogicalPlan::Analyze(_) = plan {
-            return Err(QueryError::Refused(
-                "EXPLAIN ANALYZE is not run: its counts describe rows you may not see; use EXPLAIN"
-                    .into(),
-            ));
+        let mut plan = only_queries(plan)?;
+        if !parameters.is_empty() {
+            plan = bind(plan, parameters)?;
         }
-        Ok((prepared, state, plan, limits))
+        let read = resources_read(&plan);
+        Ok((state.optimize(&plan)?, read))
     }
 
     /// Runs a statement with `$1`, `$2`, … bound to `parameters` (given as text, or null;
@@ -345,18 +369,17 @@ impl Engine {
         sql: &str,
         parameters: &[Option<String>],
     ) -> Result<Answer, QueryError> {
-        let (prepared, state, mut plan, limits) = self.plan(user, purpose, sql).await?;
-        if !parameters.is_empty() {
-            plan = bind(plan, parameters)?;
-        }
+        let (prepared, state, limits) = self.session(user, purpose).await?;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
             .with_object_store_registry(self.objects.clone())
             .build_arc()?;
-        let read = resources_read(&plan);
-        let schema = Arc::new(plan.schema().as_arrow().clone());
         let collected = tokio::time::timeout(limits.timeout, async {
-            let physical = state.create_physical_plan(&plan).await?;
+            let (plan, read) = self.optimized(&prepared, &state, sql, parameters).await?;
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&plan, &state)
+                .await?;
             // Planned in the session, run under this statement's own memory pool.
             let task = Arc::new(TaskContext::from(&state).with_runtime(runtime));
             let mut stream = execute_stream(physical, task)?;
@@ -369,11 +392,12 @@ impl Engine {
                 }
                 batches.push(batch);
             }
-            Ok((batches, rows))
+            Ok((plan, read, batches, rows))
         })
         .await
         .map_err(|_| QueryError::Timeout(limits.timeout.as_secs()))??;
-        let (batches, rows) = collected;
+        let (plan, read, batches, rows) = collected;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
         let identifiers = self.identifier_fields(&prepared, &read).await?;
         let reads = read
             .iter()
@@ -500,6 +524,7 @@ impl Engine {
             key,
             by_code,
             identifiers: Mutex::new(HashMap::new()),
+            plans: reuse::Plans::default(),
         });
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|_, p| Arc::ptr_eq(&p.policy, &prepared.policy));
@@ -508,9 +533,32 @@ impl Engine {
     }
 }
 
+/// `plan` if it is a query: no DDL, DML, `SET` or `EXPLAIN ANALYZE`.
+pub(crate) fn only_queries(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    options.verify_plan(&plan).map_err(|e| {
+        QueryError::Refused(format!(
+            "only queries are run here ({e}); nothing was changed"
+        ))
+    })?;
+    if let LogicalPlan::Analyze(_) = plan {
+        return Err(QueryError::Refused(
+            "EXPLAIN ANALYZE is not run: its counts describe rows you may not see; use EXPLAIN"
+                .into(),
+        ));
+    }
+    Ok(plan)
+}
+
 /// `plan` with its placeholders replaced by `parameters`, each cast from text to the type
 /// the plan expects at that place (text where it does not say).
-fn bind(plan: LogicalPlan, parameters: &[Option<String>]) -> Result<LogicalPlan, QueryError> {
+pub(crate) fn bind(
+    plan: LogicalPlan,
+    parameters: &[Option<String>],
+) -> Result<LogicalPlan, QueryError> {
     let types = plan.get_parameter_types()?;
     let mut values = Vec::with_capacity(parameters.len());
     for (i, text) in parameters.iter().enumerate() {
@@ -533,7 +581,7 @@ fn bind(plan: LogicalPlan, parameters: &[Option<String>]) -> Result<LogicalPlan,
 }
 
 /// The resources a plan reads through governed leaves, each once, in order of appearance.
-fn resources_read(plan: &LogicalPlan) -> Vec<String> {
+pub(crate) fn resources_read(plan: &LogicalPlan) -> Vec<String> {
     let mut codes: Vec<String> = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node
