@@ -35,7 +35,7 @@ use deltalake::datafusion::logical_expr::execution_props::ExecutionProps;
 use deltalake::datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use deltalake::datafusion::logical_expr::utils::conjunction;
 use deltalake::datafusion::logical_expr::{
-    Expr, LogicalPlan, Operator, TableProviderFilterPushDown, Volatility,
+    Expr, LogicalPlan, Operator, TableProviderFilterPushDown,
 };
 use deltalake::datafusion::physical_expr::create_physical_expr;
 use deltalake::datafusion::physical_expr::expressions::Column as PhysicalColumn;
@@ -142,17 +142,7 @@ impl GovernedTable {
     /// statement.
     pub async fn planned_once(mut self, masked: Arc<Budget>) -> Result<GovernedTable> {
         let plan = self.policy.logical_plan();
-        let reads_clock = plan
-            .exists(|node| {
-                node.expressions().iter().try_fold(false, |found, e| {
-                    Ok(found
-                        || e.exists(|e| {
-                            Ok(matches!(e, Expr::ScalarFunction(f)
-                                if f.func.signature().volatility != Volatility::Immutable))
-                        })?)
-                })
-            })
-            .unwrap_or(true);
+        let reads_clock = crate::varies_between_statements(plan);
         if reads_clock {
             return Ok(self);
         }

@@ -29,7 +29,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::SchemaProvider;
 use deltalake::datafusion::common::ScalarValue;
-use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
+use deltalake::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use deltalake::datafusion::datasource::source_as_provider;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::TaskContext;
@@ -38,7 +38,7 @@ use deltalake::datafusion::execution::object_store::{
 };
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionState;
-use deltalake::datafusion::logical_expr::LogicalPlan;
+use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use deltalake::datafusion::physical_plan::execute_stream;
 use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -578,6 +578,32 @@ pub(crate) fn bind(
         values.push(value);
     }
     Ok(plan.with_param_values(values)?)
+}
+
+/// Whether `plan` (its subqueries included) calls a function whose value can change
+/// between statements (`now()`, `random()`) or reads a variable: such a plan must be
+/// planned and run afresh each time.
+pub(crate) fn varies_between_statements(plan: &LogicalPlan) -> bool {
+    let mut varies = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                varies = match e {
+                    Expr::ScalarFunction(call) => {
+                        call.func.signature().volatility != Volatility::Immutable
+                    }
+                    Expr::ScalarVariable(..) => true,
+                    _ => false,
+                };
+                Ok(if varies {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })
+    });
+    varies
 }
 
 /// The resources a plan reads through governed leaves, each once, in order of appearance.

@@ -21,10 +21,10 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::DataType;
-use deltalake::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
 use deltalake::datafusion::datasource::source_as_provider;
 use deltalake::datafusion::execution::session_state::SessionState;
-use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::sql::parser::Statement as Parsed;
 use deltalake::datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, SetExpr, Statement, UnaryOperator, Value, ValueWithSpan,
@@ -131,7 +131,7 @@ impl Shape {
     async fn plan(state: &SessionState, statement: Parsed) -> Option<Shape> {
         let plan = state.statement_to_plan(statement).await.ok()?;
         let plan = crate::only_queries(plan).ok()?;
-        if !stable_between_statements(&plan) {
+        if crate::varies_between_statements(&plan) {
             return None;
         }
         let read = crate::resources_read(&plan);
@@ -254,30 +254,6 @@ fn lift_literal(expr: &mut ast::Expr, lifted: &mut Vec<Lifted>) {
     };
     lifted.push(taken);
     *value = Value::Placeholder(format!("${}", lifted.len()));
-}
-
-/// Whether every function the plan calls gives the same value in every statement.
-fn stable_between_statements(plan: &LogicalPlan) -> bool {
-    let mut stable = true;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                let varies = match e {
-                    Expr::ScalarFunction(call) => {
-                        call.func.signature().volatility != Volatility::Immutable
-                    }
-                    Expr::ScalarVariable(..) => true,
-                    _ => false,
-                };
-                if varies {
-                    stable = false;
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    });
-    stable
 }
 
 /// Whether each table `plan` scans is still the one the session hands out (a newer
