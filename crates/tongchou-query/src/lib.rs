@@ -289,11 +289,10 @@ impl Engine {
         sql: &str,
     ) -> Result<(Vec<Option<DataType>>, SchemaRef), QueryError> {
         let (_, _, plan, _) = self.plan(user, purpose, sql).await?;
-        let types = plan.get_parameter_types()?;
-        let types = (1..=types.len())
-            .map(|i| types.get(&format!("${i}")).cloned().flatten())
-            .collect();
-        Ok((types, Arc::new(plan.schema().as_arrow().clone())))
+        Ok((
+            parameter_types(&plan)?,
+            Arc::new(plan.schema().as_arrow().clone()),
+        ))
     }
 
     /// Plans `sql` in the session for (`user`, `purpose`): queries only.
@@ -354,7 +353,8 @@ impl Engine {
             .map_err(|e| QueryError::Sql(e.to_string()))?;
         let mut plan = only_queries(plan)?;
         if !parameters.is_empty() {
-            plan = bind(plan, parameters)?;
+            let types = parameter_types(&plan)?;
+            plan = bind(plan, parameters, &types)?;
         }
         let read = resources_read(&plan);
         Ok((state.optimize(&plan)?, read))
@@ -558,15 +558,11 @@ pub(crate) fn only_queries(plan: LogicalPlan) -> Result<LogicalPlan, QueryError>
 pub(crate) fn bind(
     plan: LogicalPlan,
     parameters: &[Option<String>],
+    types: &[Option<DataType>],
 ) -> Result<LogicalPlan, QueryError> {
-    let types = plan.get_parameter_types()?;
     let mut values = Vec::with_capacity(parameters.len());
     for (i, text) in parameters.iter().enumerate() {
-        let want = types
-            .get(&format!("${}", i + 1))
-            .cloned()
-            .flatten()
-            .unwrap_or(DataType::Utf8);
+        let want = types.get(i).cloned().flatten().unwrap_or(DataType::Utf8);
         let value = ScalarValue::Utf8(text.clone())
             .cast_to(&want)
             .map_err(|_| {
@@ -578,6 +574,14 @@ pub(crate) fn bind(
         values.push(value);
     }
     Ok(plan.with_param_values(values)?)
+}
+
+/// The plan's parameter types in order (`$1`, `$2`, …; `None` where it does not tell).
+pub(crate) fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, QueryError> {
+    let found = plan.get_parameter_types()?;
+    Ok((1..=found.len())
+        .map(|i| found.get(&format!("${i}")).cloned().flatten())
+        .collect())
 }
 
 /// Whether `plan` (its subqueries included) calls a function whose value can change

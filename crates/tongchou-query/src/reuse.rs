@@ -136,10 +136,7 @@ impl Shape {
         }
         let read = crate::resources_read(&plan);
         let plan = state.optimize(&plan).ok()?;
-        let found = plan.get_parameter_types().ok()?;
-        let types = (1..=found.len())
-            .map(|i| found.get(&format!("${i}")).cloned().flatten())
-            .collect();
+        let types = crate::parameter_types(&plan).ok()?;
         Some(Shape { plan, types, read })
     }
 
@@ -158,7 +155,7 @@ impl Shape {
             return None;
         }
         let texts: Vec<Option<String>> = values.iter().map(Lifted::text).collect();
-        crate::bind(self.plan.clone(), &texts).ok()
+        crate::bind(self.plan.clone(), &texts, &self.types).ok()
     }
 }
 
