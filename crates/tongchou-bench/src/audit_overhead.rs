@@ -23,6 +23,7 @@ pub const PURPOSE: &str = "subsidy_review";
 pub const ARREARS: &str = "313001007/000007";
 const CLIENTS: usize = 16;
 const SECONDS: u64 = 10;
+const PROFILED_SECONDS: u64 = 20;
 
 /// The demo's arrears table, and the enterprises in it, as the reviewer sees them.
 pub struct Lookups {
@@ -90,8 +91,9 @@ pub async fn lookups(work: &Path) -> Result<Lookups> {
     })
 }
 
-/// `clients` concurrent clients (16 unless given).
-pub async fn run(work: &Path, clients: Option<usize>) -> Result<()> {
+/// `clients` concurrent clients (16 unless given); with `only`, that one path for a
+/// while (to watch with a profiler).
+pub async fn run(work: &Path, clients: Option<usize>, only: Option<&str>) -> Result<()> {
     let clients = clients.unwrap_or(CLIENTS);
     let Lookups {
         dir,
@@ -105,11 +107,25 @@ pub async fn run(work: &Path, clients: Option<usize>) -> Result<()> {
         "Point lookups of one enterprise's arrears ({} enterprises in {table}), {clients} clients, {SECONDS} s each:",
         codes.len()
     );
+    if let Some(only) = only {
+        let path = After::named(only)?;
+        measure(
+            &engine,
+            &audit,
+            &table,
+            &codes,
+            path,
+            clients,
+            PROFILED_SECONDS,
+        )
+        .await?;
+        return Ok(());
+    }
     let mut results = Vec::new();
     for path in [After::Plain, After::Audited, After::Plain, After::Audited] {
         results.push((
             path,
-            measure(&engine, &audit, &table, &codes, path, clients).await?,
+            measure(&engine, &audit, &table, &codes, path, clients, SECONDS).await?,
         ));
     }
     let best = |p: After| {
@@ -127,7 +143,7 @@ pub async fn run(work: &Path, clients: Option<usize>) -> Result<()> {
     );
     println!("  where the overhead goes (one run each):");
     for path in [After::Built, After::Queued] {
-        let rate = measure(&engine, &audit, &table, &codes, path, clients).await?;
+        let rate = measure(&engine, &audit, &table, &codes, path, clients, SECONDS).await?;
         println!("    ÷ plain {:.3}", rate / plain);
     }
     Ok(())
@@ -138,6 +154,9 @@ pub async fn run(work: &Path, clients: Option<usize>) -> Result<()> {
 enum After {
     /// Nothing: the answer would leave.
     Plain,
+    /// No entry; the client only lets the others run before its next statement, as a
+    /// statement that waits for anything does.
+    Yielded,
     /// Its ledger entry is built and serialized, not written.
     Built,
     /// The entry is handed to the committing thread, not waited for.
@@ -147,9 +166,23 @@ enum After {
 }
 
 impl After {
+    fn named(name: &str) -> Result<After> {
+        Ok(match name {
+            "plain" => After::Plain,
+            "yielded" => After::Yielded,
+            "built" => After::Built,
+            "queued" => After::Queued,
+            "audited" => After::Audited,
+            other => {
+                anyhow::bail!("no path {other:?}: say plain, yielded, built, queued or audited")
+            }
+        })
+    }
+
     fn label(self) -> &'static str {
         match self {
             After::Plain => "without the ledger",
+            After::Yielded => "without the ledger, yielding after each statement",
             After::Built => "entry built, not written",
             After::Queued => "entry queued, not waited for",
             After::Audited => "audited (front-door path)",
@@ -164,6 +197,7 @@ async fn measure(
     codes: &Arc<Vec<String>>,
     path: After,
     clients: usize,
+    seconds: u64,
 ) -> Result<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -187,7 +221,10 @@ async fn measure(
                 let t = Instant::now();
                 let answer = engine.run(USER, PURPOSE, &sql).await?;
                 let bytes = render(&answer, "json")?;
-                if path != After::Plain {
+                if path == After::Yielded {
+                    tokio::task::yield_now().await;
+                }
+                if !matches!(path, After::Plain | After::Yielded) {
                     let mut entry = Entry::new("statement", "pg", ALLOWED);
                     entry.user = Some(USER.into());
                     entry.purpose = Some(PURPOSE.into());
@@ -213,7 +250,7 @@ async fn measure(
             anyhow::Ok(latencies)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for t in tasks {

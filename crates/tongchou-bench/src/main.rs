@@ -299,7 +299,8 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-audit"));
             println!("machine: {}; date: {}", machine(), jiff_today());
             let clients = args.get(3).map(|c| c.parse()).transpose()?;
-            runtime.block_on(audit_overhead::run(&work, clients))
+            let only = args.get(4).map(String::as_str);
+            runtime.block_on(audit_overhead::run(&work, clients, only))
         }
         Some("pg-lookup") => {
             let work = args
@@ -340,7 +341,7 @@ fn main() -> Result<()> {
             result
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] | pg-lookup [WORK_DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
         ),
     }
 }
