@@ -271,6 +271,13 @@ fn jiff_today() -> String {
         .unwrap_or_default()
 }
 
+/// The directory argument at `position`, or `default` under the system's temporary directory.
+fn work_dir(args: &[String], position: usize, default: &str) -> std::path::PathBuf {
+    args.get(position)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(default))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Runtime::new()?;
@@ -285,44 +292,29 @@ fn main() -> Result<()> {
                 .get(2)
                 .and_then(|r| r.parse().ok())
                 .unwrap_or(10_000_000);
-            let work = args
-                .get(3)
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-exchange"));
+            let work = work_dir(&args, 3, "tongchou-bench-exchange");
             println!("machine: {}; date: {}", machine(), jiff_today());
             exchange::run(rows, &work)
         }
         Some("audit-overhead") => {
-            let work = args
-                .get(2)
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-audit"));
+            let work = work_dir(&args, 2, "tongchou-bench-audit");
             println!("machine: {}; date: {}", machine(), jiff_today());
             let clients = args.get(3).map(|c| c.parse()).transpose()?;
             let only = args.get(4).map(String::as_str);
             runtime.block_on(audit_overhead::run(&work, clients, only))
         }
         Some("pg-lookup") => {
-            let work = args
-                .get(2)
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-audit"));
+            let work = work_dir(&args, 2, "tongchou-bench-audit");
             println!("machine: {}; date: {}", machine(), jiff_today());
             runtime.block_on(pg_lookup::run(&work))
         }
         Some("portal") => {
-            let work = args
-                .get(2)
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-portal"));
+            let work = work_dir(&args, 2, "tongchou-bench-portal");
             println!("machine: {}; date: {}", machine(), jiff_today());
             portal::run(&work)
         }
         Some("scenarios") => {
-            let data = args
-                .get(2)
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("nanhai-data"));
+            let data = work_dir(&args, 2, "nanhai-data");
             println!("machine: {}; date: {}", machine(), jiff_today());
             let only = args.get(3).map(String::as_str).unwrap_or("");
             runtime.block_on(scenarios::run(&data, only))
@@ -331,10 +323,7 @@ fn main() -> Result<()> {
             let number = |i: usize, default: u64| {
                 args.get(i).and_then(|r| r.parse().ok()).unwrap_or(default)
             };
-            let work = args
-                .get(4)
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("tongchou-bench-ledger"));
+            let work = work_dir(&args, 4, "tongchou-bench-ledger");
             println!("machine: {}; date: {}", machine(), jiff_today());
             let result = ledger::run(&work, number(2, 100_000_000), number(3, 10_000_000));
             let _ = std::fs::remove_dir_all(&work);
