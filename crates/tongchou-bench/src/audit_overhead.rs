@@ -103,22 +103,18 @@ pub async fn run(work: &Path, clients: Option<usize>, only: Option<&str>) -> Res
         ..
     } = lookups(work).await?;
     let audit = Audit::open(&dir).await?;
+    let only = only.map(After::named).transpose()?;
+    let seconds = if only.is_some() {
+        PROFILED_SECONDS
+    } else {
+        SECONDS
+    };
     println!(
-        "Point lookups of one enterprise's arrears ({} enterprises in {table}), {clients} clients, {SECONDS} s each:",
+        "Point lookups of one enterprise's arrears ({} enterprises in {table}), {clients} clients, {seconds} s each:",
         codes.len()
     );
-    if let Some(only) = only {
-        let path = After::named(only)?;
-        measure(
-            &engine,
-            &audit,
-            &table,
-            &codes,
-            path,
-            clients,
-            PROFILED_SECONDS,
-        )
-        .await?;
+    if let Some(path) = only {
+        measure(&engine, &audit, &table, &codes, path, clients, seconds).await?;
         return Ok(());
     }
     let mut results = Vec::new();
