@@ -141,11 +141,11 @@ impl Audit {
         if rows > self.settings.subject_rows {
             return Vec::new();
         }
-        let mut subjects: Vec<String> = ids
-            .into_iter()
-            .filter(|id| !id.trim().is_empty())
-            .map(|id| self.subject(id))
-            .collect();
+        // One keyed hash per distinct ID: a lookup returns the same ID on every row.
+        let mut distinct: Vec<&str> = ids.into_iter().filter(|id| !id.trim().is_empty()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut subjects: Vec<String> = distinct.into_iter().map(|id| self.subject(id)).collect();
         subjects.sort_unstable();
         subjects.dedup();
         subjects

@@ -3,6 +3,8 @@
 //! of the same metadata, inference speed and accuracy on the `small` district).
 //! `-- access`: sign-in cost, token checks and access decisions with 100,000 grants.
 //! `-- exchange [ROWS] [WORK_DIR]`: ingest and pull beside DuckDB.
+//! `-- wire-overhead [WORK_DIR] [ROUNDS]`: auditing's cost on point lookups over the
+//! PostgreSQL wire, against the same engine served with nothing recorded.
 //! `-- portal [WORK_DIR]`: every portal page's p50/p95 on the `small` demo beside its REST call.
 
 mod access;
@@ -12,6 +14,7 @@ mod ledger;
 mod pg_lookup;
 mod portal;
 mod scenarios;
+mod wire_overhead;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -308,6 +311,20 @@ fn main() -> Result<()> {
             println!("machine: {}; date: {}", machine(), jiff_today());
             runtime.block_on(pg_lookup::run(&work))
         }
+        Some("wire-overhead") => {
+            let work = work_dir(&args, 2, "tongchou-bench-audit");
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            let rounds = args.get(3).map(|r| r.parse()).transpose()?;
+            runtime.block_on(wire_overhead::run(&work, rounds))
+        }
+        Some("unaudited-pg") => {
+            let (Some(data), Some(port)) = (args.get(2), args.get(3)) else {
+                bail!(
+                    "usage: tongchou-bench unaudited-pg DATA_DIR PORT (started by wire-overhead)"
+                );
+            };
+            runtime.block_on(wire_overhead::serve_unaudited(data.as_ref(), port.parse()?))
+        }
         Some("portal") => {
             let work = work_dir(&args, 2, "tongchou-bench-portal");
             println!("machine: {}; date: {}", machine(), jiff_today());
@@ -330,7 +347,7 @@ fn main() -> Result<()> {
             result
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | wire-overhead [WORK_DIR] [ROUNDS] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
         ),
     }
 }

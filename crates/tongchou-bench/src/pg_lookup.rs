@@ -12,7 +12,7 @@ use arrow::datatypes::DataType;
 
 use crate::audit_overhead::{Lookups, PURPOSE, USER, lookups};
 
-const CLIENTS: &str = "16";
+pub(crate) const CLIENTS: &str = "16";
 const SECONDS: &str = "20";
 const RATE: &str = "500";
 /// How many enterprises the scripts pick among.
@@ -21,26 +21,7 @@ const SCRIPTS: usize = 64;
 pub async fn run(work: &Path) -> Result<()> {
     let lookups = lookups(work).await?;
     let scripts = write_scripts(work, &lookups)?;
-    let password = demo_password(&lookups.data, USER)?;
-    let port = free_port()?;
-    let mut server = Server(
-        Command::new("target/release/tongchou")
-            .arg("--data-dir")
-            .arg(&lookups.data)
-            .args(["serve", "--http", &format!("127.0.0.1:{}", free_port()?)])
-            .args(["--pg", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start target/release/tongchou serve")?,
-    );
-    wait_for_port(port)?;
-    let tongchou = Target {
-        port,
-        user: USER.into(),
-        password: Some(password),
-        database: PURPOSE.into(),
-    };
+    let (server, tongchou) = start_tongchou(&lookups.data)?;
     println!(
         "Point lookups of one enterprise's arrears over the PostgreSQL wire ({} enterprises, {SCRIPTS} scripts), {CLIENTS} connections, {SECONDS} s per run:",
         lookups.codes.len()
@@ -50,7 +31,7 @@ pub async fn run(work: &Path) -> Result<()> {
     ours_max.print("Tongchou, audited, as fast as it goes");
     let ours_held = pgbench(&tongchou, &scripts, work, Some(RATE), SECONDS)?;
     ours_held.print("Tongchou, audited, held at 500/s");
-    server.0.kill().ok();
+    drop(server);
 
     let postgres = Postgres::start(work, &lookups).await?;
     let reference = Target {
@@ -73,6 +54,30 @@ pub async fn run(work: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `tongchou serve --pg` on the demo in `data`, and how the reviewer reaches it.
+pub(crate) fn start_tongchou(data: &Path) -> Result<(Server, Target)> {
+    let port = free_port()?;
+    let server = Server(
+        Command::new("target/release/tongchou")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--http", &format!("127.0.0.1:{}", free_port()?)])
+            .args(["--pg", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start target/release/tongchou serve")?,
+    );
+    wait_for_port(port)?;
+    let target = Target {
+        port,
+        user: USER.into(),
+        password: Some(demo_password(data, USER)?),
+        database: PURPOSE.into(),
+    };
+    Ok((server, target))
+}
+
 /// A child process killed when dropped.
 pub(crate) struct Server(pub(crate) Child);
 
@@ -83,15 +88,15 @@ impl Drop for Server {
     }
 }
 
-struct Target {
-    port: u16,
-    user: String,
-    password: Option<String>,
-    database: String,
+pub(crate) struct Target {
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) password: Option<String>,
+    pub(crate) database: String,
 }
 
-struct Run {
-    tps: f64,
+pub(crate) struct Run {
+    pub(crate) tps: f64,
     p50_ms: f64,
     p99_ms: f64,
     failed: u64,
@@ -99,7 +104,7 @@ struct Run {
 }
 
 impl Run {
-    fn print(&self, label: &str) {
+    pub(crate) fn print(&self, label: &str) {
         println!(
             "  {label}: {:.0} statements/s, p50 {:.2} ms, p99 {:.2} ms ({} statements, {} failed)",
             self.tps, self.p50_ms, self.p99_ms, self.count, self.failed
@@ -107,7 +112,7 @@ impl Run {
     }
 }
 
-fn write_scripts(work: &Path, lookups: &Lookups) -> Result<Vec<PathBuf>> {
+pub(crate) fn write_scripts(work: &Path, lookups: &Lookups) -> Result<Vec<PathBuf>> {
     let dir = work.join("pgbench");
     std::fs::create_dir_all(&dir)?;
     let step = (lookups.codes.len() / SCRIPTS).max(1);
@@ -131,7 +136,7 @@ fn write_scripts(work: &Path, lookups: &Lookups) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
-fn pgbench(
+pub(crate) fn pgbench(
     target: &Target,
     scripts: &[PathBuf],
     work: &Path,

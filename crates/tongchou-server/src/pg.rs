@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
+use bytes::BytesMut;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::Type;
@@ -39,12 +40,13 @@ use pgwire::api::{
     PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
 use pgwire::messages::startup::Authentication;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::messages::{Message, PgWireBackendMessage, PgWireFrontendMessage};
 use tongchou_access::Scope;
-use tongchou_audit::{ALLOWED, Entry};
-use tongchou_query::QueryError;
-use tongchou_query::front::{outcome_of, render, statement_entry};
+use tongchou_audit::{ALLOWED, Entry, FAILED};
+use tongchou_query::front::{outcome_of, statement_entry};
+use tongchou_query::{Answer, QueryError};
 
 use crate::AppState;
 
@@ -322,21 +324,27 @@ impl PgQuery {
                 return Err(user_error(sqlstate(&e), e.to_string()));
             }
         };
-        let delivered =
-            render(&answer, "arrow").map_err(|e| user_error(sqlstate(&e), e.to_string()))?;
-        let traced = statement_entry(&s.audit, entry, &answer, &delivered);
+        let fields = Arc::new(arrow_schema_to_pg_fields(&answer.schema, format, None)?);
+        let rows = match wire_rows(&fields, &answer) {
+            Ok(rows) => rows,
+            Err(e) => {
+                entry.outcome = FAILED.into();
+                entry.reason = Some(e.to_string());
+                s.audit
+                    .record(&entry)
+                    .await
+                    .map_err(|ledger| user_error("58030", ledger.to_string()))?;
+                return Err(e);
+            }
+        };
+        let traced = statement_entry(&s.audit, entry, &answer, &rows.sent);
         s.audit
             .record(&traced)
             .await
             .map_err(|e| user_error("58030", e.to_string()))?;
-        let fields = Arc::new(arrow_schema_to_pg_fields(&answer.schema, format, None)?);
-        let mut rows = Vec::new();
-        for batch in answer.batches {
-            rows.extend(encode_recordbatch(fields.clone(), batch));
-        }
         Ok(Response::Query(QueryResponse::new(
             fields,
-            stream::iter(rows),
+            stream::iter(rows.messages.into_iter().map(Ok)),
         )))
     }
 
@@ -411,6 +419,28 @@ impl QueryParser for SqlText {
     ) -> PgWireResult<Vec<FieldInfo>> {
         Ok(Vec::new())
     }
+}
+
+/// A result's rows as `DataRow` messages, and the bytes they make on the wire — what the
+/// ledger's digest covers, so that whoever captured the answer can check it.
+struct WireRows {
+    messages: Vec<DataRow>,
+    sent: BytesMut,
+}
+
+fn wire_rows(fields: &Arc<Vec<FieldInfo>>, answer: &Answer) -> PgWireResult<WireRows> {
+    let mut rows = WireRows {
+        messages: Vec::with_capacity(answer.rows as usize),
+        sent: BytesMut::new(),
+    };
+    for batch in &answer.batches {
+        for row in encode_recordbatch(fields.clone(), batch.clone()) {
+            let row = row?;
+            row.encode(&mut rows.sent)?;
+            rows.messages.push(row);
+        }
+    }
+    Ok(rows)
 }
 
 /// A bound parameter as text (binary-format parameters decoded by their declared type).

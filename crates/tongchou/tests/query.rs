@@ -406,6 +406,56 @@ fn psql(port: u16, user: &str, password: &str, database: &str, sql: &str) -> std
         .expect("psql is installed (.ci/run installs postgresql-client)")
 }
 
+/// One statement over the simple query protocol, spoken by hand: the `DataRow` messages
+/// the client received, byte for byte (type, length and body), as a wire capture shows them.
+fn data_rows_received(port: u16, user: &str, password: &str, database: &str, sql: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend(((body.len() + 4) as i32).to_be_bytes());
+        m.extend(body);
+        m
+    }
+    fn next(socket: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 5];
+        socket.read_exact(&mut head).unwrap();
+        let len = i32::from_be_bytes(head[1..].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len - 4];
+        socket.read_exact(&mut body).unwrap();
+        assert_ne!(head[0], b'E', "{}", String::from_utf8_lossy(&body));
+        (head[0], body)
+    }
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut startup = 196_608i32.to_be_bytes().to_vec();
+    for text in ["user", user, "database", database, ""] {
+        startup.extend(text.as_bytes());
+        startup.push(0);
+    }
+    let mut framed = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    framed.extend(startup);
+    socket.write_all(&framed).unwrap();
+    loop {
+        match next(&mut socket) {
+            (b'R', body) if body[..4] == 3i32.to_be_bytes() => socket
+                .write_all(&message(b'p', format!("{password}\0").as_bytes()))
+                .unwrap(),
+            (b'Z', _) => break,
+            _ => {}
+        }
+    }
+    socket
+        .write_all(&message(b'Q', format!("{sql}\0").as_bytes()))
+        .unwrap();
+    let mut rows = Vec::new();
+    loop {
+        match next(&mut socket) {
+            (b'D', body) => rows.extend(message(b'D', &body)),
+            (b'Z', _) => return rows,
+            _ => {}
+        }
+    }
+}
+
 #[test]
 fn psql_signs_in_with_the_platform_password_and_reads_governed_data() {
     let tmp = tempfile::tempdir().unwrap();
@@ -436,6 +486,23 @@ fn psql_signs_in_with_the_platform_password_and_reads_governed_data() {
         "{text}"
     );
     assert_nothing_leaks(&secrets, "psql", &text);
+
+    // The ledger's digest is of the rows as they crossed the wire: a client can check it.
+    let sql = format!("SELECT person_id, destination FROM {TABLE} LIMIT 7");
+    let received = data_rows_received(port, ANALYST, &password, PURPOSE, &sql);
+    let entries = ok_json(&data, &["ledger", "tail", "--json", "-n", "20"]);
+    let entry = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|e| e["front_door"] == "pg" && e["statement"] == sql.as_str())
+        .expect("the statement is in the ledger");
+    assert_eq!(entry["rows"], 7);
+    use sha2::Digest;
+    assert_eq!(
+        entry["result_digest"],
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&received)))
+    );
 
     // Attacks over the wire fare no better.
     for sql in [
