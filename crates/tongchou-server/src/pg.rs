@@ -316,11 +316,8 @@ impl PgQuery {
         {
             Ok(answer) => answer,
             Err(e) => {
-                entry.outcome = outcome_of(&e).into();
-                entry.reason = Some(e.to_string());
-                if let Err(ledger) = s.audit.record(&entry).await {
-                    return Err(user_error("58030", ledger.to_string()));
-                }
+                self.record_undelivered(entry, outcome_of(&e), e.to_string())
+                    .await?;
                 return Err(user_error(sqlstate(&e), e.to_string()));
             }
         };
@@ -328,12 +325,8 @@ impl PgQuery {
         let rows = match wire_rows(&fields, &answer) {
             Ok(rows) => rows,
             Err(e) => {
-                entry.outcome = FAILED.into();
-                entry.reason = Some(e.to_string());
-                s.audit
-                    .record(&entry)
-                    .await
-                    .map_err(|ledger| user_error("58030", ledger.to_string()))?;
+                self.record_undelivered(entry, FAILED, e.to_string())
+                    .await?;
                 return Err(e);
             }
         };
@@ -346,6 +339,24 @@ impl PgQuery {
             fields,
             stream::iter(rows.messages.into_iter().map(Ok)),
         )))
+    }
+
+    /// Records a statement that delivers nothing; when the ledger cannot record it, that
+    /// is the error the client gets.
+    async fn record_undelivered(
+        &self,
+        mut entry: Entry,
+        outcome: &str,
+        reason: String,
+    ) -> PgWireResult<()> {
+        entry.outcome = outcome.into();
+        entry.reason = Some(reason);
+        self.state
+            .audit
+            .record(&entry)
+            .await
+            .map(|_| ())
+            .map_err(|ledger| user_error("58030", ledger.to_string()))
     }
 
     /// Parameter types and result columns of a statement, planned but not run.
