@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use async_trait::async_trait;
 use futures::{Sink, stream};
@@ -25,7 +25,9 @@ use tongchou_query::Engine;
 use tongchou_store::DataDir;
 
 use crate::audit_overhead::{USER, lookups};
-use crate::pg_lookup::{Run, Server, Target, free_port, pgbench, start_tongchou, write_scripts};
+use crate::pg_lookup::{
+    CLIENTS, Run, Server, Target, free_port, pgbench, start_tongchou, wait_for_port, write_scripts,
+};
 
 const ROUNDS: usize = 3;
 const SECONDS: &str = "15";
@@ -45,7 +47,7 @@ pub async fn run(work: &Path, rounds: Option<usize>) -> Result<()> {
             .spawn()
             .context("start the unaudited reference server")?,
     );
-    crate::pg_lookup::wait_for_port(port)?;
+    wait_for_port(port)?;
     let unaudited = Target {
         port,
         user: USER.into(),
@@ -54,7 +56,14 @@ pub async fn run(work: &Path, rounds: Option<usize>) -> Result<()> {
     };
     println!(
         "Point lookups over the PostgreSQL wire, {} connections, {SECONDS} s per run, {rounds} rounds (the order alternates):",
-        crate::pg_lookup::CLIENTS
+        CLIENTS
+    );
+    // The comparison holds only if both do the same governed work: the same masked rows.
+    let lookup = std::fs::read_to_string(&scripts[0])?;
+    let (theirs, ours) = (answer(&unaudited, &lookup)?, answer(&audited, &lookup)?);
+    ensure!(
+        !ours.trim().is_empty() && ours == theirs,
+        "the reference answers the lookup otherwise than the product:\n{theirs}\nvs\n{ours}"
     );
     for target in [&audited, &unaudited] {
         pgbench(target, &scripts, work, None, "3")?;
@@ -82,6 +91,25 @@ pub async fn run(work: &Path, rounds: Option<usize>) -> Result<()> {
         100.0 * (1.0 - ratio)
     );
     Ok(())
+}
+
+/// `sql`'s rows through `target`, as `psql` prints them unaligned.
+fn answer(target: &Target, sql: &str) -> Result<String> {
+    let mut command = Command::new("psql");
+    command
+        .args(["-X", "-A", "-t", "-h", "127.0.0.1"])
+        .args(["-p", &target.port.to_string(), "-U", &target.user])
+        .args(["-d", &target.database, "-c", sql]);
+    if let Some(password) = &target.password {
+        command.env("PGPASSWORD", password);
+    }
+    let out = command.output().context("run psql")?;
+    ensure!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// Serves `data`'s governed engine over pgwire on 127.0.0.1:`port`, simple protocol only,
