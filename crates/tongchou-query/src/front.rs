@@ -117,6 +117,9 @@ pub fn statement_entry(audit: &Audit, mut entry: Entry, answer: &Answer, result:
         }
     }
     entry.rows = Some(answer.rows);
+    if let Some(unit) = &answer.unit {
+        entry.unit = Some(unit.clone());
+    }
     let named = std::mem::take(&mut entry.subjects);
     entry.result_digest = Some(format!(
         "sha256:{}",
@@ -164,6 +167,7 @@ mod tests {
             rows: 2,
             reads: Vec::new(),
             subject_ids: Vec::new(),
+            unit: None,
         };
         let bytes = render(&answer, "xlsx").unwrap();
         let mut book = Xlsx::new(std::io::Cursor::new(bytes)).unwrap();

@@ -133,6 +133,9 @@ pub struct Answer {
     /// The raw IDs of the people and enterprises the answer names (see `subjects_of`);
     /// empty for answers larger than `Limits::subject_rows`. Never shown to the caller.
     pub subject_ids: Vec<String>,
+    /// The unit the caller belonged to when the statement ran (none for answers the
+    /// engine makes for itself).
+    pub unit: Option<String>,
 }
 
 pub struct Engine {
@@ -160,6 +163,8 @@ struct Prepared {
     /// alone.
     changes_at: Option<jiff::Timestamp>,
     state: SessionState,
+    /// The caller's unit under that policy.
+    unit: String,
     key: UnitKey,
     by_code: HashMap<String, Visible>,
     /// Resource code → its person and enterprise ID fields, looked up on first read.
@@ -432,6 +437,7 @@ impl Engine {
             rows,
             reads,
             subject_ids: Vec::new(),
+            unit: Some(prepared.unit.clone()),
         };
         if rows <= self.limits.subject_rows {
             answer.subject_ids = self.subjects_of(&answer, sql, &prepared.key).await?;
@@ -521,6 +527,7 @@ impl Engine {
             policy: set.clone(),
             changes_at,
             state,
+            unit: unit.to_string(),
             key,
             by_code,
             identifiers: Mutex::new(HashMap::new()),
@@ -756,6 +763,7 @@ impl Engine {
             rows: 0,
             reads: Vec::new(),
             subject_ids: Vec::new(),
+            unit: None,
         };
         Ok(column_values(&found, "id"))
     }

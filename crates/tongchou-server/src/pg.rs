@@ -301,12 +301,6 @@ impl PgQuery {
         entry.statement = Some(statement);
         entry.subjects = named;
         entry.user = Some(user.clone());
-        entry.unit = s
-            .policy
-            .current()
-            .await
-            .ok()
-            .and_then(|set| set.user(&user).map(|u| u.unit.clone()));
         entry.purpose = Some(purpose.clone());
         let planned = self.in_engine_dialect(sql);
         let answer = match s
@@ -349,6 +343,14 @@ impl PgQuery {
         outcome: &str,
         reason: String,
     ) -> PgWireResult<()> {
+        // A statement that ran takes its unit from the engine; this one looks it up.
+        entry.unit = self
+            .state
+            .policy
+            .current()
+            .await
+            .ok()
+            .and_then(|set| set.user(entry.user.as_deref()?).map(|u| u.unit.clone()));
         entry.outcome = outcome.into();
         entry.reason = Some(reason);
         self.state

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ledger_search, ok_json, password_of, tiny_demo, tongchou, tongchou_ok};
+use common::{accounts, ledger_search, ok_json, password_of, tiny_demo, tongchou, tongchou_ok};
 use serde_json::Value;
 
 const TABLE: &str = r#""佛山市公安局南海分局出入境管理大队"."出入境记录""#;
@@ -498,6 +498,14 @@ fn psql_signs_in_with_the_platform_password_and_reads_governed_data() {
         .rfind(|e| e["front_door"] == "pg" && e["statement"] == sql.as_str())
         .expect("the statement is in the ledger");
     assert_eq!(entry["rows"], 7);
+    let analyst = accounts(&data)
+        .into_iter()
+        .find(|a| a["user"] == ANALYST)
+        .unwrap();
+    assert_eq!(
+        entry["unit"], analyst["unit"],
+        "the unit the statement ran as"
+    );
     use sha2::Digest;
     assert_eq!(
         entry["result_digest"],
