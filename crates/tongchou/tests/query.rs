@@ -536,6 +536,14 @@ fn psql_signs_in_with_the_platform_password_and_reads_governed_data() {
         );
         assert_nothing_leaks(&secrets, &sql, &text);
     }
+    let entries = ok_json(&data, &["ledger", "tail", "--json", "-n", "20"]);
+    let refused = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|e| e["front_door"] == "pg" && e["outcome"] != "allowed")
+        .expect("the refused statements are in the ledger");
+    assert_eq!(refused["unit"], analyst["unit"], "{refused}");
 
     // A wrong password is refused; an API token with the query scope works as one.
     let out = psql(port, ANALYST, "not the password", PURPOSE, "SELECT 1");
