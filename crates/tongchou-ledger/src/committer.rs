@@ -204,4 +204,135 @@ mod tests {
         }
         assert!(!pace.worth_lingering());
     }
+    use crate::entry::seq_of;
+
+    fn committer(dir: &std::path::Path) -> Committer {
+        let ledger = Ledger::open(&dir.join("ledger"), &dir.join("config"), "test/ledger").unwrap();
+        Committer::start(ledger)
+    }
+
+    fn entry(writer: usize, i: usize) -> Vec<u8> {
+        format!("{{\"writer\":{writer},\"i\":{i}}}").into_bytes()
+    }
+
+    /// Every entry lands exactly once, at the place its writer was told, in each writer's
+    /// order.
+    fn assert_placed(committer: &Committer, placed: &[(usize, usize, u64)]) {
+        let ledger = committer.ledger();
+        let mut seen = std::collections::HashSet::new();
+        for &(writer, i, place) in placed {
+            assert!(seen.insert(place), "place {place} given twice");
+            let stored = ledger.log().entry(place).unwrap();
+            assert_eq!(seq_of(&stored), Some(place));
+            let wanted = String::from_utf8(entry(writer, i)).unwrap();
+            assert!(String::from_utf8(stored).unwrap().ends_with(&wanted[1..]));
+        }
+        for writer in placed
+            .iter()
+            .map(|p| p.0)
+            .collect::<std::collections::HashSet<_>>()
+        {
+            let places: Vec<u64> = placed
+                .iter()
+                .filter(|p| p.0 == writer)
+                .map(|p| p.2)
+                .collect();
+            assert!(
+                places.windows(2).all(|w| w[0] < w[1]),
+                "writer {writer} out of order"
+            );
+        }
+    }
+
+    #[test]
+    fn many_threads_are_each_placed_once_and_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let committer = committer(tmp.path());
+        let before = committer.ledger().len();
+        let placed: Vec<(usize, usize, u64)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|writer| {
+                    let committer = committer.clone();
+                    scope.spawn(move || {
+                        (0..50)
+                            .map(|i| {
+                                (
+                                    writer,
+                                    i,
+                                    committer.append_blocking(entry(writer, i)).unwrap(),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(committer.ledger().len(), before + 800);
+        assert_placed(&committer, &placed);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_tasks_are_each_placed_once_and_an_abandoned_writer_still_leaves_its_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let committer = committer(tmp.path());
+        let before = committer.ledger().len();
+        let tasks: Vec<_> = (0..32)
+            .map(|writer| {
+                let committer = committer.clone();
+                tokio::spawn(async move {
+                    let mut placed = Vec::new();
+                    for i in 0..20 {
+                        let place = if i % 5 == 4 {
+                            let both = vec![entry(writer, 100 + i), entry(writer, 200 + i)];
+                            let places = committer.append_all(both).await.unwrap();
+                            assert_eq!(
+                                places[1],
+                                places[0] + 1,
+                                "one call's entries stay together"
+                            );
+                            placed.push((writer, 100 + i, places[0]));
+                            places[1]
+                        } else {
+                            committer.append(entry(writer, i)).await.unwrap()
+                        };
+                        placed.push((writer, if i % 5 == 4 { 200 + i } else { i }, place));
+                    }
+                    placed
+                })
+            })
+            .collect();
+        // Writers that give up waiting: their entries are still written, and the others
+        // are answered as before.
+        for writer in 100..110 {
+            let committer = committer.clone();
+            let waiting = tokio::spawn(async move { committer.append(entry(writer, 0)).await });
+            waiting.abort();
+        }
+        let mut placed = Vec::new();
+        for task in tasks {
+            placed.extend(task.await.unwrap());
+        }
+        assert_placed(&committer, &placed);
+        let written = committer.append(entry(999, 0)).await.unwrap();
+        let len = committer.ledger().len();
+        assert_eq!(written + 1, len, "the last append is the newest entry");
+        assert!(
+            (before + 32 * 24 + 1..=before + 32 * 24 + 11).contains(&len),
+            "every entry written once, the abandoned ones at most once: {len}"
+        );
+    }
+
+    #[test]
+    fn a_failed_write_fails_every_writer_of_the_batch_and_the_next_batch_still_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let committer = committer(tmp.path());
+        let too_big = vec![b'x'; crate::segment::MAX_ENTRY_BYTES + 1];
+        assert!(committer.append_blocking(too_big).is_err());
+        let place = committer.append_blocking(entry(1, 1)).unwrap();
+        assert_eq!(place + 1, committer.ledger().len());
+    }
 }
