@@ -171,6 +171,7 @@ fn commit_loop(queue: &mpsc::Receiver<Job>, ledger: &Mutex<Ledger>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::seq_of;
 
     fn pace_at(per_second: u64, batch: usize) -> Pace {
         let start = Instant::now();
@@ -204,7 +205,6 @@ mod tests {
         }
         assert!(!pace.worth_lingering());
     }
-    use crate::entry::seq_of;
 
     fn committer(dir: &std::path::Path) -> Committer {
         let ledger = Ledger::open(&dir.join("ledger"), &dir.join("config"), "test/ledger").unwrap();
@@ -276,7 +276,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_tasks_are_each_placed_once_and_an_abandoned_writer_still_leaves_its_entry() {
+    async fn many_tasks_are_each_placed_once_while_other_writers_give_up() {
         let tmp = tempfile::tempdir().unwrap();
         let committer = committer(tmp.path());
         let before = committer.ledger().len();
@@ -305,8 +305,8 @@ mod tests {
                 })
             })
             .collect();
-        // Writers that give up waiting: their entries are still written, and the others
-        // are answered as before.
+        // Writers that give up (aborted before or while waiting) do not disturb the others;
+        // an entry already queued is written all the same.
         for writer in 100..110 {
             let committer = committer.clone();
             let waiting = tokio::spawn(async move { committer.append(entry(writer, 0)).await });
@@ -327,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_write_fails_every_writer_of_the_batch_and_the_next_batch_still_runs() {
+    fn a_refused_entry_fails_its_writer_and_later_appends_still_run() {
         let tmp = tempfile::tempdir().unwrap();
         let committer = committer(tmp.path());
         let too_big = vec![b'x'; crate::segment::MAX_ENTRY_BYTES + 1];
