@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::ledger::{Ledger, LedgerError};
+use crate::segment::MAX_ENTRY_BYTES;
+
+/// The most the ledger's `"seq":N,` adds to an entry (see `entry::numbered`).
+const SEQ_ROOM: usize = r#""seq":18446744073709551615,"#.len();
 
 /// Entries and bytes one batch takes at most.
 const MAX_BATCH_ENTRIES: usize = 20_000;
@@ -82,11 +86,19 @@ impl Committer {
             .map_err(LedgerError::NotDurable)
     }
 
+    /// Queues an entry; one too large for the log is refused here, so that it cannot
+    /// fail the batch it would have joined (the log refuses a batch whole).
     fn send(
         &self,
         entry: Vec<u8>,
         done: oneshot::Sender<Result<u64, String>>,
     ) -> Result<(), LedgerError> {
+        if entry.len() + SEQ_ROOM > MAX_ENTRY_BYTES {
+            return Err(LedgerError::NotDurable(format!(
+                "an entry of {} bytes is more than the ledger takes ({MAX_ENTRY_BYTES} with its number)",
+                entry.len()
+            )));
+        }
         self.jobs.send(Job { entry, done }).map_err(|_| stopped())
     }
 
@@ -326,9 +338,34 @@ mod tests {
     fn a_refused_entry_fails_its_writer_and_later_appends_still_run() {
         let tmp = tempfile::tempdir().unwrap();
         let committer = committer(tmp.path());
-        let too_big = vec![b'x'; crate::segment::MAX_ENTRY_BYTES + 1];
+        let too_big = vec![b'x'; MAX_ENTRY_BYTES + 1];
         assert!(committer.append_blocking(too_big).is_err());
         let place = committer.append_blocking(entry(1, 1)).unwrap();
         assert_eq!(place + 1, committer.ledger().len());
+    }
+
+    #[test]
+    fn an_entry_too_large_fails_only_its_own_writer_among_concurrent_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let committer = committer(tmp.path());
+        let before = committer.ledger().len();
+        // Just too large once numbered: it would have failed the whole batch it joined.
+        let too_big = vec![b'x'; MAX_ENTRY_BYTES - 10];
+        std::thread::scope(|scope| {
+            for writer in 0..8 {
+                let committer = committer.clone();
+                let too_big = too_big.clone();
+                scope.spawn(move || {
+                    for i in 0..50 {
+                        if writer == 0 && i % 5 == 0 {
+                            assert!(committer.append_blocking(too_big.clone()).is_err());
+                        } else {
+                            committer.append_blocking(entry(writer, i)).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(committer.ledger().len(), before + 8 * 50 - 10);
     }
 }
