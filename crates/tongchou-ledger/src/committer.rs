@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::entry::MOST_NUMBERING_ADDS;
 use crate::ledger::{Ledger, LedgerError};
 use crate::segment::MAX_ENTRY_BYTES;
-
-/// The most the ledger's `"seq":N,` adds to an entry (see `entry::numbered`).
-const SEQ_ROOM: usize = r#""seq":18446744073709551615,"#.len();
 
 /// Entries and bytes one batch takes at most.
 const MAX_BATCH_ENTRIES: usize = 20_000;
@@ -93,7 +91,7 @@ impl Committer {
         entry: Vec<u8>,
         done: oneshot::Sender<Result<u64, String>>,
     ) -> Result<(), LedgerError> {
-        if entry.len() + SEQ_ROOM > MAX_ENTRY_BYTES {
+        if entry.len() + MOST_NUMBERING_ADDS > MAX_ENTRY_BYTES {
             return Err(LedgerError::NotDurable(format!(
                 "an entry of {} bytes is more than the ledger takes ({MAX_ENTRY_BYTES} with its number)",
                 entry.len()

@@ -95,6 +95,9 @@ pub fn china_time(at: jiff::Timestamp) -> String {
         .to_string()
 }
 
+/// The most bytes [`numbered`] adds to an entry.
+pub const MOST_NUMBERING_ADDS: usize = r#""seq":18446744073709551615,"#.len();
+
 /// Puts `"seq":N` first in an unnumbered entry (a JSON object).
 pub fn numbered(seq: u64, unnumbered: &[u8]) -> Vec<u8> {
     let rest = unnumbered.strip_prefix(b"{").unwrap_or(unnumbered);
@@ -174,6 +177,11 @@ mod tests {
         assert_eq!(back.user.as_deref(), Some("wang"));
         assert_eq!(numbered(0, b"{}"), b"{\"seq\":0}");
         assert_eq!(seq_of(b"{\"seq\":0}"), Some(0));
+        let unnumbered = br#"{"user":"analyst"}"#;
+        assert_eq!(
+            numbered(u64::MAX, unnumbered).len(),
+            unnumbered.len() + MOST_NUMBERING_ADDS
+        );
         assert_eq!(seq_of(b"{\"seq\":12x}"), None);
         assert_eq!(seq_of(b"{\"time\":1,\"seq\":1}"), None);
     }
