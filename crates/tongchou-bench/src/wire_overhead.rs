@@ -177,7 +177,7 @@ impl SimpleQueryHandler for UnauditedQuery {
             .into_iter()
             .flat_map(|batch| encode_recordbatch(fields.clone(), batch))
             .collect();
-        // Yielding once before answering serves this bench 18–25 % faster here, with a
+        // Yielding once before answering serves this bench 15–26 % faster here, with a
         // lower p99 (the task resumes after the worker has polled the sockets); the product
         // does not gain from it on disk (BENCHMARKS.md), so only the reference yields.
         tokio::task::yield_now().await;
