@@ -10,7 +10,7 @@ use tongchou_access::{Policy, PolicySet, Principal, Scopes, credentials};
 use tongchou_model::UserRole;
 use tongchou_store::DataDir;
 
-use crate::{ms, percentile};
+use crate::{micros, ms, percentile};
 
 const UNITS: usize = 65;
 const RESOURCES: usize = 1_083;
@@ -18,10 +18,6 @@ const USERS: usize = 1_300;
 const GRANTS: usize = 100_000;
 const TOKENS: usize = 2_000;
 const LOOKUPS: usize = 200_000;
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
 
 pub(crate) fn report(what: &str, mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();

@@ -11,6 +11,7 @@ mod access;
 mod audit_overhead;
 mod exchange;
 mod ledger;
+mod machine_costs;
 mod pg_lookup;
 mod portal;
 mod scenarios;
@@ -36,6 +37,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
 fn machine() -> String {
@@ -302,6 +307,7 @@ fn main() -> Result<()> {
         Some("audit-overhead") => {
             let work = work_dir(&args, 2, "tongchou-bench-audit");
             println!("machine: {}; date: {}", machine(), jiff_today());
+            machine_costs::print(&work)?;
             let clients = args.get(3).map(|c| c.parse()).transpose()?;
             let only = args.get(4).map(String::as_str);
             runtime.block_on(audit_overhead::run(&work, clients, only))
@@ -314,8 +320,13 @@ fn main() -> Result<()> {
         Some("wire-overhead") => {
             let work = work_dir(&args, 2, "tongchou-bench-audit");
             println!("machine: {}; date: {}", machine(), jiff_today());
+            machine_costs::print(&work)?;
             let rounds = args.get(3).map(|r| r.parse()).transpose()?;
             runtime.block_on(wire_overhead::run(&work, rounds))
+        }
+        Some("machine-costs") => {
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            machine_costs::print(&work_dir(&args, 2, "tongchou-bench-machine"))
         }
         Some("unaudited-pg") => {
             let (Some(data), Some(port)) = (args.get(2), args.get(3)) else {
@@ -347,7 +358,7 @@ fn main() -> Result<()> {
             result
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | wire-overhead [WORK_DIR] [ROUNDS] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | wire-overhead [WORK_DIR] [ROUNDS] | machine-costs [DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
         ),
     }
 }
