@@ -16,6 +16,10 @@ use sha2::{Digest, Sha256};
 
 use crate::merkle::Hash;
 
+/// The longest signed note the checkpoint log takes: an origin, a size, a root and a few
+/// signatures fit many times over, and a longer length there is damage, not a note.
+pub const MAX_NOTE_BYTES: usize = 4096;
+
 /// What a checkpoint states: the log `origin` had `size` entries with this `root`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, CheckpointError, NoteSigner, NoteVerifier};
+use crate::checkpoint::{Checkpoint, CheckpointError, MAX_NOTE_BYTES, NoteSigner, NoteVerifier};
 use crate::entry::{self, ALLOWED, Entry, SubjectKey};
-use crate::log::Log;
+use crate::log::{self, Log};
 use crate::segment::{self, Found, SegmentReader};
 
 pub const SIGNING_KEY_FILE: &str = "ledger-signing.key";
@@ -109,21 +109,34 @@ pub fn read_verifiers(config: &Path) -> Result<Vec<NoteVerifier>> {
         .collect()
 }
 
-/// The signed notes in `ledger/checkpoints.log`, oldest first.
-pub fn read_checkpoints(ledger_dir: &Path) -> Result<Vec<String>> {
+/// The checkpoint log as read: its signed notes, oldest first, and where bytes that are
+/// not a whole record begin at its end (a checkpoint write cut off by a crash, or the file
+/// cut short), with how many.
+pub struct CheckpointLog {
+    pub notes: Vec<String>,
+    pub torn: Option<(u64, u64)>,
+}
+
+pub fn read_checkpoint_log(ledger_dir: &Path) -> Result<CheckpointLog> {
     let path = ledger_dir.join(CHECKPOINTS_FILE);
+    let mut log = CheckpointLog {
+        notes: Vec::new(),
+        torn: None,
+    };
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(log);
     }
-    let mut reader = SegmentReader::open(&path, 0)?;
-    let mut notes = Vec::new();
+    let mut reader = SegmentReader::open(&path, 0)?.at_most(MAX_NOTE_BYTES);
     while let Some(found) = reader.next_found()? {
         match found {
-            Found::Record { entry, .. } => notes.push(String::from_utf8(entry).map_err(|_| {
-                LedgerError::Damaged(format!("{CHECKPOINTS_FILE}: a checkpoint that is not text"))
-            })?),
-            // An unfinished checkpoint write: it was never handed out.
-            Found::Torn { .. } => break,
+            Found::Record { entry, .. } => {
+                log.notes.push(String::from_utf8(entry).map_err(|_| {
+                    LedgerError::Damaged(format!(
+                        "{CHECKPOINTS_FILE}: a checkpoint that is not text"
+                    ))
+                })?)
+            }
+            Found::Torn { offset, bytes } => log.torn = Some((offset, bytes)),
             Found::Damaged { offset, why } => {
                 return Err(LedgerError::Damaged(format!(
                     "{CHECKPOINTS_FILE} at byte {offset}: {why}"
@@ -131,7 +144,13 @@ pub fn read_checkpoints(ledger_dir: &Path) -> Result<Vec<String>> {
             }
         }
     }
-    Ok(notes)
+    Ok(log)
+}
+
+/// The signed notes in `ledger/checkpoints.log`, oldest first; an unfinished last one was
+/// never handed out.
+pub fn read_checkpoints(ledger_dir: &Path) -> Result<Vec<String>> {
+    Ok(read_checkpoint_log(ledger_dir)?.notes)
 }
 
 impl Ledger {
@@ -154,23 +173,45 @@ impl Ledger {
             damage: None,
         };
         ledger.damage = ledger.find_damage()?;
-        let torn = ledger.log.torn_bytes();
-        if torn > 0 && ledger.damage.is_none() {
-            // An append cut off by a crash, never acknowledged: set aside (kept in
-            // ledger/torn/), and say so in the log.
-            ledger.log.repair()?;
+        if ledger.damage.is_some() {
+            return Ok(ledger);
         }
-        if ledger.log.is_empty() && ledger.damage.is_none() {
+        // Writes cut off by a crash were never acknowledged: set aside (kept in
+        // ledger/torn/), and said so in the log.
+        let mut repairs = Vec::new();
+        let torn = ledger.log.torn_bytes();
+        if torn > 0 {
+            ledger.log.repair()?;
+            repairs.push(format!("{torn} bytes of an append"));
+        }
+        if let Some(bytes) = ledger.set_aside_torn_checkpoint()? {
+            repairs.push(format!("{bytes} bytes of a checkpoint"));
+        }
+        if ledger.log.is_empty() {
             ledger.start()?;
         }
-        if torn > 0 && ledger.damage.is_none() {
+        if !repairs.is_empty() {
             let mut repaired = Entry::new("ledger_repaired", "ledger", ALLOWED);
             repaired.reason = Some(format!(
-                "{torn} bytes of an append cut off by a crash were set aside in ledger/torn/"
+                "{} cut off by a crash were set aside in ledger/torn/",
+                repairs.join(" and ")
             ));
             ledger.append(&[repaired.to_bytes()])?;
         }
         Ok(ledger)
+    }
+
+    /// Cuts an unfinished checkpoint write off the checkpoint log, so that the next one is
+    /// not written after it and lost to readers; returns how many bytes it moved.
+    fn set_aside_torn_checkpoint(&mut self) -> Result<Option<u64>> {
+        let moved = self.log.exclusively(|dir| {
+            let torn = read_checkpoint_log(dir)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+                .torn;
+            torn.map(|(offset, _)| log::set_aside(dir, &dir.join(CHECKPOINTS_FILE), offset))
+                .transpose()
+        })?;
+        Ok(moved)
     }
 
     /// What stops appends: damage the log found, entries fewer than a checkpoint counted,
@@ -282,6 +323,12 @@ impl Ledger {
             size,
             root,
         });
+        if note.len() > MAX_NOTE_BYTES {
+            return Err(LedgerError::Key(format!(
+                "a checkpoint of {} bytes is longer than {MAX_NOTE_BYTES}: shorten the ledger's origin",
+                note.len()
+            )));
+        }
         let mut record = Vec::new();
         segment::encode_record(&mut record, note.as_bytes());
         let mut file = OpenOptions::new()

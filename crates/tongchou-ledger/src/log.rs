@@ -7,7 +7,7 @@
 //! ledger/tree/             the Merkle tree, one file per level                  ┘ rebuilt
 //! ledger/synced            how many entries the derived files hold durably
 //! ledger/lock              held (flock) while a process reads new entries or appends
-//! ledger/torn/             bytes of unfinished appends cut off by `repair`, kept
+//! ledger/torn/             bytes of unfinished writes cut off by `repair`, kept
 //! ```
 //!
 //! An append writes the batch's records with one `write` and one `fdatasync` (group commit:
@@ -319,18 +319,15 @@ impl Log {
             }
             let first = *log.segments.last().expect("torn bytes are in a segment");
             let path = segment_path(&log.dir, first);
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
-            let mut bytes = vec![0u8; cut as usize];
-            file.read_exact_at(&mut bytes, log.tail_end)?;
-            let kept = log.dir.join(TORN_DIR);
-            std::fs::create_dir_all(&kept)?;
-            let name = format!("{}-{}.bin", segment::segment_name(first), log.tail_end);
-            std::fs::write(kept.join(name), &bytes)?;
-            file.set_len(log.tail_end)?;
-            file.sync_all()?;
+            set_aside(&log.dir, &path, log.tail_end)?;
             log.torn = 0;
             Ok(cut)
         })
+    }
+
+    /// Runs `f` on the ledger directory while no other process appends.
+    pub fn exclusively<T>(&mut self, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+        self.locked(|log| f(&log.dir))
     }
 
     pub fn len(&self) -> u64 {
@@ -482,6 +479,25 @@ fn list_segments_len_unchanged(dir: &Path, known: usize) -> io::Result<bool> {
     // A new segment shows in the index length too, except after a crash; the directory
     // listing is the cheap confirmation.
     Ok(std::fs::read_dir(dir.join(segment::SEGMENTS_DIR))?.count() == known)
+}
+
+/// Moves the bytes of `path` from `from` on to `ledger/torn/`, kept under the file's name
+/// and offset, and cuts the file back to `from`; returns how many bytes moved.
+pub fn set_aside(ledger_dir: &Path, path: &Path, from: u64) -> io::Result<u64> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let end = file.metadata()?.len();
+    let mut bytes = vec![0u8; end.saturating_sub(from) as usize];
+    file.read_exact_at(&mut bytes, from)?;
+    let kept = ledger_dir.join(TORN_DIR);
+    std::fs::create_dir_all(&kept)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    std::fs::write(kept.join(format!("{name}-{from}.bin")), &bytes)?;
+    file.set_len(from)?;
+    file.sync_all()?;
+    Ok(bytes.len() as u64)
 }
 
 #[cfg(test)]

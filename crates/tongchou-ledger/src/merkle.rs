@@ -219,12 +219,21 @@ impl Frontier {
     }
 
     pub fn push(&mut self, leaf: Hash) {
+        self.push_seeing(leaf, |_, _, _| {});
+    }
+
+    /// Pushes a leaf and shows `completed` each subtree it completes above the leaves:
+    /// its level (1 for two leaves), its place in that level, and its hash.
+    pub fn push_seeing(&mut self, leaf: Hash, mut completed: impl FnMut(u32, u64, &Hash)) {
         let mut hash = leaf;
         let mut size = self.size;
+        let mut level = 0;
         while size & 1 == 1 {
             let left = self.edge.pop().expect("one hash per set bit");
             hash = node_hash(&left, &hash);
             size >>= 1;
+            level += 1;
+            completed(level, size, &hash);
         }
         self.edge.push(hash);
         self.size += 1;

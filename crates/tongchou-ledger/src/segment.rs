@@ -92,6 +92,7 @@ pub struct SegmentReader {
     offset: u64,
     size: u64,
     stopped: bool,
+    most: usize,
 }
 
 impl SegmentReader {
@@ -104,7 +105,15 @@ impl SegmentReader {
             offset,
             size,
             stopped: false,
+            most: MAX_ENTRY_BYTES,
         })
+    }
+
+    /// Lowers the longest record this file may hold (checkpoint notes are short), so that
+    /// a changed length is told from an unfinished write.
+    pub fn at_most(mut self, bytes: usize) -> SegmentReader {
+        self.most = bytes;
+        self
     }
 
     /// Where the next record would start.
@@ -131,15 +140,31 @@ impl SegmentReader {
         let mut header = [0u8; HEADER_BYTES as usize];
         self.reader.read_exact(&mut header)?;
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
-        if len as usize > MAX_ENTRY_BYTES {
+        if len as usize > self.most {
             self.stopped = true;
             return Ok(Some(Found::Damaged {
                 offset,
-                why: format!("a record length of {len} bytes, more than any entry may have"),
+                why: format!(
+                    "a record length of {len} bytes, more than any record here may have ({})",
+                    self.most
+                ),
             }));
         }
         if offset + HEADER_BYTES + len > self.size {
             self.stopped = true;
+            let mut rest = Vec::new();
+            self.reader.read_to_end(&mut rest)?;
+            // An unfinished write leaves part of a record; a whole one that claims more
+            // than it holds had its length changed.
+            if check_of(&leaf_hash(&rest)) == header[4..] {
+                return Ok(Some(Found::Damaged {
+                    offset,
+                    why: format!(
+                        "a whole record of {} bytes whose length was changed to {len}",
+                        rest.len()
+                    ),
+                }));
+            }
             return torn(self.size);
         }
         let mut entry = vec![0u8; len as usize];

@@ -16,7 +16,7 @@ use crate::merkle::{Hash, Subtrees, node_hash};
 pub const TREE_DIR: &str = "tree";
 const HASH: u64 = 32;
 
-fn level_name(k: u32) -> String {
+pub fn level_name(k: u32) -> String {
     format!("level-{k:02}.hashes")
 }
 

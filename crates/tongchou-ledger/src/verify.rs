@@ -1,5 +1,6 @@
 //! Verification of a whole ledger from its files alone: every record's framing and check,
-//! every entry's place (`seq`), every leaf against the hash recorded at append time, the
+//! every entry's place (`seq`), the derived files (the index's offsets and every hash of
+//! the stored tree, from which proofs are drawn) against the entries, the
 //! root at every checkpoint recomputed from the entries, every checkpoint's signature by
 //! the key in force at its size, and the chain of keys back to the ledger's first key.
 //! Memory stays O(log n): the tree is rebuilt as a [`Frontier`] while streaming.
@@ -13,10 +14,11 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, NoteVerifier};
 use crate::entry::seq_of;
-use crate::ledger::{read_checkpoints, read_verifiers};
+use crate::ledger::{CHECKPOINTS_FILE, read_checkpoint_log, read_verifiers};
+use crate::log::INDEX_FILE;
 use crate::merkle::{Frontier, Hash};
 use crate::segment::{Found, SegmentReader, list_segments, segment_name, segment_path};
-use crate::tree_store::TREE_DIR;
+use crate::tree_store::{TREE_DIR, level_name};
 
 /// Problems reported beyond this many are counted, not listed.
 const MAX_LISTED: usize = 50;
@@ -60,12 +62,66 @@ struct Stream<'a> {
     frontier: Frontier,
     roots: BTreeMap<u64, Hash>,
     wanted: Vec<u64>,
-    recorded: Option<BufReader<File>>,
+    derived: Derived,
     keys: KeyChain,
 }
 
+/// The derived files as written, read alongside the entries. Each may hold fewer entries
+/// than the log (they are written after each sync); a file ends its own comparison.
+struct Derived {
+    dir: std::path::PathBuf,
+    index: Option<BufReader<File>>,
+    /// Level k of the stored tree, opened when its first subtree is complete.
+    levels: Vec<Option<BufReader<File>>>,
+}
+
+impl Derived {
+    fn open(ledger_dir: &Path) -> Derived {
+        Derived {
+            dir: ledger_dir.to_path_buf(),
+            index: Self::reader(&ledger_dir.join(INDEX_FILE)),
+            levels: Vec::new(),
+        }
+    }
+
+    fn reader(path: &Path) -> Option<BufReader<File>> {
+        File::open(path)
+            .ok()
+            .map(|f| BufReader::with_capacity(1 << 16, f))
+    }
+
+    /// The next value a file holds, or `None` (for good) once it has no more.
+    fn next<const N: usize>(file: &mut Option<BufReader<File>>) -> Option<[u8; N]> {
+        let mut bytes = [0u8; N];
+        match file.as_mut()?.read_exact(&mut bytes) {
+            Ok(()) => Some(bytes),
+            Err(_) => {
+                *file = None;
+                None
+            }
+        }
+    }
+
+    fn offset(&mut self) -> Option<u64> {
+        Self::next::<8>(&mut self.index).map(u64::from_le_bytes)
+    }
+
+    fn hash(&mut self, level: u32) -> Option<Hash> {
+        let k = level as usize;
+        while self.levels.len() <= k {
+            let next = self.levels.len() as u32;
+            self.levels.push(Self::reader(
+                &self.dir.join(TREE_DIR).join(level_name(next)),
+            ));
+        }
+        Self::next::<32>(&mut self.levels[k])
+    }
+}
+
+const REBUILD: &str = "the derived files are wrong, so proofs drawn from them would not verify: write 0 into ledger/synced and open the ledger to rebuild them from the entries";
+
 impl Stream<'_> {
-    fn entry(&mut self, at: &str, entry: &[u8], leaf: Hash) {
+    fn entry(&mut self, at: &str, offset: u64, entry: &[u8], leaf: Hash) {
         let index = self.frontier.size();
         match seq_of(entry) {
             Some(seq) if seq == index => {}
@@ -78,21 +134,40 @@ impl Stream<'_> {
                 "it does not start with its place in the log (\"seq\")".into(),
             ),
         }
-        if let Some(recorded) = &mut self.recorded {
-            let mut hash = [0u8; 32];
-            match recorded.read_exact(&mut hash) {
-                Ok(()) if hash != leaf => self.report.problem(
-                    format!("entry {index} ({at})"),
-                    "its bytes differ from the hash recorded when it was appended".into(),
+        if self
+            .derived
+            .hash(0)
+            .is_some_and(|recorded| recorded != leaf)
+        {
+            self.report.problem(
+                format!("entry {index} ({at})"),
+                "its bytes differ from the hash recorded when it was appended".into(),
+            );
+        }
+        if self
+            .derived
+            .offset()
+            .is_some_and(|indexed| indexed != offset)
+        {
+            self.report.problem(
+                format!("{INDEX_FILE}, entry {index}"),
+                format!(
+                    "it places the entry elsewhere than byte {offset} of its segment: {REBUILD}"
                 ),
-                Ok(()) => {}
-                Err(_) => self.recorded = None,
-            }
+            );
         }
         if index == 0 || contains(entry, b"\"kind\":\"key_rotated\"") {
             self.key_entry(index, entry);
         }
-        self.frontier.push(leaf);
+        let (derived, report) = (&mut self.derived, &mut *self.report);
+        self.frontier.push_seeing(leaf, |level, place, hash| {
+            if derived.hash(level).is_some_and(|stored| stored != *hash) {
+                report.problem(
+                    format!("tree/{}, subtree {place}", level_name(level)),
+                    format!("it differs from the hash of its entries: {REBUILD}"),
+                );
+            }
+        });
         let size = self.frontier.size();
         if self.wanted.binary_search(&size).is_ok() {
             self.roots.insert(size, self.frontier.root());
@@ -141,11 +216,19 @@ pub fn verify(
     trusted: Option<&NoteVerifier>,
 ) -> io::Result<Report> {
     let mut report = Report::default();
-    let notes = match read_checkpoints(ledger_dir) {
-        Ok(n) => n,
+    let (notes, readable) = match read_checkpoint_log(ledger_dir) {
+        Ok(log) => {
+            if let Some((offset, bytes)) = log.torn {
+                report.problem(
+                    format!("{CHECKPOINTS_FILE}, byte {offset}"),
+                    format!("it ends in {bytes} bytes that are not a whole checkpoint: a checkpoint write cut off by a crash (opening the ledger sets them aside) or a changed or truncated file"),
+                );
+            }
+            (log.notes, true)
+        }
         Err(e) => {
-            report.problem("checkpoints.log".into(), e.to_string());
-            Vec::new()
+            report.problem(CHECKPOINTS_FILE.into(), e.to_string());
+            (Vec::new(), false)
         }
     };
     report.checkpoints = notes.len();
@@ -156,16 +239,13 @@ pub fn verify(
     let mut wanted: Vec<u64> = stated.iter().flatten().map(|c| c.size).collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let recorded = File::open(ledger_dir.join(TREE_DIR).join("level-00.hashes"))
-        .ok()
-        .map(|f| BufReader::with_capacity(1 << 20, f));
     let keys = {
         let mut stream = Stream {
             report: &mut report,
             frontier: Frontier::new(),
             roots: BTreeMap::new(),
             wanted,
-            recorded,
+            derived: Derived::open(ledger_dir),
             keys: Vec::new(),
         };
         if stream.wanted.first() == Some(&0) {
@@ -174,6 +254,12 @@ pub fn verify(
         stream_segments(ledger_dir, &mut stream)?;
         let (roots, keys, entries) = (stream.roots, stream.keys, stream.frontier.size());
         report.entries = entries;
+        if readable && notes.is_empty() && entries > 0 {
+            report.problem(
+                CHECKPOINTS_FILE.into(),
+                "it holds no checkpoint, yet a ledger signs one when it starts: its checkpoints were removed".into(),
+            );
+        }
         check_checkpoints(&mut report, &notes, &stated, &roots, &keys);
         keys
     };
@@ -207,7 +293,12 @@ fn stream_segments(ledger_dir: &Path, stream: &mut Stream) -> io::Result<()> {
                     offset,
                     entry,
                     leaf,
-                } => stream.entry(&format!("segment {name}, byte {offset}"), &entry, leaf),
+                } => stream.entry(
+                    &format!("segment {name}, byte {offset}"),
+                    offset,
+                    &entry,
+                    leaf,
+                ),
                 Found::Torn { offset, bytes } => {
                     let last = i + 1 == segments.len();
                     stream.report.problem(
@@ -551,5 +642,162 @@ mod tests {
         let report = check(&tmp);
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.entries, 41);
+    }
+
+    fn checkpoint_log(tmp: &tempfile::TempDir) -> std::path::PathBuf {
+        tmp.path().join("ledger").join(CHECKPOINTS_FILE)
+    }
+
+    #[test]
+    fn every_changed_length_in_the_checkpoint_log_is_named() {
+        let (tmp, ledger) = ledger_with(100);
+        drop(ledger);
+        let path = checkpoint_log(&tmp);
+        let original = std::fs::read(&path).unwrap();
+        let mut reader = SegmentReader::open(&path, 0).unwrap();
+        let mut starts = Vec::new();
+        while let Some(Found::Record { offset, .. }) = reader.next_found().unwrap() {
+            starts.push(offset as usize);
+        }
+        assert_eq!(starts.len(), 5);
+        for start in starts {
+            for bit in 0..32 {
+                let mut bytes = original.clone();
+                bytes[start + bit / 8] ^= 1 << (bit % 8);
+                std::fs::write(&path, &bytes).unwrap();
+                let p = first_problem(&tmp);
+                assert!(
+                    p.at.starts_with(CHECKPOINTS_FILE),
+                    "bit {bit} of the length at byte {start}: {p:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn removed_checkpoints_are_named() {
+        let (tmp, ledger) = ledger_with(30);
+        drop(ledger);
+        let path = checkpoint_log(&tmp);
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(first_problem(&tmp).at, CHECKPOINTS_FILE);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(first_problem(&tmp).at, CHECKPOINTS_FILE);
+    }
+
+    #[test]
+    fn a_checkpoint_cut_off_by_a_crash_is_named_then_set_aside_and_later_ones_verify() {
+        let (tmp, ledger) = ledger_with(30);
+        drop(ledger);
+        let path = checkpoint_log(&tmp);
+        let whole = std::fs::metadata(&path).unwrap().len();
+        let mut record = Vec::new();
+        crate::segment::encode_record(&mut record, b"test/ledger\n31\nunfinished");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, &record[..record.len() - 4]).unwrap();
+        let before = check(&tmp);
+        assert_eq!(
+            before.problems[0].at,
+            format!("{CHECKPOINTS_FILE}, byte {whole}")
+        );
+        let mut ledger = Ledger::open(
+            &tmp.path().join("ledger"),
+            &tmp.path().join("config"),
+            "test/ledger",
+        )
+        .unwrap();
+        ledger.checkpoint().unwrap();
+        let after = check(&tmp);
+        assert!(after.ok(), "{:?}", after.problems);
+        assert_eq!(after.checkpoints, before.checkpoints + 1);
+        let kept = tmp
+            .path()
+            .join("ledger/torn")
+            .join(format!("{CHECKPOINTS_FILE}-{whole}.bin"));
+        assert_eq!(std::fs::read(kept).unwrap(), record[..record.len() - 4]);
+        let repaired = ledger.log().entry(after.entries - 1).unwrap();
+        let repaired = String::from_utf8_lossy(&repaired);
+        assert!(
+            repaired.contains("ledger_repaired") && repaired.contains("bytes of a checkpoint"),
+            "{repaired}"
+        );
+    }
+
+    #[test]
+    fn a_whole_last_entry_given_a_longer_length_is_damage_not_a_crash() {
+        let (tmp, ledger) = ledger_with(40);
+        drop(ledger);
+        let (path, records) = records(&tmp);
+        let (at, len) = *records.last().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let claimed = (len - 8 + 1) as u32;
+        bytes[at..at + 4].copy_from_slice(&claimed.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let p = first_problem(&tmp);
+        assert!(
+            p.at.starts_with("entry 40 ") && p.what.contains("length was changed"),
+            "{p:?}"
+        );
+        // Read again from the segment, as after a crash before the index was written: it
+        // is damage that stops appends, not an unfinished append to set aside.
+        let index = tmp.path().join("ledger/entries.idx");
+        let indexed = std::fs::metadata(&index).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&index)
+            .unwrap()
+            .set_len(indexed - 8)
+            .unwrap();
+        let log = crate::Log::open(&tmp.path().join("ledger")).unwrap();
+        assert_eq!(log.torn_bytes(), 0);
+        assert!(
+            log.damage()
+                .is_some_and(|d| d.contains("length was changed")),
+            "{:?}",
+            log.damage()
+        );
+    }
+
+    #[test]
+    fn a_changed_index_or_stored_tree_is_named_with_how_to_rebuild_them() {
+        let (tmp, ledger) = ledger_with(60);
+        drop(ledger);
+        let dir = tmp.path().join("ledger");
+        for (file, place, at) in [
+            (
+                dir.join(INDEX_FILE),
+                5 * 8,
+                format!("{INDEX_FILE}, entry 5"),
+            ),
+            (
+                dir.join(TREE_DIR).join(level_name(2)),
+                3 * 32,
+                format!("tree/{}, subtree 3", level_name(2)),
+            ),
+            (
+                dir.join(TREE_DIR).join(level_name(5)),
+                0,
+                format!("tree/{}, subtree 0", level_name(5)),
+            ),
+        ] {
+            let original = std::fs::read(&file).unwrap();
+            let mut bytes = original.clone();
+            bytes[place] ^= 0x80;
+            std::fs::write(&file, &bytes).unwrap();
+            let p = first_problem(&tmp);
+            assert_eq!(p.at, at);
+            assert!(p.what.contains("write 0 into ledger/synced"), "{p:?}");
+            std::fs::write(&file, &original).unwrap();
+            assert!(check(&tmp).ok());
+        }
+        std::fs::write(dir.join("synced"), b"0").unwrap();
+        let mut bytes = std::fs::read(dir.join(INDEX_FILE)).unwrap();
+        bytes[5 * 8] ^= 0x80;
+        std::fs::write(dir.join(INDEX_FILE), &bytes).unwrap();
+        drop(crate::Log::open(&dir).unwrap());
+        assert!(check(&tmp).ok(), "opening rebuilds the derived files");
     }
 }
