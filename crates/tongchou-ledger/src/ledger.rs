@@ -172,7 +172,8 @@ impl Ledger {
             subject_key,
             damage: None,
         };
-        ledger.damage = ledger.find_damage()?;
+        let checkpoints = read_checkpoint_log(ledger.log.dir())?;
+        ledger.damage = ledger.find_damage(&checkpoints.notes)?;
         if ledger.damage.is_some() {
             return Ok(ledger);
         }
@@ -184,7 +185,9 @@ impl Ledger {
             ledger.log.repair()?;
             repairs.push(format!("{torn} bytes of an append"));
         }
-        if let Some(bytes) = ledger.set_aside_torn_checkpoint()? {
+        if checkpoints.torn.is_some()
+            && let Some(bytes) = ledger.set_aside_torn_checkpoint()?
+        {
             repairs.push(format!("{bytes} bytes of a checkpoint"));
         }
         if ledger.log.is_empty() {
@@ -201,8 +204,9 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Cuts an unfinished checkpoint write off the checkpoint log, so that the next one is
-    /// not written after it and lost to readers; returns how many bytes it moved.
+    /// Cuts an unfinished checkpoint write off the checkpoint log (looked for again under
+    /// the lock), so that the next one is not written after it and lost to readers;
+    /// returns how many bytes it moved.
     fn set_aside_torn_checkpoint(&mut self) -> Result<Option<u64>> {
         let moved = self.log.exclusively(|dir| {
             let torn = read_checkpoint_log(dir)
@@ -216,12 +220,11 @@ impl Ledger {
 
     /// What stops appends: damage the log found, entries fewer than a checkpoint counted,
     /// or a log emptied under an existing key.
-    fn find_damage(&self) -> Result<Option<String>> {
+    fn find_damage(&self, checkpoints: &[String]) -> Result<Option<String>> {
         if let Some(d) = self.log.damage() {
             return Ok(Some(d.to_string()));
         }
-        let notes = read_checkpoints(self.log.dir())?;
-        if let Some(last) = notes.last() {
+        if let Some(last) = checkpoints.last() {
             let counted = Checkpoint::read_unverified(last)?.size;
             if counted > self.log.len() {
                 return Ok(Some(format!(
