@@ -73,6 +73,9 @@ struct Derived {
     index: Option<BufReader<File>>,
     /// Level k of the stored tree, opened when its first subtree is complete.
     levels: Vec<Option<BufReader<File>>>,
+    /// Whether the entries still match the stored leaves: above a changed entry the
+    /// stored tree is the evidence, not a derived file to rebuild.
+    leaves_match: bool,
 }
 
 impl Derived {
@@ -81,6 +84,7 @@ impl Derived {
             dir: ledger_dir.to_path_buf(),
             index: Self::reader(&ledger_dir.join(INDEX_FILE)),
             levels: Vec::new(),
+            leaves_match: true,
         }
     }
 
@@ -139,6 +143,7 @@ impl Stream<'_> {
             .hash(0)
             .is_some_and(|recorded| recorded != leaf)
         {
+            self.derived.leaves_match = false;
             self.report.problem(
                 format!("entry {index} ({at})"),
                 "its bytes differ from the hash recorded when it was appended".into(),
@@ -161,7 +166,7 @@ impl Stream<'_> {
         }
         let (derived, report) = (&mut self.derived, &mut *self.report);
         self.frontier.push_seeing(leaf, |level, place, hash| {
-            if derived.hash(level).is_some_and(|stored| stored != *hash) {
+            if derived.leaves_match && derived.hash(level).is_some_and(|stored| stored != *hash) {
                 report.problem(
                     format!("tree/{}, subtree {place}", level_name(level)),
                     format!("it differs from the hash of its entries: {REBUILD}"),
@@ -506,6 +511,38 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let p = first_problem(&tmp);
         assert!(p.at.starts_with("entry 42 "), "{p:?}");
+    }
+
+    #[test]
+    fn above_a_changed_entry_the_stored_tree_is_not_called_wrong() {
+        let (tmp, ledger) = ledger_with(60);
+        drop(ledger);
+        let (path, records) = records(&tmp);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (at, len) = records[42];
+        let text = String::from_utf8(bytes[at + 8..at + len].to_vec()).unwrap();
+        let changed = text.replace("id = 41", "id = 99");
+        assert_ne!(text, changed);
+        bytes.splice(at..at + len, {
+            let mut record = Vec::new();
+            crate::segment::encode_record(&mut record, changed.as_bytes());
+            record
+        });
+        std::fs::write(&path, bytes).unwrap();
+        let report = check(&tmp);
+        assert!(
+            report.problems[0].at.starts_with("entry 42 "),
+            "{:?}",
+            report.problems
+        );
+        assert!(
+            report
+                .problems
+                .iter()
+                .all(|p| !p.what.contains("ledger/synced")),
+            "{:?}",
+            report.problems
+        );
     }
 
     #[test]
