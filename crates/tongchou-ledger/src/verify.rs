@@ -494,6 +494,23 @@ mod tests {
         (path, out)
     }
 
+    /// A closed ledger of 61 entries, its segment's path and bytes, and where record `k` is.
+    #[allow(clippy::type_complexity)]
+    fn segment_with_record(
+        k: usize,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Vec<u8>,
+        (usize, usize),
+    ) {
+        let (tmp, ledger) = ledger_with(60);
+        drop(ledger);
+        let (path, records) = records(&tmp);
+        let bytes = std::fs::read(&path).unwrap();
+        (tmp, path, bytes, records[k])
+    }
+
     fn first_problem(tmp: &tempfile::TempDir) -> Problem {
         let report = check(tmp);
         assert!(!report.ok(), "the tampering went unnoticed");
@@ -502,11 +519,7 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_is_named() {
-        let (tmp, ledger) = ledger_with(60);
-        drop(ledger);
-        let (path, records) = records(&tmp);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let (at, len) = records[42];
+        let (tmp, path, mut bytes, (at, len)) = segment_with_record(42);
         bytes[at + len - 5] ^= 0x01;
         std::fs::write(&path, bytes).unwrap();
         let p = first_problem(&tmp);
@@ -515,11 +528,7 @@ mod tests {
 
     #[test]
     fn above_a_changed_entry_the_stored_tree_is_not_called_wrong() {
-        let (tmp, ledger) = ledger_with(60);
-        drop(ledger);
-        let (path, records) = records(&tmp);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let (at, len) = records[42];
+        let (tmp, path, mut bytes, (at, len)) = segment_with_record(42);
         let text = String::from_utf8(bytes[at + 8..at + len].to_vec()).unwrap();
         let changed = text.replace("id = 41", "id = 99");
         assert_ne!(text, changed);
