@@ -9,13 +9,15 @@ use std::sync::OnceLock;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tongchou_model::UserRole;
 use tongchou_store::DataDir;
 
 use crate::clock::stamp;
+use crate::events::Door;
 use crate::users::{User, verify_password};
-use crate::{AccessError, events};
+use crate::{AccessError, Policy, events};
 
 /// What a credential may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -143,21 +145,25 @@ pub struct CredentialRef {
 }
 
 /// Someone acting: a user, with the scopes of the credential they came with (all scopes for
-/// a browser session or the operator acting `--as` a user at the CLI).
+/// a browser session or the operator acting `--as` a user at the CLI), through a door.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user: User,
     pub scopes: Scopes,
     /// The credential used, if any (none at the CLI).
     pub credential: Option<CredentialRef>,
+    /// Where the request came in, recorded with what it does.
+    pub door: Door,
 }
 
 impl Principal {
+    /// The operator at the CLI acting as `user`.
     pub fn acting_as(user: User) -> Principal {
         Principal {
             user,
             scopes: Scopes::all(),
             credential: None,
+            door: Door::Cli,
         }
     }
 
@@ -242,6 +248,7 @@ fn random_hex(bytes: usize) -> String {
 
 async fn issue(
     dir: &DataDir,
+    door: Door,
     user: &str,
     kind: CredentialKind,
     label: &str,
@@ -265,6 +272,7 @@ async fn issue(
     if kind == CredentialKind::Token {
         events::record(
             &mut tx,
+            door,
             user,
             "token_created",
             &id,
@@ -305,18 +313,20 @@ async fn failures_since(
         .await?)
 }
 
-/// Checks a password and opens a browser session. `address` is the client's IP address
-/// (or `cli`, `pg` …) for throttling.
+/// Checks a password and opens a session (a browser's, or a PostgreSQL connection's).
+/// `address` is the client's IP address, for throttling.
 pub async fn sign_in(
     dir: &DataDir,
     name: &str,
     password: &str,
+    door: Door,
     address: &str,
 ) -> Result<(User, Issued), AccessError> {
-    let user = check_password(dir, name, password, address).await?;
+    let user = check_password(dir, name, password, door, address).await?;
     let expires = Timestamp::now() + SignedDuration::from_hours(SESSION_HOURS);
     let issued = issue(
         dir,
+        door,
         name,
         CredentialKind::Session,
         "",
@@ -332,6 +342,7 @@ pub async fn check_password(
     dir: &DataDir,
     name: &str,
     password: &str,
+    door: Door,
     address: &str,
 ) -> Result<User, AccessError> {
     let now = Timestamp::now().as_second();
@@ -378,14 +389,7 @@ pub async fn check_password(
                 .bind(&user.name)
                 .execute(&mut *tx)
                 .await?;
-            events::record(
-                &mut tx,
-                &user.name,
-                "sign_in",
-                &user.name,
-                serde_json::json!({"address": address}),
-            )
-            .await?;
+            record_attempt(&mut tx, door, &user.name, true, json!({"address": address})).await?;
             Ok(user)
         }
         _ => {
@@ -395,19 +399,55 @@ pub async fn check_password(
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            events::record(
-                &mut tx,
-                name,
-                "sign_in_failed",
-                name,
-                serde_json::json!({"address": address}),
-            )
-            .await?;
+            record_attempt(&mut tx, door, name, false, json!({"address": address})).await?;
             Err(AccessError::BadCredentials)
         }
     };
     tx.commit().await?;
     result
+}
+
+async fn record_attempt(
+    conn: &mut sqlx::SqliteConnection,
+    door: Door,
+    name: &str,
+    succeeded: bool,
+    detail: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let action = if succeeded {
+        "sign_in"
+    } else {
+        "sign_in_failed"
+    };
+    events::record(conn, door, name, action, name, detail).await
+}
+
+/// Signs `name` in with an API token in place of a password (the PostgreSQL door takes one
+/// so): the token must be that user's and carry `scope`. Recorded like a password sign-in.
+pub async fn sign_in_with_token(
+    dir: &DataDir,
+    policy: &Policy,
+    name: &str,
+    token: &str,
+    scope: Scope,
+    door: Door,
+    address: &str,
+) -> Result<Principal, AccessError> {
+    let checked = policy.authenticate(token, door).await.and_then(|p| {
+        p.require(scope)?;
+        if p.user.name == name {
+            Ok(p)
+        } else {
+            Err(AccessError::Forbidden("the token is another user's".into()))
+        }
+    });
+    let detail = match &checked {
+        Ok(p) => json!({"address": address, "token": p.credential.as_ref().map(|c| &c.id)}),
+        Err(_) => json!({"address": address, "with": "token"}),
+    };
+    let mut conn = dir.metadata().acquire().await?;
+    record_attempt(&mut conn, door, name, checked.is_ok(), detail).await?;
+    checked
 }
 
 /// Creates an API token for `principal.user`. Tokens are created from a session or the CLI,
@@ -442,6 +482,7 @@ pub async fn create_token(
     let expires = Timestamp::now() + SignedDuration::from_hours(24 * days);
     issue(
         dir,
+        principal.door,
         &principal.user.name,
         CredentialKind::Token,
         label,
@@ -507,6 +548,7 @@ pub async fn revoke_credential(
         .await?;
     events::record(
         &mut tx,
+        crate::door_of(principal),
         &crate::actor_label(principal),
         "credential_revoked",
         id,

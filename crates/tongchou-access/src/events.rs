@@ -2,27 +2,37 @@
 //! the same transaction as the change it records: the outbox from which the audit ledger
 //! (`tongchou-audit`) takes each event, noting the entry it became.
 
-use std::sync::RwLock;
-
 use serde::Serialize;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::AccessError;
 use crate::clock::stamp;
 
-static FRONT_DOOR: RwLock<&str> = RwLock::new("unknown");
-
-/// Names the front door this process serves now (`cli`, `rest`), recorded with each event.
-pub fn set_front_door(front_door: &'static str) {
-    *FRONT_DOOR.write().unwrap_or_else(|p| p.into_inner()) = front_door;
+/// The front door a request came through, named by whoever received it and recorded with
+/// every event the request causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    Rest,
+    Pg,
+    Portal,
+    Cli,
 }
 
-fn front_door() -> &'static str {
-    *FRONT_DOOR.read().unwrap_or_else(|p| p.into_inner())
+impl Door {
+    /// As ledger entries and `access_events.front_door` name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Rest => "rest",
+            Door::Pg => "pg",
+            Door::Portal => "portal",
+            Door::Cli => "cli",
+        }
+    }
 }
 
 pub async fn record(
     conn: &mut SqliteConnection,
+    door: Door,
     actor: &str,
     action: &str,
     target: &str,
@@ -36,7 +46,7 @@ pub async fn record(
     .bind(action)
     .bind(target)
     .bind(detail.to_string())
-    .bind(front_door())
+    .bind(door.as_str())
     .execute(conn)
     .await?;
     Ok(())

@@ -17,6 +17,7 @@ pub mod requests;
 pub mod users;
 
 pub use credentials::{Principal, Scope, Scopes};
+pub use events::Door;
 pub use policy::{Access, Basis, GrantedField, Policy, PolicySet};
 pub use requests::{Approval, Grant, NewRequest, Request};
 pub use users::{User, add_user, get_user, hash_password, list_users, verify_password};
@@ -64,6 +65,11 @@ pub(crate) fn actor_label(principal: Option<&Principal>) -> String {
     principal
         .map(|p| p.user.name.clone())
         .unwrap_or_else(|| "operator".into())
+}
+
+/// The door something was done through: the principal's, or the operator's command line.
+pub(crate) fn door_of(principal: Option<&Principal>) -> Door {
+    principal.map_or(Door::Cli, |p| p.door)
 }
 
 #[cfg(test)]

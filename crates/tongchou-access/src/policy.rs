@@ -18,7 +18,7 @@ use tongchou_store::DataDir;
 
 use crate::clock::parse_stamp;
 use crate::credentials::{CredentialKind, CredentialRef, Scopes, digest, split};
-use crate::{AccessError, Principal, User};
+use crate::{AccessError, Door, Principal, User};
 
 /// A field a grant gives, with the mask the consumer sees instead of the raw value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -233,8 +233,14 @@ impl PolicySet {
             .push(rule);
     }
 
-    /// Checks a session or token credential; the same answer for any kind of failure.
-    pub fn authenticate(&self, credential: &str, now: Timestamp) -> Result<Principal, AccessError> {
+    /// Checks a session or token credential presented at `door`; the same answer for any
+    /// kind of failure.
+    pub fn authenticate(
+        &self,
+        credential: &str,
+        door: Door,
+        now: Timestamp,
+    ) -> Result<Principal, AccessError> {
         let (kind, id, secret) = split(credential).ok_or(AccessError::Unauthenticated)?;
         let stored = self
             .credentials
@@ -256,6 +262,7 @@ impl PolicySet {
                 kind,
                 id: id.to_string(),
             }),
+            door,
         })
     }
 
@@ -446,10 +453,14 @@ impl Policy {
         (state.0 == generation).then(|| state.1.clone())
     }
 
-    pub async fn authenticate(&self, credential: &str) -> Result<Principal, AccessError> {
+    pub async fn authenticate(
+        &self,
+        credential: &str,
+        door: Door,
+    ) -> Result<Principal, AccessError> {
         self.current()
             .await?
-            .authenticate(credential, Timestamp::now())
+            .authenticate(credential, door, Timestamp::now())
     }
 
     pub async fn decide(

@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
-use tongchou_model::{Resource, Sensitivity, ShareType, UserRole, is_known_mask};
+use tongchou_model::{MASKS, Resource, Sensitivity, ShareType, UserRole, is_known_mask};
 use tongchou_store::DataDir;
 
 use crate::clock::{self, Calendar, parse_date, stamp};
 use crate::policy::GrantedField;
-use crate::{AccessError, Principal, Scope, actor_label, events, filter};
+use crate::{AccessError, Principal, Scope, actor_label, door_of, events, filter};
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct NewRequest {
@@ -64,14 +64,17 @@ pub struct Request {
 }
 
 /// A steward's approval; everything left out keeps what was requested (and the fields'
-/// default masks).
+/// default masks). A sensitive field without a default mask needs a mask named here, or
+/// `raw` with `raw_reason`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct Approval {
     pub fields: Option<Vec<String>>,
     pub row_filter: Option<String>,
-    /// field → mask; `none` gives the raw value.
+    /// field → mask; `none` (or `raw`) gives the raw value.
     #[serde(default)]
     pub masks: BTreeMap<String, String>,
+    /// Why sensitive fields are given raw; required when any is, and recorded.
+    pub raw_reason: Option<String>,
     /// Last day the grant holds.
     pub until: Option<String>,
     /// `user` (the requester, default), `unit` (every user of the requesting unit) or
@@ -198,6 +201,7 @@ pub async fn add_purpose(
         .await?;
     events::record(
         &mut tx,
+        door_of(by),
         &actor_label(by),
         "purpose_added",
         &purpose.code,
@@ -344,6 +348,7 @@ pub async fn file_request(
         .await?;
     events::record(
         &mut tx,
+        by.door,
         &by.user.name,
         "request_filed",
         &format!("request/{id}"),
@@ -543,29 +548,8 @@ pub async fn approve(
             "a mask names '{stray}', which this approval does not grant"
         )));
     }
-    let mut granted = Vec::with_capacity(fields.len());
-    for name in &fields {
-        let field = resource
-            .fields
-            .iter()
-            .find(|f| &f.name == name)
-            .expect("checked above");
-        let mask = match approval.masks.get(name).map(|m| m.trim()) {
-            Some("none" | "raw") => None,
-            Some(mask) if is_known_mask(mask) => Some(mask.to_string()),
-            Some(mask) => {
-                return Err(AccessError::Invalid(format!(
-                    "mask '{mask}' for '{name}' is unknown; masks are {} (or none)",
-                    tongchou_model::MASKS.join(", ")
-                )));
-            }
-            None => field.default_mask.clone(),
-        };
-        granted.push(GrantedField {
-            name: name.clone(),
-            mask,
-        });
-    }
+    let (granted, raw) = chosen_masks(&resource, &fields, approval)?;
+    let raw_reason = raw_reason(&raw, approval)?;
     let all_fields: Vec<&str> = resource.fields.iter().map(|f| f.name.as_str()).collect();
     let row_filter = approval
         .row_filter
@@ -627,16 +611,87 @@ pub async fn approve(
     close_pending(&mut tx, id, "approved", &by.user.name, None).await?;
     events::record(
         &mut tx,
+        by.door,
         &by.user.name,
         "request_approved",
         &format!("request/{id}"),
         serde_json::json!({"grant": grant_id, "resource": request.resource, "unit": request.unit,
-            "user": user, "role": role, "fields": granted, "row_filter": row_filter, "valid_until": valid_until.map(stamp)}),
+            "user": user, "role": role, "fields": granted, "row_filter": row_filter, "valid_until": valid_until.map(stamp),
+            "raw": raw, "raw_reason": raw_reason}),
     )
     .await?;
     tx.commit().await?;
     dir.note_policy_change();
     get_grant(pool, grant_id).await
+}
+
+/// The mask of each granted field, and the sensitive fields given raw. A sensitive field
+/// the approval names no mask for takes its default mask; without one the steward must
+/// choose — it is never given raw silently.
+fn chosen_masks(
+    resource: &Resource,
+    fields: &[String],
+    approval: &Approval,
+) -> Result<(Vec<GrantedField>, Vec<String>), AccessError> {
+    let mut granted = Vec::with_capacity(fields.len());
+    let (mut raw, mut unchosen) = (Vec::new(), Vec::new());
+    for name in fields {
+        let field = resource
+            .fields
+            .iter()
+            .find(|f| &f.name == name)
+            .expect("checked by the caller");
+        let sensitive = matches!(
+            field.sensitivity,
+            Sensitivity::Sensitive | Sensitivity::Secret
+        );
+        let mask = match approval.masks.get(name).map(|m| m.trim()) {
+            Some("none" | "raw") => {
+                if sensitive {
+                    raw.push(name.clone());
+                }
+                None
+            }
+            Some(mask) if is_known_mask(mask) => Some(mask.to_string()),
+            Some(mask) => {
+                return Err(AccessError::Invalid(format!(
+                    "mask '{mask}' for '{name}' is unknown; masks are {} (or none)",
+                    MASKS.join(", ")
+                )));
+            }
+            None if sensitive && field.default_mask.is_none() => {
+                unchosen.push(format!("{name} ({})", field.label));
+                None
+            }
+            None => field.default_mask.clone(),
+        };
+        granted.push(GrantedField {
+            name: name.clone(),
+            mask,
+        });
+    }
+    if !unchosen.is_empty() {
+        return Err(AccessError::Invalid(format!(
+            "these fields are marked sensitive and have no default mask: {}; choose a mask for each ({}), or `raw` with a reason for giving them raw",
+            unchosen.join(", "),
+            MASKS.join(", ")
+        )));
+    }
+    Ok((granted, raw))
+}
+
+/// The steward's reason for giving sensitive fields raw: required when any is.
+fn raw_reason(raw: &[String], approval: &Approval) -> Result<Option<String>, AccessError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match approval.raw_reason.as_deref().map(str::trim) {
+        Some(reason) if !reason.is_empty() => Ok(Some(reason.to_string())),
+        _ => Err(AccessError::Invalid(format!(
+            "sensitive fields given raw ({}) need a reason, recorded with the decision (raw_reason)",
+            raw.join(", ")
+        ))),
+    }
 }
 
 pub async fn refuse(
@@ -652,7 +707,7 @@ pub async fn refuse(
             "a refusal gives its reason (--reason)".into(),
         ));
     }
-    decide_without_grant(dir, &by.user.name, id, "refused", reason.trim()).await
+    decide_without_grant(dir, by, id, "refused", reason.trim()).await
 }
 
 /// Withdraws one's own pending request.
@@ -670,7 +725,7 @@ pub async fn withdraw(dir: &DataDir, by: &Principal, id: i64) -> Result<Request,
             request.state
         )));
     }
-    decide_without_grant(dir, &by.user.name, id, "withdrawn", "").await
+    decide_without_grant(dir, by, id, "withdrawn", "").await
 }
 
 /// Ends a pending request in `state`; fails if someone decided it meanwhile.
@@ -700,17 +755,18 @@ async fn close_pending(
 
 async fn decide_without_grant(
     dir: &DataDir,
-    actor: &str,
+    by: &Principal,
     id: i64,
     state: &str,
     reason: &str,
 ) -> Result<Request, AccessError> {
     let pool = dir.metadata();
     let mut tx = pool.begin().await?;
-    close_pending(&mut tx, id, state, actor, Some(reason)).await?;
+    close_pending(&mut tx, id, state, &by.user.name, Some(reason)).await?;
     events::record(
         &mut tx,
-        actor,
+        by.door,
+        &by.user.name,
         &format!("request_{state}"),
         &format!("request/{id}"),
         serde_json::json!({"reason": reason}),
@@ -845,6 +901,7 @@ pub async fn revoke(
         .await?;
     events::record(
         &mut tx,
+        door_of(by),
         &actor_label(by),
         "grant_revoked",
         &format!("grant/{grant_id}"),
@@ -889,6 +946,7 @@ pub async fn set_min_leader_level(
         .await?;
     events::record(
         &mut tx,
+        door_of(by),
         &actor_label(by),
         "policy_set",
         code,

@@ -8,7 +8,7 @@ use tongchou_store::DataDir;
 use crate::credentials::{self, Scopes};
 use crate::requests::{self, Approval, NewRequest, View};
 use crate::users::{UserChange, change_user};
-use crate::{AccessError, Basis, Policy, Principal, User, add_user};
+use crate::{AccessError, Basis, Door, Policy, Principal, User, add_user};
 
 const PROVIDER: &str = "P";
 const CONSUMER: &str = "C";
@@ -27,6 +27,7 @@ fn resource_body(unit: &str, name: &str, share: &str) -> String {
             {"name": "phone", "label": "联系电话", "type": "string", "sensitivity": "internal", "default_mask": "mobile"},
             {"name": "town", "label": "所属镇街", "type": "string", "sensitivity": "public"},
             {"name": "months", "label": "欠费月数", "type": "integer", "sensitivity": "internal"},
+            {"name": "id_no", "label": "证件号码", "type": "string", "sensitivity": "sensitive"},
             {"name": "bank_account", "label": "银行账号", "type": "string", "sensitivity": "secret", "default_mask": "bank_card"}
         ]
     })
@@ -67,7 +68,7 @@ impl World {
             (REGISTRY, "企业登记信息", "unconditional"),
             (SECRET_FILE, "外国人住宿登记", "none"),
         ] {
-            sqlx::query("INSERT INTO resources (code, unit, name, share_type, open_type, update_cycle, field_count, version, body, registered_at, updated_at) VALUES (?, ?, ?, ?, 'none', 'monthly', 6, 1, ?, 'now', 'now')")
+            sqlx::query("INSERT INTO resources (code, unit, name, share_type, open_type, update_cycle, field_count, version, body, registered_at, updated_at) VALUES (?, ?, ?, ?, 'none', 'monthly', 7, 1, ?, 'now', 'now')")
                 .bind(code)
                 .bind(PROVIDER)
                 .bind(name)
@@ -149,6 +150,7 @@ async fn the_provider_narrows_a_request_and_the_grant_is_what_the_engine_gets() 
         ]),
         row_filter: Some("town = '桂城街道' AND months >= 3".into()),
         masks: [("credit_code".to_string(), "pseudonym".to_string())].into(),
+        raw_reason: None,
         until: Some("2099-12-31".into()),
         to: None,
     };
@@ -343,7 +345,7 @@ async fn unconditional_resources_give_non_sensitive_fields_with_default_masks() 
         ]
     );
     let owner = w.decide("steward_p", SECRET_FILE).await.unwrap();
-    assert_eq!((owner.basis, owner.fields.len()), (Basis::Owner, 6));
+    assert_eq!((owner.basis, owner.fields.len()), (Basis::Owner, 7));
     forbidden(w.decide("analyst_c", SECRET_FILE).await, "不予共享");
 }
 
@@ -396,7 +398,10 @@ async fn only_the_providing_steward_decides_and_nobody_escalates() {
     .await
     .unwrap();
     let policy = Policy::open(w.dir.clone()).await.unwrap();
-    let via_token = policy.authenticate(&issued.secret).await.unwrap();
+    let via_token = policy
+        .authenticate(&issued.secret, Door::Rest)
+        .await
+        .unwrap();
     forbidden(
         requests::approve(&w.dir, &via_token, id, &Approval::default()).await,
         "scopes (read)",
@@ -463,14 +468,24 @@ async fn only_the_providing_steward_decides_and_nobody_escalates() {
         .await
         .unwrap();
     assert!(matches!(
-        policy.authenticate(&issued.secret).await,
+        policy.authenticate(&issued.secret, Door::Rest).await,
         Err(AccessError::Unauthenticated)
     ));
-    let (_, session) =
-        credentials::sign_in(&w.dir, "analyst_c", "a long enough password", "10.0.0.1")
+    let (_, session) = credentials::sign_in(
+        &w.dir,
+        "analyst_c",
+        "a long enough password",
+        Door::Rest,
+        "10.0.0.1",
+    )
+    .await
+    .unwrap();
+    assert!(
+        policy
+            .authenticate(&session.secret, Door::Rest)
             .await
-            .unwrap();
-    assert!(policy.authenticate(&session.secret).await.is_ok());
+            .is_ok()
+    );
     change_user(
         &w.dir,
         Some(&admin),
@@ -483,14 +498,19 @@ async fn only_the_providing_steward_decides_and_nobody_escalates() {
     .await
     .unwrap();
     assert!(matches!(
-        policy.authenticate(&session.secret).await,
+        policy.authenticate(&session.secret, Door::Rest).await,
         Err(AccessError::Unauthenticated)
     ));
     // A tampered secret with a valid id is refused.
-    let (_, session) =
-        credentials::sign_in(&w.dir, "leader_c", "a long enough password", "10.0.0.1")
-            .await
-            .unwrap();
+    let (_, session) = credentials::sign_in(
+        &w.dir,
+        "leader_c",
+        "a long enough password",
+        Door::Rest,
+        "10.0.0.1",
+    )
+    .await
+    .unwrap();
     let mut forged = session.secret.clone();
     forged.pop();
     forged.push(if session.secret.ends_with('0') {
@@ -499,7 +519,7 @@ async fn only_the_providing_steward_decides_and_nobody_escalates() {
         '0'
     });
     assert!(matches!(
-        policy.authenticate(&forged).await,
+        policy.authenticate(&forged, Door::Rest).await,
         Err(AccessError::Unauthenticated)
     ));
 }
@@ -576,13 +596,27 @@ async fn wrong_passwords_are_throttled_per_account_and_address() {
     let w = World::new().await;
     for _ in 0..5 {
         assert!(matches!(
-            credentials::sign_in(&w.dir, "analyst_c", "wrong password!", "10.0.0.9").await,
+            credentials::sign_in(
+                &w.dir,
+                "analyst_c",
+                "wrong password!",
+                Door::Rest,
+                "10.0.0.9"
+            )
+            .await,
             Err(AccessError::BadCredentials)
         ));
     }
     // Even the right password waits now, from any address.
     assert!(matches!(
-        credentials::sign_in(&w.dir, "analyst_c", "a long enough password", "10.0.0.7").await,
+        credentials::sign_in(
+            &w.dir,
+            "analyst_c",
+            "a long enough password",
+            Door::Rest,
+            "10.0.0.7"
+        )
+        .await,
         Err(AccessError::Throttled("for this account", 15))
     ));
     // Unknown names look like wrong passwords, and count against the address.
@@ -592,6 +626,7 @@ async fn wrong_passwords_are_throttled_per_account_and_address() {
                 &w.dir,
                 &format!("ghost{n}"),
                 "whatever password",
+                Door::Rest,
                 "10.0.0.9"
             )
             .await,
@@ -599,13 +634,26 @@ async fn wrong_passwords_are_throttled_per_account_and_address() {
         ));
     }
     assert!(matches!(
-        credentials::sign_in(&w.dir, "leader_c", "a long enough password", "10.0.0.9").await,
+        credentials::sign_in(
+            &w.dir,
+            "leader_c",
+            "a long enough password",
+            Door::Rest,
+            "10.0.0.9"
+        )
+        .await,
         Err(AccessError::Throttled("from this address", _))
     ));
     assert!(
-        credentials::sign_in(&w.dir, "leader_c", "a long enough password", "10.0.0.8")
-            .await
-            .is_ok()
+        credentials::sign_in(
+            &w.dir,
+            "leader_c",
+            "a long enough password",
+            Door::Rest,
+            "10.0.0.8"
+        )
+        .await
+        .is_ok()
     );
     let failed: i64 =
         sqlx::query_scalar("SELECT count(*) FROM access_events WHERE action = 'sign_in_failed'")
@@ -671,4 +719,259 @@ async fn requests_unanswered_for_ten_working_days_are_flagged_to_the_bureau() {
         .await
         .unwrap();
     assert_eq!(events.iter().filter(|a| *a == "request_filed").count(), 2);
+}
+
+fn invalid(result: Result<impl std::fmt::Debug, AccessError>, words: &[&str]) {
+    match result {
+        Err(AccessError::Invalid(why)) => {
+            assert!(words.iter().all(|w| why.contains(w)), "{why}")
+        }
+        other => panic!("expected invalid ({words:?}), got {other:?}"),
+    }
+}
+
+/// (action, front door, detail) of every access event, oldest first.
+async fn events(dir: &DataDir) -> Vec<(String, String, serde_json::Value)> {
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT action, front_door, detail FROM access_events ORDER BY id")
+            .fetch_all(dir.metadata())
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(a, d, detail)| (a, d, serde_json::from_str(&detail).unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn sensitive_fields_without_a_default_mask_need_a_mask_or_a_recorded_reason() {
+    let w = World::new().await;
+    let steward = w.who("steward_p").await;
+    let id = w.request(&["months", "legal_rep", "id_no"]).await.unwrap();
+    invalid(
+        requests::approve(&w.dir, &steward, id, &Approval::default()).await,
+        &["id_no (证件号码)", "choose a mask", "pseudonym", "raw"],
+    );
+    let raw = Approval {
+        masks: [("id_no".to_string(), "raw".to_string())].into(),
+        raw_reason: Some("  ".into()),
+        ..Default::default()
+    };
+    invalid(
+        requests::approve(&w.dir, &steward, id, &raw).await,
+        &["id_no", "need a reason"],
+    );
+    let pending = requests::get_request(w.dir.metadata(), id).await.unwrap();
+    assert_eq!(pending.state, "pending", "nothing was granted");
+    let reason = "核对身份需比对原始证件号码 the review compares the raw document numbers";
+    let raw = Approval {
+        raw_reason: Some(reason.into()),
+        ..raw
+    };
+    let grant = requests::approve(&w.dir, &steward, id, &raw).await.unwrap();
+    let masks: Vec<(&str, Option<&str>)> = grant
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.mask.as_deref()))
+        .collect();
+    assert_eq!(
+        masks,
+        [
+            ("months", None),
+            ("legal_rep", Some("chinese_name")),
+            ("id_no", None)
+        ]
+    );
+    let (_, _, detail) = events(&w.dir)
+        .await
+        .into_iter()
+        .find(|(action, _, _)| action == "request_approved")
+        .unwrap();
+    assert_eq!(detail["raw"], serde_json::json!(["id_no"]));
+    assert_eq!(detail["raw_reason"], reason);
+
+    // A mask named for the field needs no reason.
+    requests::revoke(&w.dir, Some(&steward), grant.id, "换用脱敏")
+        .await
+        .unwrap();
+    let id = w.request(&["id_no"]).await.unwrap();
+    let masked = Approval {
+        masks: [("id_no".to_string(), "keep_first_last(1,2)".to_string())].into(),
+        ..Default::default()
+    };
+    let grant = requests::approve(&w.dir, &steward, id, &masked)
+        .await
+        .unwrap();
+    assert_eq!(
+        grant.fields[0].mask.as_deref(),
+        Some("keep_first_last(1,2)")
+    );
+}
+
+#[tokio::test]
+async fn events_name_the_door_each_request_came_through() {
+    let w = World::new().await;
+    credentials::sign_in(
+        &w.dir,
+        "analyst_c",
+        "a long enough password",
+        Door::Pg,
+        "10.0.0.1",
+    )
+    .await
+    .unwrap();
+    let cli = w.who("analyst_c").await;
+    let issued = credentials::create_token(
+        &w.dir,
+        &cli,
+        "bi",
+        Scopes::parse("query,write").unwrap(),
+        Some(7),
+    )
+    .await
+    .unwrap();
+    let policy = Policy::open(w.dir.clone()).await.unwrap();
+    credentials::sign_in_with_token(
+        &w.dir,
+        &policy,
+        "analyst_c",
+        &issued.secret,
+        crate::Scope::Query,
+        Door::Pg,
+        "10.0.0.1",
+    )
+    .await
+    .unwrap();
+    let someone_elses = credentials::sign_in_with_token(
+        &w.dir,
+        &policy,
+        "leader_c",
+        &issued.secret,
+        crate::Scope::Query,
+        Door::Pg,
+        "10.0.0.1",
+    )
+    .await;
+    assert!(someone_elses.is_err());
+    let over_rest = policy
+        .authenticate(&issued.secret, Door::Rest)
+        .await
+        .unwrap();
+    let id = requests::file_request(
+        &w.dir,
+        &over_rest,
+        &NewRequest {
+            resource: ARREARS.into(),
+            fields: vec!["months".into()],
+            purpose: "subsidy_review".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let in_portal = Principal {
+        door: Door::Portal,
+        ..w.who("steward_p").await
+    };
+    requests::approve(&w.dir, &in_portal, id, &Approval::default())
+        .await
+        .unwrap();
+    let doors: Vec<(String, String)> = events(&w.dir)
+        .await
+        .into_iter()
+        .filter(|(action, _, _)| action != "user_added")
+        .map(|(action, door, _)| (action, door))
+        .collect();
+    let expected = [
+        ("sign_in", "pg"),
+        ("token_created", "cli"),
+        ("sign_in", "pg"),
+        ("sign_in_failed", "pg"),
+        ("request_filed", "rest"),
+        ("request_approved", "portal"),
+    ];
+    assert_eq!(doors, expected.map(|(a, d)| (a.to_string(), d.to_string())),);
+}
+
+#[tokio::test]
+async fn a_new_password_ends_every_session_of_the_account() {
+    let w = World::new().await;
+    let old = "a long enough password";
+    let new = "another long password";
+    let (_, session) = credentials::sign_in(&w.dir, "analyst_c", old, Door::Pg, "10.0.0.1")
+        .await
+        .unwrap();
+    let analyst = w.who("analyst_c").await;
+    let token = credentials::create_token(
+        &w.dir,
+        &analyst,
+        "bi",
+        Scopes::parse("query").unwrap(),
+        Some(7),
+    )
+    .await
+    .unwrap();
+    let policy = Policy::open(w.dir.clone()).await.unwrap();
+    let by_self = policy
+        .authenticate(&session.secret, Door::Rest)
+        .await
+        .unwrap();
+    let change = |by: Option<&Principal>, name: &'static str, current: Option<&'static str>| {
+        let dir = w.dir.clone();
+        let by = by.cloned();
+        async move {
+            crate::users::change_password(&dir, by.as_ref(), name, current, new, "10.0.0.2").await
+        }
+    };
+    invalid(
+        change(Some(&by_self), "analyst_c", None).await,
+        &["current password"],
+    );
+    assert!(matches!(
+        change(Some(&by_self), "analyst_c", Some("not my password")).await,
+        Err(AccessError::BadCredentials)
+    ));
+    forbidden(
+        change(Some(&w.who("steward_p").await), "analyst_c", None).await,
+        "platform admins",
+    );
+    assert!(
+        policy.authenticate(&session.secret, Door::Pg).await.is_ok(),
+        "nothing changed yet"
+    );
+    change(Some(&by_self), "analyst_c", Some(old))
+        .await
+        .unwrap();
+    assert!(matches!(
+        policy.authenticate(&session.secret, Door::Pg).await,
+        Err(AccessError::Unauthenticated)
+    ));
+    assert!(
+        policy.authenticate(&token.secret, Door::Pg).await.is_ok(),
+        "tokens stay"
+    );
+    assert!(matches!(
+        credentials::sign_in(&w.dir, "analyst_c", old, Door::Rest, "10.0.0.3").await,
+        Err(AccessError::BadCredentials)
+    ));
+    let (_, again) = credentials::sign_in(&w.dir, "analyst_c", new, Door::Rest, "10.0.0.3")
+        .await
+        .unwrap();
+    // The bureau's admin sets it without knowing it, and the new session ends too.
+    change(Some(&w.who("admin_b").await), "analyst_c", None)
+        .await
+        .unwrap();
+    assert!(
+        policy
+            .authenticate(&again.secret, Door::Rest)
+            .await
+            .is_err()
+    );
+    let recorded = events(&w.dir).await;
+    let changes: Vec<&serde_json::Value> = recorded
+        .iter()
+        .filter(|(action, _, _)| action == "password_changed")
+        .map(|(_, _, detail)| detail)
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0]["sessions_ended"], 1);
 }

@@ -114,6 +114,7 @@ pub async fn add_user(
     };
     events::record(
         &mut tx,
+        crate::door_of(by),
         &crate::actor_label(by),
         "user_added",
         &user.name,
@@ -224,6 +225,7 @@ pub async fn change_user(
     }
     events::record(
         &mut tx,
+        crate::door_of(by),
         &crate::actor_label(by),
         "user_changed",
         name,
@@ -233,6 +235,60 @@ pub async fn change_user(
     tx.commit().await?;
     dir.note_policy_change();
     Ok(user)
+}
+
+/// Sets a new password: the user themself, proving the old one (checked as a sign-in is:
+/// throttled and recorded), or a platform admin (or the operator at the CLI). Every
+/// session of the account ends, so whoever signed in with the old password — a browser or
+/// a PostgreSQL connection — must sign in again; API tokens stay.
+pub async fn change_password(
+    dir: &DataDir,
+    by: Option<&Principal>,
+    name: &str,
+    old: Option<&str>,
+    new: &str,
+    address: &str,
+) -> Result<(), AccessError> {
+    let hash = hash_password(new)?;
+    let door = crate::door_of(by);
+    match by {
+        Some(p) if p.user.name == name => {
+            let old = old.ok_or_else(|| {
+                AccessError::Invalid("give your current password to change it".into())
+            })?;
+            crate::credentials::check_password(dir, name, old, door, address).await?;
+        }
+        Some(p) => p.require_admin("set other people's passwords")?,
+        None => {}
+    }
+    let mut tx = dir.metadata().begin().await?;
+    let changed = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
+        .bind(hash)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    if changed.rows_affected() == 0 {
+        return Err(AccessError::UnknownUser(name.to_string()));
+    }
+    let ended = sqlx::query(
+        "UPDATE credentials SET revoked_at = ? WHERE user = ? AND kind = 'session' AND revoked_at IS NULL",
+    )
+    .bind(crate::clock::stamp(jiff::Timestamp::now()))
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
+    events::record(
+        &mut tx,
+        door,
+        &crate::actor_label(by),
+        "password_changed",
+        name,
+        serde_json::json!({"sessions_ended": ended.rows_affected()}),
+    )
+    .await?;
+    tx.commit().await?;
+    dir.note_policy_change();
+    Ok(())
 }
 
 #[cfg(test)]

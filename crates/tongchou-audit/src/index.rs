@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use utoipa::ToSchema;
 
-use crate::{Audit, AuditError, DENIED, Entry};
+use crate::{Audit, AuditError, DENIED, Entry, SUBJECT_BYTES};
 
 /// Entries copied per transaction while catching up.
 const CATCH_UP_BATCH: u64 = 5000;
@@ -62,9 +63,16 @@ async fn insert(tx: &mut sqlx::SqliteConnection, seq: i64, e: &Entry) -> Result<
         .bind(&e.purpose)
         .bind(&e.outcome)
         .bind(e.rows.map(|r| r as i64))
-        .bind(e.subjects.len() as i64)
+        .bind(e.subject_count.unwrap_or(e.subjects.len() as u64) as i64)
         .execute(&mut *tx)
         .await?;
+    if let Some(digest) = &e.subject_set {
+        sqlx::query("INSERT OR REPLACE INTO ledger_subject_sets (seq, digest) VALUES (?, ?)")
+            .bind(seq)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+    }
     for r in &e.resources {
         sqlx::query("INSERT OR IGNORE INTO ledger_entry_resources (resource, seq) VALUES (?, ?)")
             .bind(r)
@@ -177,18 +185,58 @@ pub async fn search(audit: &Audit, filter: &Filter) -> Result<Vec<Listed>, Audit
     Ok(rows.iter().map(listed).collect())
 }
 
-/// Every recorded access that touched the person or enterprise with this ID, oldest first.
+/// Every recorded access that touched the person or enterprise with this ID, oldest first:
+/// the entries that list them, and those whose subject set holds them.
 pub async fn subject(audit: &Audit, id: &str) -> Result<Vec<Listed>, AuditError> {
     catch_up(audit).await?;
-    let rows = sqlx::query(concat!(
+    let hash = audit.subject_key().subject_bytes(id);
+    let mut q = QueryBuilder::<Sqlite>::new(concat!(
         "SELECT e.seq, e.time, e.kind, e.front_door, e.user, e.unit, e.purpose, e.outcome, e.rows, ",
         "(SELECT json_group_array(resource) FROM ledger_entry_resources r WHERE r.seq = e.seq) AS resources ",
-        "FROM ledger_subjects s JOIN ledger_entries e ON e.seq = s.seq WHERE s.subject = ? ORDER BY e.seq"
-    ))
-    .bind(audit.subject(id))
-    .fetch_all(audit.dir().metadata())
-    .await?;
+        "FROM ledger_entries e WHERE e.seq IN (SELECT seq FROM ledger_subjects WHERE subject = "
+    ));
+    q.push_bind(hex::encode(hash)).push(")");
+    let sets = sets_holding(audit, &hash).await?;
+    if !sets.is_empty() {
+        q.push(" OR e.seq IN (SELECT seq FROM ledger_subject_sets WHERE digest IN (");
+        let mut list = q.separated(", ");
+        for digest in sets {
+            list.push_bind(digest);
+        }
+        q.push("))");
+    }
+    q.push(" ORDER BY e.seq");
+    let rows = q.build().fetch_all(audit.dir().metadata()).await?;
     Ok(rows.iter().map(listed).collect())
+}
+
+/// The digests of the subject sets that entries name and that hold `hash`, each set
+/// checked against its digest first: a set changed beside the ledger is an error, not an
+/// answer.
+async fn sets_holding(
+    audit: &Audit,
+    hash: &[u8; SUBJECT_BYTES],
+) -> Result<Vec<String>, AuditError> {
+    let mut rows = sqlx::query_as::<_, (String, Vec<u8>)>(
+        "SELECT digest, subjects FROM subject_sets WHERE digest IN (SELECT digest FROM ledger_subject_sets)",
+    )
+    .fetch(audit.dir().metadata());
+    let mut holding = Vec::new();
+    while let Some((digest, bytes)) = rows.try_next().await? {
+        let subjects: Vec<[u8; SUBJECT_BYTES]> = bytes
+            .chunks_exact(SUBJECT_BYTES)
+            .map(|c| c.try_into().expect("chunks of the size"))
+            .collect();
+        if bytes.len() % SUBJECT_BYTES != 0 || crate::set_digest(&subjects) != digest {
+            return Err(AuditError::SubjectSet(format!(
+                "the subject set {digest} does not match its digest: it was changed beside the ledger"
+            )));
+        }
+        if subjects.binary_search(hash).is_ok() {
+            holding.push(digest);
+        }
+    }
+    Ok(holding)
 }
 
 /// The kinds of entry that deliver data, counted as "use".
@@ -312,6 +360,78 @@ fn median_without(counts: &[i64], own: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read of more people than an entry lists keeps them in a set beside the ledger:
+    /// `subject` finds its entry, and a set changed after the fact is named, not believed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn big_reads_are_found_by_their_subject_set_and_a_changed_set_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tongchou_store::DataDir::init(&tmp.path().join("d"))
+            .await
+            .unwrap();
+        std::fs::write(
+            dir.config_dir().join(crate::SETTINGS_FILE),
+            "subject_rows = 2\n",
+        )
+        .unwrap();
+        let audit = Audit::open(&dir).await.unwrap();
+        let ids = [
+            "44060519800101123X",
+            "440605198001011240",
+            "440605198001011259",
+        ];
+        let hashes = ids
+            .iter()
+            .map(|id| audit.subject_key().subject_bytes(id))
+            .collect();
+        let mut entry = Entry::new("pull", "rest", crate::ALLOWED);
+        audit.set_subjects(&mut entry, hashes);
+        assert!(entry.subjects.is_empty() && entry.subject_count == Some(3));
+        let seq = audit.record(&entry).await.unwrap() as i64;
+        let mut small = Entry::new("statement", "rest", crate::ALLOWED);
+        audit.set_subjects(&mut small, vec![audit.subject_key().subject_bytes(ids[0])]);
+        assert_eq!(small.subjects.len(), 1);
+        let small_seq = audit.record(&small).await.unwrap() as i64;
+
+        let found: Vec<i64> = subject(&audit, ids[0])
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(found, [seq, small_seq]);
+        let found: Vec<i64> = subject(&audit, ids[2])
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(found, [seq]);
+        assert!(
+            subject(&audit, "440605199912310000")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Someone removes a person from the set beside the ledger.
+        let digest = entry.subject_set.clone().unwrap();
+        let kept: Vec<u8> = entry
+            .subject_hashes
+            .iter()
+            .skip(1)
+            .flatten()
+            .copied()
+            .collect();
+        sqlx::query("UPDATE subject_sets SET subjects = ? WHERE digest = ?")
+            .bind(kept)
+            .bind(&digest)
+            .execute(dir.metadata())
+            .await
+            .unwrap();
+        let err = subject(&audit, ids[1]).await.unwrap_err().to_string();
+        assert!(err.contains("changed beside the ledger"), "{err}");
+    }
 
     #[test]
     fn the_median_leaves_the_reader_out() {

@@ -16,10 +16,11 @@ pub mod outbox;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tongchou_ledger::{Committer, Ledger, LedgerError, SubjectKey};
+use tongchou_ledger::{Committer, Ledger, LedgerError};
 use tongchou_store::DataDir;
 
-pub use tongchou_ledger::entry::{ALLOWED, DENIED, Entry, FAILED, now};
+pub use tongchou_ledger::SubjectKey;
+pub use tongchou_ledger::entry::{ALLOWED, DENIED, Entry, FAILED, SUBJECT_BYTES, now};
 
 /// The name the ledger's checkpoints carry.
 pub const ORIGIN: &str = "tongchou/ledger";
@@ -33,6 +34,8 @@ pub enum AuditError {
     Db(#[from] sqlx::Error),
     #[error("{0}")]
     Settings(String),
+    #[error("a subject set beside the ledger: {0}")]
+    SubjectSet(String),
 }
 
 /// `config/ledger.toml`.
@@ -101,8 +104,12 @@ impl Audit {
         })
     }
 
-    /// Appends an entry; returns its place once it is durable.
+    /// Appends an entry; returns its place once it is durable. A set of subjects too large
+    /// for the entry is stored first, so no entry names a set that is not there.
     pub async fn record(&self, entry: &Entry) -> Result<u64, AuditError> {
+        if let Some(digest) = &entry.subject_set {
+            store_subject_set(self.dir.metadata(), digest, &entry.subject_hashes).await?;
+        }
         Ok(self.committer.append(entry.to_bytes()).await?)
     }
 
@@ -131,36 +138,34 @@ impl Audit {
         self.subject_key.subject(id)
     }
 
-    /// The subjects of a result of `rows` rows: its IDs hashed, sorted, each once; none when
-    /// the result is larger than the configured limit.
-    pub fn subjects_of<'a>(
-        &self,
-        rows: u64,
-        ids: impl IntoIterator<Item = &'a str>,
-    ) -> Vec<String> {
-        if rows > self.settings.subject_rows {
-            return Vec::new();
-        }
-        // One keyed hash per distinct ID: a lookup returns the same ID on every row.
-        let mut distinct: Vec<&str> = ids.into_iter().filter(|id| !id.trim().is_empty()).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let mut subjects: Vec<String> = distinct.into_iter().map(|id| self.subject(id)).collect();
-        subjects.sort_unstable();
-        subjects.dedup();
-        subjects
+    pub fn subject_key(&self) -> &SubjectKey {
+        &self.subject_key
     }
 
-    /// `text` with every ID-shaped word (see [`looks_like_identifier`]) replaced by `…`,
-    /// and the subjects of those IDs: a statement that names someone touched them, whatever
-    /// it returned.
-    pub fn redact(&self, text: &str) -> (String, Vec<String>) {
+    /// Puts `subjects` (keyed hashes, any order, repeats allowed) into `entry`: listed when
+    /// there are at most `subject_rows` of them, else as the digest of their set, which
+    /// [`Audit::record`] stores before the entry.
+    pub fn set_subjects(&self, entry: &mut Entry, mut subjects: Vec<[u8; SUBJECT_BYTES]>) {
+        subjects.sort_unstable();
+        subjects.dedup();
+        if subjects.len() as u64 <= self.settings.subject_rows {
+            entry.subjects = subjects.iter().map(hex::encode).collect();
+            return;
+        }
+        entry.subjects.clear();
+        entry.subject_set = Some(set_digest(&subjects));
+        entry.subject_count = Some(subjects.len() as u64);
+        entry.subject_hashes = subjects;
+    }
+
+    /// `text` with every ID-shaped word (see [`looks_like_identifier`]) replaced by `…`.
+    /// Naming someone in a statement does not make them its subject: only the rows it
+    /// touched do (no one is put in another's ledger view by being written in a query).
+    pub fn redact(&self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
-        let mut subjects = Vec::new();
         let mut word = String::new();
-        let mut flush = |word: &mut String, out: &mut String| {
+        let flush = |word: &mut String, out: &mut String| {
             if looks_like_identifier(word) {
-                subjects.push(self.subject(word));
                 out.push('…');
             } else {
                 out.push_str(word);
@@ -176,9 +181,7 @@ impl Audit {
             }
         }
         flush(&mut word, &mut out);
-        subjects.sort_unstable();
-        subjects.dedup();
-        (out, subjects)
+        out
     }
 
     /// Runs `f` on the ledger outside the async runtime's threads.
@@ -191,6 +194,35 @@ impl Audit {
             .await
             .expect("ledger work does not panic")
     }
+}
+
+/// `sha256:` of a sorted set of subjects, as its entries name it.
+pub fn set_digest(subjects: &[[u8; SUBJECT_BYTES]]) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for s in subjects {
+        hasher.update(s);
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+async fn store_subject_set(
+    pool: &sqlx::SqlitePool,
+    digest: &str,
+    subjects: &[[u8; SUBJECT_BYTES]],
+) -> Result<(), AuditError> {
+    if set_digest(subjects) != digest {
+        return Err(AuditError::SubjectSet(format!(
+            "the subjects handed over are not the set {digest}"
+        )));
+    }
+    sqlx::query("INSERT OR IGNORE INTO subject_sets (digest, count, subjects) VALUES (?, ?, ?)")
+        .bind(digest)
+        .bind(subjects.len() as i64)
+        .bind(subjects.concat())
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// A 公民身份号码 (18 characters, or the old 15 digits) or 统一社会信用代码 (18): the

@@ -19,7 +19,7 @@ fn kind_of(action: &str) -> &str {
         "request_approved" | "request_refused" => "decision",
         "request_withdrawn" => "access_request",
         "grant_revoked" | "policy_set" => "grant_change",
-        "user_added" | "user_changed" => "account_change",
+        "user_added" | "user_changed" | "password_changed" => "account_change",
         _ => "access_change",
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use jiff::Timestamp;
-use tongchou_access::{Policy, PolicySet, Principal, Scopes, credentials};
+use tongchou_access::{Door, Policy, PolicySet, Principal, Scopes, credentials};
 use tongchou_model::UserRole;
 use tongchou_store::DataDir;
 
@@ -144,7 +144,7 @@ pub async fn run() -> Result<()> {
     for i in 0..LOOKUPS {
         let secret = &secrets[(i * 7919) % TOKENS];
         let started = Instant::now();
-        let principal = policy.authenticate(secret).await?;
+        let principal = policy.authenticate(secret, Door::Rest).await?;
         samples.push(started.elapsed());
         debug_assert_eq!(principal.user.role, UserRole::Analyst);
     }

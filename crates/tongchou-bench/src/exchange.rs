@@ -258,39 +258,47 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
     let registered = register(&catalog)?;
     let code = registered["code"].as_str().unwrap().to_string();
     tc(&["ingest", &code, million.to_str().unwrap()])?;
+    // The providing unit's analyst subscribes: the pull is a governed statement (owner's
+    // basis: every field, no mask), its subjects traced.
+    let mut add = Command::new(&bin)
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "user",
+            "add",
+            "bench_analyst",
+            "--unit",
+            &units[11].code,
+            "--role",
+            "analyst",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(
+        &mut add.stdin.take().expect("piped"),
+        b"a long enough password\n",
+    )?;
+    if !add.wait()?.success() {
+        bail!("tongchou user add failed");
+    }
     let sub: serde_json::Value = serde_json::from_str(&tc(&[
         "exchange",
         "subscribe",
         &code,
-        "--unit",
-        &units[24].code,
+        "--as",
+        "bench_analyst",
+        "--purpose",
+        "subsidy_review",
         "--json",
     ])?)?;
-    for format in ["parquet", "csv"] {
-        let out = work.join(format!("pull.{format}"));
-        let started = Instant::now();
-        let text = tc(&[
-            "exchange",
-            "changes",
-            &code,
-            "--since=-1",
-            "--out",
-            out.to_str().unwrap(),
-            "--format",
-            format,
-        ])?;
-        println!(
-            "changes of 1,000,000 rows as {format}: {:.2} s ({})",
-            started.elapsed().as_secs_f64(),
-            text.trim()
-        );
-    }
     let out = work.join("pull-sub.parquet");
     let started = Instant::now();
     let pulled: serde_json::Value = serde_json::from_str(&tc(&[
         "exchange",
         "pull",
         &sub["id"].to_string(),
+        "--as",
+        "bench_analyst",
         "--out",
         out.to_str().unwrap(),
         "--json",

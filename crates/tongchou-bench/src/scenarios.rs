@@ -220,7 +220,7 @@ pub async fn run(data: &Path, only: &str) -> Result<()> {
     })?;
     let policy = Arc::new(tongchou_access::Policy::open(dir.clone()).await?);
     let audit = Audit::open(&dir).await?;
-    let engine = Engine::open(dir.clone(), policy.clone())?;
+    let engine = Engine::open(dir.clone(), policy.clone(), audit.subject_key().clone())?;
     println!(
         "| scenario | rows | governed | raw DataFusion (defaults / engine's settings) | DuckDB | governed ÷ DataFusion | governed ÷ DuckDB |"
     );

@@ -120,7 +120,11 @@ pub async fn serve_unaudited(data: &Path, port: u16) -> Result<()> {
     let dir = DataDir::open(data).await?;
     let policy = Arc::new(tongchou_access::Policy::open(dir.clone()).await?);
     let handlers = Arc::new(Unaudited {
-        query: Arc::new(UnauditedQuery(Engine::open(dir, policy)?)),
+        query: Arc::new(UnauditedQuery(Engine::open(
+            dir,
+            policy,
+            tongchou_audit::SubjectKey::generate(),
+        )?)),
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     loop {

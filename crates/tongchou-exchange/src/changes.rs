@@ -1,18 +1,17 @@
-//! Consumers subscribe to a resource and pull what changed since their cursor: the
-//! inserted, updated and deleted rows, read from the table's change data feed, written as
-//! Parquet, CSV, JSON (one object per line) or Arrow IPC.
+//! Consumers' subscriptions to resources: their cursors, the files a pull delivers
+//! (Parquet, CSV, JSON with one object per line, or Arrow IPC) and the exchange volume.
+//! What a pull delivers is decided and read by governed query (`tongchou_query::deliver`),
+//! never here: this crate keeps the bookkeeping only.
 
 use std::path::Path;
-use std::sync::Arc;
 
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::datafusion::prelude::SessionContext;
-use deltalake::delta_datafusion::DeltaCdfTableProvider;
 use serde::Serialize;
 use sqlx::Row;
 use tongchou_store::DataDir;
 
-use crate::{ExchangeError, table};
+use crate::ExchangeError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,81 +34,31 @@ impl OutputFormat {
     }
 }
 
-/// The changed rows between two versions, with `_change` (insert, update or delete) and
-/// `_version` columns.
-pub struct Changes {
-    pub batches: Vec<RecordBatch>,
-    pub from_version: i64,
-    pub to_version: i64,
-    pub rows: u64,
-}
-
-/// Changes after version `since` (exclusive) up to the table's current version.
-pub async fn since(dir: &DataDir, code: &str, since: i64) -> Result<Changes, ExchangeError> {
-    let Some(table) = table::open(&table::table_dir(&dir.tables_dir(), code)).await? else {
-        return Ok(Changes {
-            batches: Vec::new(),
-            from_version: since,
-            to_version: since,
-            rows: 0,
-        });
-    };
-    let current = table.version().unwrap_or(0) as i64;
-    if since >= current {
-        return Ok(Changes {
-            batches: Vec::new(),
-            from_version: since,
-            to_version: current,
-            rows: 0,
-        });
-    }
-    let builder = table
-        .scan_cdf()
-        .with_starting_version((since + 1).max(0) as u64);
-    let provider = DeltaCdfTableProvider::try_new(builder)?;
-    let ctx = SessionContext::new();
-    ctx.register_table("cdf", Arc::new(provider))?;
-    let columns = ctx
-        .table("cdf")
-        .await?
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| !n.starts_with('_'))
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {columns}, CASE _change_type WHEN 'update_postimage' THEN 'update' ELSE _change_type END AS _change, _commit_version AS _version \
-         FROM cdf WHERE _change_type <> 'update_preimage' ORDER BY _commit_version"
-    );
-    let batches = ctx.sql(&sql).await?.collect().await?;
-    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    Ok(Changes {
-        batches,
-        from_version: since,
-        to_version: current,
-        rows,
-    })
-}
-
-/// Writes changes to `out` in `format`.
-pub fn write(changes: &Changes, format: OutputFormat, out: &Path) -> Result<(), ExchangeError> {
+/// Writes rows of `schema` to `out` in `format` (a header or schema even when there are none).
+pub fn write(
+    batches: &[RecordBatch],
+    schema: SchemaRef,
+    format: OutputFormat,
+    out: &Path,
+) -> Result<(), ExchangeError> {
     let io =
         |e: std::io::Error| ExchangeError::Table(format!("cannot write {}: {e}", out.display()));
     let file = std::fs::File::create(out).map_err(io)?;
+    // No rows still says which columns there would be (a CSV's header).
+    let none = [RecordBatch::new_empty(schema.clone())];
+    let batches = if batches.is_empty() {
+        &none[..]
+    } else {
+        batches
+    };
     let fail = |e: &dyn std::fmt::Display| {
         ExchangeError::Table(format!("cannot write {}: {e}", out.display()))
-    };
-    let Some(schema) = changes.batches.first().map(|b| b.schema()) else {
-        return Ok(());
     };
     match format {
         OutputFormat::Parquet => {
             let mut w = deltalake::parquet::arrow::ArrowWriter::try_new(file, schema, None)
                 .map_err(|e| fail(&e))?;
-            for b in &changes.batches {
+            for b in batches {
                 w.write(b).map_err(|e| fail(&e))?;
             }
             w.close().map_err(|e| fail(&e))?;
@@ -118,13 +67,13 @@ pub fn write(changes: &Changes, format: OutputFormat, out: &Path) -> Result<(), 
             let mut w = arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .build(file);
-            for b in &changes.batches {
+            for b in batches {
                 w.write(b).map_err(|e| fail(&e))?;
             }
         }
         OutputFormat::Json => {
             let mut w = arrow::json::LineDelimitedWriter::new(file);
-            for b in &changes.batches {
+            for b in batches {
                 w.write(b).map_err(|e| fail(&e))?;
             }
             w.finish().map_err(|e| fail(&e))?;
@@ -132,7 +81,7 @@ pub fn write(changes: &Changes, format: OutputFormat, out: &Path) -> Result<(), 
         OutputFormat::Arrow => {
             let mut w =
                 arrow::ipc::writer::FileWriter::try_new(file, &schema).map_err(|e| fail(&e))?;
-            for b in &changes.batches {
+            for b in batches {
                 w.write(b).map_err(|e| fail(&e))?;
             }
             w.finish().map_err(|e| fail(&e))?;
@@ -153,7 +102,8 @@ pub struct Subscription {
 }
 
 /// Subscribes a consumer unit to a resource, from the beginning (cursor -1), for a
-/// purpose from the bureau's list. Subscribing again changes the purpose only.
+/// purpose from the bureau's list. Subscribing again changes the purpose only. Whether the
+/// unit may read the resource for that purpose is governed query's decision, taken before.
 pub async fn subscribe(
     dir: &DataDir,
     code: &str,
@@ -232,6 +182,11 @@ pub async fn subscriptions(dir: &DataDir) -> Result<Vec<Subscription>, ExchangeE
         .collect())
 }
 
+/// One subscription, or `None`.
+pub async fn subscription(dir: &DataDir, id: i64) -> Result<Option<Subscription>, ExchangeError> {
+    Ok(subscriptions(dir).await?.into_iter().find(|s| s.id == id))
+}
+
 /// What a pull delivered.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pulled {
@@ -243,145 +198,26 @@ pub struct Pulled {
     pub file: String,
 }
 
-/// What a pull is about to deliver, for the audit ledger to record before it is released.
-#[derive(Debug, Clone, Serialize)]
-pub struct PullPreview {
-    pub subscription: i64,
-    pub resource: String,
-    pub provider: String,
-    pub consumer: String,
-    pub purpose: Option<String>,
-    pub from_version: i64,
-    pub to_version: i64,
-    pub rows: u64,
-    pub columns: Vec<String>,
-    /// `sha256:` and the hex digest of the file as written.
-    pub digest: String,
-    /// The person and enterprise IDs in the rows, when there are at most `subject_rows`.
-    #[serde(skip)]
-    pub subject_ids: Vec<String>,
-}
-
-impl PullPreview {
-    /// Records this delivery in the ledger; the `Err` text is what the caller is told.
-    pub async fn record(
-        &self,
-        audit: &tongchou_audit::Audit,
-        base: tongchou_audit::Entry,
-    ) -> Result<(), String> {
-        audit
-            .record(&self.entry(audit, base))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// The ledger entry of this delivery, from a front door's `base` (who, how).
-    pub fn entry(
-        &self,
-        audit: &tongchou_audit::Audit,
-        mut base: tongchou_audit::Entry,
-    ) -> tongchou_audit::Entry {
-        base.purpose = self.purpose.clone();
-        base.resources = vec![self.resource.clone()];
-        base.fields = self.columns.clone();
-        base.rows = Some(self.rows);
-        base.result_digest = Some(self.digest.clone());
-        base.subjects = audit.subjects_of(self.rows, self.subject_ids.iter().map(String::as_str));
-        base.detail = serde_json::json!({
-            "subscription": self.subscription,
-            "versions": [self.from_version, self.to_version],
-        });
-        base
-    }
-}
-
-/// Delivers the changes since the subscription's cursor to `out`, has `record` trace the
-/// delivery, and only then moves the cursor and counts the records in the exchange volume.
-/// When `record` fails the file is removed and the cursor stays: the pull can be repeated
-/// and nothing was delivered untraced.
-pub async fn pull<F>(
-    dir: &DataDir,
-    id: i64,
-    format: OutputFormat,
-    out: &Path,
-    subject_rows: u64,
-    record: F,
-) -> Result<Pulled, ExchangeError>
-where
-    F: AsyncFnOnce(&PullPreview) -> Result<(), String>,
-{
-    let r = sqlx::query("SELECT s.resource, s.consumer, s.cursor, s.purpose, r.unit FROM subscriptions s JOIN resources r ON r.code = s.resource WHERE s.id = ?")
-        .bind(id)
-        .fetch_optional(dir.metadata())
-        .await?
-        .ok_or_else(|| ExchangeError::Columns(format!("subscription {id} does not exist; list them with `tongchou exchange subscriptions`")))?;
-    let (code, consumer, cursor, provider): (String, String, i64, String) = (
-        r.get("resource"),
-        r.get("consumer"),
-        r.get("cursor"),
-        r.get("unit"),
-    );
-    let purpose: Option<String> = r.get("purpose");
-    let changes = since(dir, &code, cursor).await?;
-    write(&changes, format, out)?;
-    let subject_ids = if changes.rows <= subject_rows {
-        identifiers(dir, &code, &changes.batches).await?
-    } else {
-        Vec::new()
-    };
-    let preview = PullPreview {
-        subscription: id,
-        resource: code.clone(),
-        provider: provider.clone(),
-        consumer: consumer.clone(),
-        purpose,
-        from_version: cursor,
-        to_version: changes.to_version,
-        rows: changes.rows,
-        columns: changes
-            .batches
-            .first()
-            .map(|b| {
-                b.schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        digest: file_digest(out)?,
-        subject_ids,
-    };
-    if let Err(why) = record(&preview).await {
-        let _ = std::fs::remove_file(out);
-        return Err(ExchangeError::NotRecorded(why));
-    }
+/// After a delivery of `rows` rows up to version `to` has been recorded: moves the cursor
+/// and counts the records in the exchange volume.
+pub async fn delivered(dir: &DataDir, id: i64, to: i64, rows: u64) -> Result<(), ExchangeError> {
     let mut tx = dir.metadata().begin().await?;
     sqlx::query("UPDATE subscriptions SET cursor = ? WHERE id = ?")
-        .bind(changes.to_version)
+        .bind(to)
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO exchange_volume (day, resource, provider, consumer, records) VALUES (date('now'), ?, ?, ?, ?) ON CONFLICT (day, resource, consumer) DO UPDATE SET records = records + excluded.records")
-        .bind(&code)
-        .bind(&provider)
-        .bind(&consumer)
-        .bind(changes.rows as i64)
+    sqlx::query("INSERT INTO exchange_volume (day, resource, provider, consumer, records) SELECT date('now'), s.resource, r.unit, s.consumer, ? FROM subscriptions s JOIN resources r ON r.code = s.resource WHERE s.id = ? ON CONFLICT (day, resource, consumer) DO UPDATE SET records = records + excluded.records")
+        .bind(rows as i64)
+        .bind(id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Pulled {
-        subscription: id,
-        resource: code,
-        from_version: cursor,
-        to_version: changes.to_version,
-        rows: changes.rows,
-        file: out.display().to_string(),
-    })
+    Ok(())
 }
 
-fn file_digest(path: &Path) -> Result<String, ExchangeError> {
+/// `sha256:` and the hex digest of the file at `path`, read as a stream.
+pub fn file_digest(path: &Path) -> Result<String, ExchangeError> {
     use sha2::{Digest, Sha256};
     let mut file = std::fs::File::open(path)
         .map_err(|e| ExchangeError::Table(format!("cannot read {}: {e}", path.display())))?;
@@ -391,40 +227,41 @@ fn file_digest(path: &Path) -> Result<String, ExchangeError> {
     Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
-/// The names of a resource's fields that identify a person or an enterprise — what the
-/// ledger's subject index is built from.
-pub async fn identifier_fields(dir: &DataDir, code: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT json_extract(f.value, '$.name') FROM resources r, json_each(r.body, '$.fields') f WHERE r.code = ? AND json_extract(f.value, '$.role') IN ('person_id', 'enterprise_id')",
-    )
-    .bind(code)
-    .fetch_all(dir.metadata())
-    .await
+/// The fields of a resource that say which row is which and whom it is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowKeys {
+    /// The declared key.
+    pub key: Vec<String>,
+    /// The fields that identify a person or an enterprise — what the ledger's subject index
+    /// is built from.
+    pub identifiers: Vec<String>,
 }
 
-/// The values of the resource's person and enterprise ID fields in `batches`.
-async fn identifiers(
-    dir: &DataDir,
-    code: &str,
-    batches: &[RecordBatch],
-) -> Result<Vec<String>, ExchangeError> {
-    let fields = identifier_fields(dir, code).await?;
-    let mut ids = Vec::new();
-    for batch in batches {
-        for name in &fields {
-            let Some(column) = batch.column_by_name(name) else {
-                continue;
-            };
-            let text = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
-                .map_err(|e| ExchangeError::Table(e.to_string()))?;
-            let text = text
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .expect("cast to Utf8 gives a StringArray");
-            ids.extend(text.iter().flatten().map(str::to_string));
-        }
-    }
-    Ok(ids)
+/// The key and identifier fields of resource `code` (none for an unknown resource).
+pub async fn row_keys(dir: &DataDir, code: &str) -> Result<RowKeys, ExchangeError> {
+    let body: Option<String> = sqlx::query_scalar("SELECT body FROM resources WHERE code = ?")
+        .bind(code)
+        .fetch_optional(dir.metadata())
+        .await?;
+    let Some(body) = body else {
+        return Ok(RowKeys::default());
+    };
+    let resource: tongchou_model::Resource = serde_json::from_str(&body)
+        .map_err(|e| ExchangeError::Table(format!("resource {code} is unreadable: {e}")))?;
+    Ok(RowKeys {
+        key: resource.key,
+        identifiers: resource
+            .fields
+            .into_iter()
+            .filter(|f| {
+                matches!(
+                    f.role,
+                    Some(tongchou_model::Role::PersonId | tongchou_model::Role::EnterpriseId)
+                )
+            })
+            .map(|f| f.name)
+            .collect(),
+    })
 }
 
 /// Records delivered, per day, resource, provider and consumer.

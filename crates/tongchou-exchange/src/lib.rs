@@ -508,6 +508,15 @@ pub struct LoadInfo {
     pub rows: i64,
 }
 
+/// The name of a loaded file without the directories it was read from (which say how the
+/// server's disk is laid out).
+fn file_name(path: String) -> String {
+    path.rsplit(['/', '\\'])
+        .next()
+        .map(str::to_string)
+        .unwrap_or(path)
+}
+
 pub async fn loads(dir: &DataDir, code: &str) -> Result<Vec<LoadInfo>, ExchangeError> {
     reconcile(dir, code).await?;
     let rows = sqlx::query("SELECT id, version, mode, file, finished_at, accepted, quarantined, rows_total FROM loads WHERE resource = ? AND status = 'committed' ORDER BY version DESC")
@@ -520,7 +529,7 @@ pub async fn loads(dir: &DataDir, code: &str) -> Result<Vec<LoadInfo>, ExchangeE
             load_id: r.get("id"),
             version: r.get("version"),
             mode: r.get("mode"),
-            file: r.get("file"),
+            file: file_name(r.get("file")),
             finished_at: r.get("finished_at"),
             accepted: r.get("accepted"),
             quarantined: r.get("quarantined"),

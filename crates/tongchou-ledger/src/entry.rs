@@ -14,6 +14,9 @@ pub const ALLOWED: &str = "allowed";
 pub const DENIED: &str = "denied";
 pub const FAILED: &str = "failed";
 
+/// The length of a subject's keyed hash.
+pub const SUBJECT_BYTES: usize = 16;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,9 +50,19 @@ pub struct Entry {
     /// `sha256:` and the hex digest of the result as delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_digest: Option<String>,
-    /// Keyed hashes of the person and enterprise IDs in the result.
+    /// Keyed hashes of the people and enterprises whose raw rows the action touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
+    /// When they are too many to list here: `sha256:` of their set (the sorted 16-byte
+    /// hashes), which is kept beside the ledger and checked against this digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_set: Option<String>,
+    /// How many subjects the action touched, listed or in the set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_count: Option<u64>,
+    /// The set `subject_set` names, stored by whoever records the entry before the entry.
+    #[serde(skip)]
+    pub subject_hashes: Vec<[u8; SUBJECT_BYTES]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
@@ -152,11 +165,19 @@ impl SubjectKey {
         hex::encode(self.key)
     }
 
-    /// HMAC-SHA-256 of the ID as written on a card (trimmed, upper case), first 16 bytes.
+    /// HMAC-SHA-256 of the ID as written on a card (trimmed, upper case), first 16 bytes,
+    /// in hex.
     pub fn subject(&self, id: &str) -> String {
+        hex::encode(self.subject_bytes(id))
+    }
+
+    /// [`SubjectKey::subject`] as bytes.
+    pub fn subject_bytes(&self, id: &str) -> [u8; SUBJECT_BYTES] {
         let mut mac = self.keyed.clone();
         mac.update(id.trim().to_uppercase().as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        mac.finalize().into_bytes()[..SUBJECT_BYTES]
+            .try_into()
+            .expect("a SHA-256 MAC is longer")
     }
 }
 

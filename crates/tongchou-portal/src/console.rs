@@ -59,10 +59,9 @@ impl GovernedRead {
         parameters: &[Option<String>],
         format: &str,
     ) -> Result<(GovernedRead, Vec<u8>), Box<Failed>> {
-        let mut entry = Entry::new("statement", "web", ALLOWED);
-        let (statement, named) = s.audit.redact(sql);
+        let mut entry = Entry::new("statement", viewer.principal.door.as_str(), ALLOWED);
+        let statement = s.audit.redact(sql);
         entry.statement = Some(statement);
-        entry.subjects = named;
         entry.purpose = Some(purpose.to_string());
         let failed = |e: QueryError, mut entry: Entry| {
             entry.outcome = outcome_of(&e).into();

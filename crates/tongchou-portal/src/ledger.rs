@@ -198,7 +198,7 @@ pub async fn subject(State(s): Shared, viewer: Viewer, Query(q): Query<SubjectFo
         }
     };
     // The lookup is itself a use of that person's data.
-    let mut traced = Entry::new("subject_lookup", "web", ALLOWED);
+    let mut traced = Entry::new("subject_lookup", viewer.principal.door.as_str(), ALLOWED);
     traced.detail = serde_json::json!({ "looked_up": s.audit.subject(q.id.trim()) });
     traced.rows = Some(found.len() as u64);
     let body = html! {

@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use tongchou_access::Principal;
+use tongchou_access::{Door, Principal};
 use tongchou_model::UserRole;
 use tongchou_server::{AppState, Authenticated};
 
@@ -195,7 +195,7 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
         let Some(credential) = tongchou_server::credential(&parts.headers) else {
             return Err(to_sign_in(parts));
         };
-        match state.policy.authenticate(&credential).await {
+        match state.policy.authenticate(&credential, Door::Portal).await {
             Ok(principal) => Ok(Viewer { principal, lang }),
             Err(_) => Err(to_sign_in(parts)),
         }

@@ -147,6 +147,8 @@ async fn decision_card(s: &tongchou_server::AppState, lang: Lang, r: &Request) -
                         }
                     }
                 }
+                label for={ "raw-" (r.id) } { (lang.t("敏感字段不脱敏的理由（选择“不脱敏”时必填，记入账本）", "Why sensitive fields are given raw (required when “raw” is chosen for one; recorded in the ledger)")) }
+                input id={ "raw-" (r.id) } name="raw_reason";
                 label for={ "rf-" (r.id) } { (lang.t("行过滤条件（可选，SQL 条件）", "Row filter (optional, an SQL condition)")) }
                 input id={ "rf-" (r.id) } name="row_filter" placeholder="town = '桂城街道'";
                 label for={ "until-" (r.id) } { (lang.t("有效期至（可选）", "Valid until (optional)")) }
@@ -290,6 +292,7 @@ pub async fn approve(
         ),
         row_filter: one(&form, "row_filter"),
         masks,
+        raw_reason: one(&form, "raw_reason"),
         until: one(&form, "until"),
         to: one(&form, "to"),
     };

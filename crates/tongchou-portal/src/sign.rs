@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
+use tongchou_access::Door;
 use tongchou_access::credentials::{self, CredentialKind};
 use tongchou_server::{ClientAddress, session_cookie};
 
@@ -73,7 +74,7 @@ pub async fn sign_in(
 ) -> Response {
     let lang = Lang::of(&headers);
     let next = local(f.next.as_deref()).to_string();
-    match credentials::sign_in(&s.dir, &f.name, &f.password, &address).await {
+    match credentials::sign_in(&s.dir, &f.name, &f.password, Door::Portal, &address).await {
         Ok((_, issued)) => {
             let cookie = session_cookie(
                 &issued.secret,

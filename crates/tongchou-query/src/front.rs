@@ -99,9 +99,25 @@ fn workbook(answer: &Answer) -> Result<Vec<u8>, QueryError> {
     book.save_to_buffer().map_err(failed)
 }
 
-/// The ledger entry of a statement that ran: what it read, how masked, what it returned.
-pub fn statement_entry(audit: &Audit, mut entry: Entry, answer: &Answer, result: &[u8]) -> Entry {
+/// The ledger entry of a statement that ran: what it read, how masked, what it returned
+/// (`result`, the bytes delivered), whom it touched.
+pub fn statement_entry(audit: &Audit, entry: Entry, answer: &Answer, result: &[u8]) -> Entry {
+    delivered_entry(audit, entry, answer, digest(result))
+}
+
+/// `sha256:` and the hex digest of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
     use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// [`statement_entry`] for a result delivered as a file whose digest is `result_digest`.
+pub fn delivered_entry(
+    audit: &Audit,
+    mut entry: Entry,
+    answer: &Answer,
+    result_digest: String,
+) -> Entry {
     for read in &answer.reads {
         entry.resources.push(read.code.clone());
         entry
@@ -120,15 +136,8 @@ pub fn statement_entry(audit: &Audit, mut entry: Entry, answer: &Answer, result:
     if let Some(unit) = &answer.unit {
         entry.unit = Some(unit.clone());
     }
-    let named = std::mem::take(&mut entry.subjects);
-    entry.result_digest = Some(format!(
-        "sha256:{}",
-        hex::encode(sha2::Sha256::digest(result))
-    ));
-    entry.subjects = audit.subjects_of(answer.rows, answer.subject_ids.iter().map(String::as_str));
-    entry.subjects.extend(named);
-    entry.subjects.sort_unstable();
-    entry.subjects.dedup();
+    entry.result_digest = Some(result_digest);
+    audit.set_subjects(&mut entry, answer.subjects.clone());
     entry
 }
 
@@ -166,7 +175,7 @@ mod tests {
             batches: vec![batch],
             rows: 2,
             reads: Vec::new(),
-            subject_ids: Vec::new(),
+            subjects: Vec::new(),
             unit: None,
         };
         let bytes = render(&answer, "xlsx").unwrap();

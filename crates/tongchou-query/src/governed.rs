@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use deltalake::datafusion::catalog::{Session, TableProvider};
@@ -38,25 +39,35 @@ use deltalake::datafusion::logical_expr::{
     Expr, LogicalPlan, Operator, TableProviderFilterPushDown,
 };
 use deltalake::datafusion::physical_expr::create_physical_expr;
-use deltalake::datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use deltalake::datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use deltalake::datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use deltalake::datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use deltalake::datafusion::physical_plan::filter::FilterExec;
 use deltalake::datafusion::physical_plan::limit::GlobalLimitExec;
-use deltalake::datafusion::physical_plan::projection::ProjectionExec;
+use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, collect_partitioned,
 };
+use futures::StreamExt;
+use tongchou_audit::SUBJECT_BYTES;
 
 use crate::hot::{Budget, Hold, compacted};
 
+/// The policy's columns of this prefix are hidden: the keyed hashes of the raw person and
+/// enterprise IDs of each row, taken whatever the grant shows, for the ledger (DESIGN.md
+/// §5.8). They travel with the rows through the trusted plan and are stripped in the leaf.
+pub const SUBJECT_COLUMN: &str = "__tongchou_subject_";
+
 pub struct GovernedTable {
     pub resource: String,
-    /// The policy, planned in the trusted context.
+    /// The policy, planned in the trusted context: the granted columns, then the hidden
+    /// subject columns (see [`SUBJECT_COLUMN`]).
     policy: DataFrame,
+    /// The granted columns: what the caller sees.
     schema: SchemaRef,
+    /// The policy's hidden subject columns, always scanned, never shown.
+    subjects: Vec<String>,
     /// Granted fields shown without a mask.
     clear: HashSet<String>,
     /// The policy's physical plans, one per set of columns scanned, made once when scans
@@ -117,11 +128,21 @@ impl fmt::Debug for GovernedTable {
 
 impl GovernedTable {
     pub fn new(resource: String, policy: DataFrame, clear: Vec<String>) -> GovernedTable {
-        let schema = Arc::new(policy.schema().as_arrow().clone());
+        let all = policy.schema().as_arrow();
+        let (subjects, shown): (Vec<_>, Vec<_>) = all
+            .fields()
+            .iter()
+            .partition(|f| f.name().starts_with(SUBJECT_COLUMN));
+        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+            shown.into_iter().cloned().collect::<Vec<_>>(),
+            all.metadata().clone(),
+        ));
+        let subjects = subjects.iter().map(|f| f.name().clone()).collect();
         GovernedTable {
             resource,
             policy,
             schema,
+            subjects,
             clear: clear.into_iter().collect(),
             planned: None,
             masked: None,
@@ -160,11 +181,10 @@ impl GovernedTable {
     /// The policy for these columns only (masks of others not computed), planned; `None`
     /// when the plan cannot be run more than once.
     async fn plan_columns(&self, columns: &[usize]) -> Result<Option<Planned>> {
-        let names: Vec<&str> = columns
-            .iter()
-            .map(|&i| self.schema.field(i).name().as_str())
-            .collect();
-        let policy = self.policy.clone().select_columns(&names)?;
+        let policy = self
+            .policy
+            .clone()
+            .select_columns(&self.with_subjects(columns))?;
         let task = Arc::new(policy.task_ctx());
         let plan = policy.create_physical_plan().await?;
         Ok(reusable(&plan).then_some(Planned {
@@ -172,6 +192,15 @@ impl GovernedTable {
             task,
             _kept: None,
         }))
+    }
+
+    /// The names of `columns`, then the hidden subject columns.
+    fn with_subjects(&self, columns: &[usize]) -> Vec<&str> {
+        columns
+            .iter()
+            .map(|&i| self.schema.field(i).name().as_str())
+            .chain(self.subjects.iter().map(String::as_str))
+            .collect()
     }
 
     /// The plan kept for these columns, planned on first use.
@@ -326,24 +355,6 @@ impl GovernedTable {
     }
 }
 
-/// `plan`'s first `count` columns.
-fn first_columns(plan: Arc<dyn ExecutionPlan>, count: usize) -> Result<Arc<dyn ExecutionPlan>> {
-    let schema = plan.schema();
-    let columns: Vec<(Arc<dyn PhysicalExpr>, String)> = schema
-        .fields()
-        .iter()
-        .take(count)
-        .enumerate()
-        .map(|(i, f)| {
-            (
-                Arc::new(PhysicalColumn::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
-                f.name().clone(),
-            )
-        })
-        .collect();
-    Ok(Arc::new(ProjectionExec::try_new(columns, plan)?))
-}
-
 /// Whether every operator of `plan` starts afresh on each `execute` (a repartition, for
 /// one, can be run once only).
 fn reusable(plan: &Arc<dyn ExecutionPlan>) -> bool {
@@ -430,16 +441,14 @@ impl TableProvider for GovernedTable {
         let shown = columns.len();
         let scanned = self.with_filtered_columns(columns, filters);
         if let Some(planned) = self.planned_for(scanned).await? {
-            let mut plan = self.on_top(&planned, filters, limit)?;
-            if plan.schema().fields().len() > shown {
-                plan = first_columns(plan, shown)?;
-            }
+            let plan = self.on_top(&planned, filters, limit)?;
             return Ok(Arc::new(GovernedExec::new(
                 self.resource.clone(),
                 plan,
                 planned.task.clone(),
                 self.rows_after(filters),
-            )));
+                shown,
+            )?));
         }
         let mut policy = self.policy.clone();
         for filter in filters {
@@ -448,13 +457,10 @@ impl TableProvider for GovernedTable {
         if let Some(limit) = limit {
             policy = policy.limit(0, Some(limit))?;
         }
-        if let Some(columns) = projection {
-            let names: Vec<&str> = columns
-                .iter()
-                .map(|&i| self.schema.field(i).name().as_str())
-                .collect();
-            policy = policy.select_columns(&names)?;
-        }
+        let columns = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        policy = policy.select_columns(&self.with_subjects(&columns))?;
         // The trusted plan only scans, filters and projects (nothing that holds memory
         // beyond the batches in flight); the caller's operators above it run under the
         // statement's memory pool.
@@ -465,14 +471,46 @@ impl TableProvider for GovernedTable {
             plan,
             task,
             self.rows_after(filters),
-        )))
+            columns.len(),
+        )?))
+    }
+}
+
+/// The people and enterprises whose raw rows left the governed leaves of one statement:
+/// the keyed hashes of their IDs, as the ledger indexes them. A statement that wants them
+/// puts one in its task's session config; leaves add to it as their rows go up.
+#[derive(Debug, Default)]
+pub struct Touched(Mutex<HashSet<[u8; SUBJECT_BYTES]>>);
+
+impl Touched {
+    fn add(&self, column: &ArrayRef) {
+        let Some(hashes) = column.as_fixed_size_binary_opt() else {
+            return;
+        };
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for hash in hashes.iter().flatten() {
+            if let Ok(hash) = hash.try_into() {
+                seen.insert(hash);
+            }
+        }
+    }
+
+    pub fn take(&self) -> Vec<[u8; SUBJECT_BYTES]> {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = std::mem::take(&mut *seen).into_iter().collect();
+        all.sort_unstable();
+        all
     }
 }
 
 /// The governed leaf in the caller's physical plan.
 pub struct GovernedExec {
     resource: String,
+    /// The trusted plan: the shown columns first, then any it scanned only to filter, and
+    /// the subject columns last.
     inner: Arc<dyn ExecutionPlan>,
+    /// How many of `inner`'s columns go up.
+    shown: usize,
     /// The trusted session's context: its object stores and functions run the policy.
     trusted: Arc<TaskContext>,
     properties: Arc<PlanProperties>,
@@ -485,21 +523,36 @@ impl GovernedExec {
         inner: Arc<dyn ExecutionPlan>,
         trusted: Arc<TaskContext>,
         raw_rows: Option<usize>,
-    ) -> Self {
+        shown: usize,
+    ) -> Result<Self> {
         let partitions = inner.output_partitioning().partition_count();
+        let schema = Arc::new(inner.schema().project(&(0..shown).collect::<Vec<_>>())?);
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(inner.schema()),
+            EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        GovernedExec {
+        Ok(GovernedExec {
             resource,
             inner,
+            shown,
             trusted,
             properties,
             raw_rows,
+        })
+    }
+
+    /// The shown columns of `batch`; its subject columns into `touched`.
+    fn go_up(batch: RecordBatch, shown: usize, touched: Option<&Touched>) -> Result<RecordBatch> {
+        if let Some(touched) = touched {
+            for column in batch.columns().iter().skip(shown) {
+                if column.data_type() == &DataType::FixedSizeBinary(SUBJECT_BYTES as i32) {
+                    touched.add(column);
+                }
+            }
         }
+        Ok(batch.project(&(0..shown).collect::<Vec<_>>())?)
     }
 }
 
@@ -544,9 +597,15 @@ impl ExecutionPlan for GovernedExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        self.inner.execute(partition, self.trusted.clone())
+        let touched = context.session_config().get_extension::<Touched>();
+        let shown = self.shown;
+        let rows = self.inner.execute(partition, self.trusted.clone())?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            rows.map(move |batch| GovernedExec::go_up(batch?, shown, touched.as_deref())),
+        )))
     }
 
     /// At most the raw row count, inexact, for the whole scan; nothing per column.

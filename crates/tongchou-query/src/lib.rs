@@ -13,6 +13,7 @@
 //! `tongchou-server`) record every statement in the audit ledger before the result leaves.
 
 pub mod catalog;
+pub mod deliver;
 pub mod front;
 pub mod governed;
 pub mod hot;
@@ -40,10 +41,11 @@ use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use deltalake::datafusion::physical_plan::execute_stream;
-use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use deltalake::datafusion::prelude::SQLOptions;
 use futures::StreamExt;
 use sqlx::Row;
 use tongchou_access::{AccessError, Policy, PolicySet};
+use tongchou_audit::SubjectKey;
 use tongchou_mask::UnitKey;
 use tongchou_store::DataDir;
 
@@ -69,6 +71,12 @@ pub enum QueryError {
     Db(#[from] sqlx::Error),
     #[error("the mask key: {0}")]
     Key(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Exchange(#[from] tongchou_exchange::ExchangeError),
+    #[error("the delivery could not be recorded in the ledger, so it was not released: {0}")]
+    NotRecorded(String),
 }
 
 impl From<arrow::error::ArrowError> for QueryError {
@@ -94,9 +102,6 @@ impl From<DataFusionError> for QueryError {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_rows: u64,
-    /// Answers of up to this many rows have the people and enterprises they name worked
-    /// out (for the ledger's subject index).
-    pub subject_rows: u64,
     pub timeout: Duration,
     pub memory_bytes: usize,
 }
@@ -105,7 +110,6 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_rows: 100_000,
-            subject_rows: 1000,
             timeout: Duration::from_secs(60),
             memory_bytes: 1 << 30,
         }
@@ -120,8 +124,6 @@ pub struct ResourceRead {
     /// Field → mask, for masked fields.
     pub masks: BTreeMap<String, String>,
     pub row_filter: Option<String>,
-    /// Fields that identify a person or enterprise, with their mask if any.
-    pub identifiers: Vec<(String, Option<String>)>,
 }
 
 /// A statement's answer and what it read.
@@ -130,9 +132,10 @@ pub struct Answer {
     pub schema: arrow::datatypes::SchemaRef,
     pub rows: u64,
     pub reads: Vec<ResourceRead>,
-    /// The raw IDs of the people and enterprises the answer names (see `subjects_of`);
-    /// empty for answers larger than `Limits::subject_rows`. Never shown to the caller.
-    pub subject_ids: Vec<String>,
+    /// The people and enterprises whose raw rows the statement touched — every row that
+    /// left a governed leaf, whatever the mask, alias or aggregate above it — as the
+    /// ledger's keyed hashes, sorted. Never shown to the caller.
+    pub subjects: Vec<[u8; tongchou_audit::SUBJECT_BYTES]>,
     /// The unit the caller belonged to when the statement ran (none for answers the
     /// engine makes for itself).
     pub unit: Option<String>,
@@ -153,6 +156,8 @@ pub struct Engine {
     template: catalog::SessionTemplate,
     /// Each consumer unit's mask key, derived once: it remembers recent pseudonyms.
     unit_keys: Mutex<HashMap<String, UnitKey>>,
+    /// The ledger's key for the people and enterprises a statement touches.
+    subjects: SubjectKey,
 }
 
 /// A (user, purpose) session: its catalog of governed tables and what each reads.
@@ -165,10 +170,7 @@ struct Prepared {
     state: SessionState,
     /// The caller's unit under that policy.
     unit: String,
-    key: UnitKey,
     by_code: HashMap<String, Visible>,
-    /// Resource code → its person and enterprise ID fields, looked up on first read.
-    identifiers: Mutex<HashMap<String, Vec<String>>>,
     /// Optimised plans of the statement shapes run in this session.
     plans: reuse::Plans,
 }
@@ -211,7 +213,13 @@ fn load_or_create_master_key(dir: &DataDir) -> Result<[u8; 32], QueryError> {
 }
 
 impl Engine {
-    pub fn open(dir: DataDir, policy: Arc<Policy>) -> Result<Engine, QueryError> {
+    /// The engine of a data directory; `subjects` is the ledger's key for the people and
+    /// enterprises statements touch (`Audit::subject_key`).
+    pub fn open(
+        dir: DataDir,
+        policy: Arc<Policy>,
+        subjects: SubjectKey,
+    ) -> Result<Engine, QueryError> {
         let master_key = load_or_create_master_key(&dir)?;
         let role_limits = limits::RoleLimits::read(&dir.config_dir())?;
         let objects: Arc<dyn ObjectStoreRegistry> = Arc::new(DefaultObjectStoreRegistry::new());
@@ -229,6 +237,7 @@ impl Engine {
             sessions: Mutex::new(HashMap::new()),
             hot: Arc::new(hot::HotTables::new(hot::default_budget(), objects.clone())),
             objects,
+            subjects,
         })
     }
 
@@ -249,13 +258,42 @@ impl Engine {
         for r in rows {
             let code: String = r.get("code");
             if let Ok(access) = set.decide(user, &code, purpose, now) {
-                units
-                    .entry(r.get("unit_name"))
-                    .or_default()
-                    .insert(r.get("name"), Visible { code, access });
+                let (unit_name, name): (String, String) = (r.get("unit_name"), r.get("name"));
+                let visible = Visible {
+                    code,
+                    unit_name: unit_name.clone(),
+                    name: name.clone(),
+                    access,
+                };
+                units.entry(unit_name).or_default().insert(name, visible);
             }
         }
         Ok(units)
+    }
+
+    pub fn dir(&self) -> &DataDir {
+        &self.dir
+    }
+
+    /// The decision for `user` reading resource `code` for `purpose`, as every statement
+    /// takes it.
+    pub async fn decide(
+        &self,
+        user: &str,
+        code: &str,
+        purpose: &str,
+    ) -> Result<tongchou_access::Access, QueryError> {
+        let set = self.policy.current().await?;
+        Ok(set.decide(user, code, purpose, jiff::Timestamp::now())?)
+    }
+
+    /// The current version of resource `code`'s table; refused when it has no data yet.
+    pub async fn version(&self, code: &str) -> Result<u64, QueryError> {
+        let dir = tongchou_exchange::table::table_dir(&self.dir.tables_dir(), code);
+        let table = tongchou_exchange::table::open(&dir).await?;
+        table
+            .and_then(|t| t.version())
+            .ok_or_else(|| QueryError::Refused(format!("resource {code} has no data yet")))
     }
 
     /// What `user` may read for `purpose`: (unit name, resource name, access), sorted, as
@@ -374,26 +412,82 @@ impl Engine {
         sql: &str,
         parameters: &[Option<String>],
     ) -> Result<Answer, QueryError> {
+        self.execute(user, purpose, sql, parameters, true).await
+    }
+
+    /// A subscriber's delivery of resource `code` as a statement like any other, under the
+    /// caller's grant for `purpose`: with `after` none, the resource as it stands at version
+    /// `to` (every row an `insert`); else the changes after version `after` up to `to`.
+    /// Rows come with `_change` and `_version`; no row cap (deliveries are bulk), the time
+    /// and memory limits hold. A resource the caller may not read is refused with the
+    /// decision's reason.
+    pub async fn delivery(
+        &self,
+        user: &str,
+        purpose: &str,
+        code: &str,
+        after: Option<u64>,
+        to: u64,
+    ) -> Result<(String, Answer), QueryError> {
+        let (prepared, _, _) = self.session(user, purpose).await?;
+        let Some(visible) = prepared.by_code.get(code) else {
+            let set = self.policy.current().await?;
+            set.decide(user, code, purpose, jiff::Timestamp::now())?;
+            return Err(QueryError::Refused(format!(
+                "resource {code} has no data to deliver yet"
+            )));
+        };
+        let sql = match after {
+            None => format!(
+                "SELECT *, 'insert' AS \"_change\", CAST({to} AS BIGINT) AS \"_version\" FROM {}",
+                visible.sql_name(&format!("@v{to}"))
+            ),
+            Some(after) => format!(
+                "SELECT * FROM {} ORDER BY \"_version\"",
+                visible.sql_name(&format!("$changes@v{after}..v{to}"))
+            ),
+        };
+        let answer = self.execute(user, purpose, &sql, &[], false).await?;
+        Ok((sql, answer))
+    }
+
+    /// Plans and runs one statement; `capped` applies the caller's row cap.
+    async fn execute(
+        &self,
+        user: &str,
+        purpose: &str,
+        sql: &str,
+        parameters: &[Option<String>],
+        capped: bool,
+    ) -> Result<Answer, QueryError> {
         let (prepared, state, limits) = self.session(user, purpose).await?;
+        let max_rows = if capped { limits.max_rows } else { u64::MAX };
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
             .with_object_store_registry(self.objects.clone())
             .build_arc()?;
+        let touched = Arc::new(governed::Touched::default());
         let collected = tokio::time::timeout(limits.timeout, async {
             let (plan, read) = self.optimized(&prepared, &state, sql, parameters).await?;
             let physical = state
                 .query_planner()
                 .create_physical_plan(&plan, &state)
                 .await?;
-            // Planned in the session, run under this statement's own memory pool.
-            let task = Arc::new(TaskContext::from(&state).with_runtime(runtime));
+            // Planned in the session, run under this statement's own memory pool, with the
+            // leaves noting whom they touch.
+            let config = state.config().clone().with_extension(touched.clone());
+            let task = Arc::new(
+                TaskContext::from(&state)
+                    .with_session_config(config)
+                    .with_runtime(runtime),
+            );
             let mut stream = execute_stream(physical, task)?;
             let (mut batches, mut rows) = (Vec::new(), 0u64);
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rows += batch.num_rows() as u64;
-                if rows > limits.max_rows {
-                    return Err(QueryError::TooManyRows(limits.max_rows));
+                if rows > max_rows {
+                    return Err(QueryError::TooManyRows(max_rows));
                 }
                 batches.push(batch);
             }
@@ -403,7 +497,6 @@ impl Engine {
         .map_err(|_| QueryError::Timeout(limits.timeout.as_secs()))??;
         let (plan, read, batches, rows) = collected;
         let schema = Arc::new(plan.schema().as_arrow().clone());
-        let identifiers = self.identifier_fields(&prepared, &read).await?;
         let reads = read
             .iter()
             .filter_map(|code| prepared.by_code.get(code))
@@ -422,59 +515,16 @@ impl Engine {
                     })
                     .collect(),
                 row_filter: v.access.row_filter.clone(),
-                identifiers: v
-                    .access
-                    .fields
-                    .iter()
-                    .filter(|f| identifiers.contains(&(v.code.clone(), f.name.clone())))
-                    .map(|f| (f.name.clone(), f.mask.clone().filter(|m| m != "none")))
-                    .collect(),
             })
             .collect();
-        let mut answer = Answer {
+        Ok(Answer {
             batches,
             schema,
             rows,
             reads,
-            subject_ids: Vec::new(),
+            subjects: touched.take(),
             unit: Some(prepared.unit.clone()),
-        };
-        if rows <= self.limits.subject_rows {
-            answer.subject_ids = self.subjects_of(&answer, sql, &prepared.key).await?;
-        }
-        Ok(answer)
-    }
-
-    /// (resource, field) pairs of person and enterprise ID fields among `codes`.
-    async fn identifier_fields(
-        &self,
-        prepared: &Prepared,
-        codes: &[String],
-    ) -> Result<Vec<(String, String)>, QueryError> {
-        let mut found = Vec::new();
-        for code in codes {
-            let known = prepared
-                .identifiers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(code)
-                .cloned();
-            let names = match known {
-                Some(names) => names,
-                None => {
-                    let names =
-                        tongchou_exchange::changes::identifier_fields(&self.dir, code).await?;
-                    prepared
-                        .identifiers
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(code.clone(), names.clone());
-                    names
-                }
-            };
-            found.extend(names.into_iter().map(|n| (code.clone(), n)));
-        }
-        Ok(found)
+        })
     }
 
     fn unit_key(&self, unit: &str) -> UnitKey {
@@ -516,7 +566,7 @@ impl Engine {
             let schema = UnitSchema::new(
                 tables,
                 self.dir.clone(),
-                key.clone(),
+                (key.clone(), self.subjects.clone()),
                 self.objects.clone(),
                 self.hot.clone(),
             );
@@ -528,9 +578,7 @@ impl Engine {
             changes_at,
             state,
             unit: unit.to_string(),
-            key,
             by_code,
-            identifiers: Mutex::new(HashMap::new()),
             plans: reuse::Plans::default(),
         });
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -631,140 +679,4 @@ pub(crate) fn resources_read(plan: &LogicalPlan) -> Vec<String> {
         Ok(TreeNodeRecursion::Continue)
     });
     codes
-}
-
-/// Words of `sql` shaped like a keyed pseudonym (`P` and 20 base-32 characters).
-fn pseudonyms_in(sql: &str) -> Vec<String> {
-    sql.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| {
-            w.len() == 21
-                && w.starts_with('P')
-                && w.chars()
-                    .all(|c| c.is_ascii_uppercase() || ('2'..='9').contains(&c))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-/// The distinct text values of the answer's columns named `name`.
-fn column_values(answer: &Answer, name: &str) -> Vec<String> {
-    let mut values = Vec::new();
-    for batch in &answer.batches {
-        let Some(column) = batch.column_by_name(name) else {
-            continue;
-        };
-        if let Ok(text) = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8) {
-            let text = text
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .expect("cast to Utf8 gives a StringArray");
-            values.extend(text.iter().flatten().map(str::to_string));
-        }
-    }
-    values.sort_unstable();
-    values.dedup();
-    values
-}
-
-impl Engine {
-    /// The raw IDs an answer names, by the result columns that carry an ID field's name:
-    /// clear values as they are, FPE values decrypted with the caller's unit key, keyed
-    /// pseudonyms recalled from the unit key's memory of those it made lately (the
-    /// statement just made them), else mapped back by masking the raw column again in a
-    /// trusted context.
-    /// Pseudonyms written in the statement itself (`WHERE person_id = 'P…'`) count too.
-    /// Other masks (partial IDs) name nobody for certain and are left out.
-    async fn subjects_of(
-        &self,
-        answer: &Answer,
-        sql: &str,
-        key: &UnitKey,
-    ) -> Result<Vec<String>, QueryError> {
-        let mut ids = Vec::new();
-        for read in &answer.reads {
-            for (field, mask) in &read.identifiers {
-                let mut values = column_values(answer, field);
-                if mask.as_deref() == Some("pseudonym") {
-                    values.extend(pseudonyms_in(sql));
-                    values.sort_unstable();
-                    values.dedup();
-                }
-                if values.is_empty() {
-                    continue;
-                }
-                match mask.as_deref() {
-                    None => ids.extend(values),
-                    Some("fpe") => ids.extend(values.iter().map(|v| key.fpe_decrypt(v))),
-                    Some("pseudonym") => {
-                        let mut forgotten = Vec::new();
-                        for (pseudonym, id) in values.iter().zip(key.recall(&values)) {
-                            match id {
-                                Some(id) => ids.push(id),
-                                None => forgotten.push(pseudonym.clone()),
-                            }
-                        }
-                        if !forgotten.is_empty() {
-                            ids.extend(
-                                self.unpseudonymize(&read.code, field, &forgotten, key)
-                                    .await?,
-                            )
-                        }
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
-    }
-
-    async fn unpseudonymize(
-        &self,
-        code: &str,
-        field: &str,
-        pseudonyms: &[String],
-        key: &UnitKey,
-    ) -> Result<Vec<String>, QueryError> {
-        let dir = tongchou_exchange::table::table_dir(&self.dir.tables_dir(), code);
-        let Some(raw) = self.hot.raw(code, &dir).await? else {
-            return Ok(Vec::new());
-        };
-        let runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(self.objects.clone())
-            .build_arc()?;
-        let trusted = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
-        trusted.register_table("raw", raw.table)?;
-        trusted.register_udf(
-            deltalake::datafusion::logical_expr::ScalarUDF::new_from_impl(
-                crate::udf::MaskUdf::new(
-                    "subject_pseudonym".into(),
-                    tongchou_mask::Mask::Pseudonym,
-                    key.clone(),
-                ),
-            ),
-        );
-        let list = pseudonyms
-            .iter()
-            .map(|p| format!("'{}'", p.replace('\'', "''")))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let column = crate::session::quoted(field);
-        let sql = format!(
-            "SELECT DISTINCT CAST({column} AS VARCHAR) AS id FROM raw WHERE subject_pseudonym({column}) IN ({list})"
-        );
-        let batches = trusted.sql(&sql).await?.collect().await?;
-        let found = Answer {
-            schema: batches
-                .first()
-                .map(|b| b.schema())
-                .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty())),
-            batches,
-            rows: 0,
-            reads: Vec::new(),
-            subject_ids: Vec::new(),
-            unit: None,
-        };
-        Ok(column_values(&found, "id"))
-    }
 }

@@ -36,7 +36,6 @@ impl Limits {
     fn overridden(&self, by: &Overrides) -> Limits {
         Limits {
             max_rows: by.max_rows.unwrap_or(self.max_rows),
-            subject_rows: self.subject_rows,
             timeout: by
                 .timeout_seconds
                 .map(Duration::from_secs)

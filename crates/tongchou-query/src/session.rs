@@ -32,15 +32,31 @@ use tongchou_exchange::table::Commit;
 use tongchou_mask::{Mask, UnitKey};
 use tongchou_store::DataDir;
 
-use crate::governed::GovernedTable;
+use crate::governed::{GovernedTable, SUBJECT_COLUMN};
 use crate::hot::{HotTables, Raw, has_newer_commit};
-use crate::udf::MaskUdf;
+use crate::udf::{MaskUdf, SUBJECT_UDF, SubjectUdf};
+use tongchou_audit::SubjectKey;
+use tongchou_exchange::changes::RowKeys;
 
 /// A resource the caller may read, and how.
 #[derive(Debug, Clone)]
 pub struct Visible {
     pub code: String,
+    /// The providing unit's name and the resource's: its schema and table in SQL.
+    pub unit_name: String,
+    pub name: String,
     pub access: Access,
+}
+
+impl Visible {
+    /// The table's name in SQL, with a reading's suffix (`@v3`, `$changes@v3..v7`).
+    pub fn sql_name(&self, suffix: &str) -> String {
+        format!(
+            "{}.{}",
+            quoted(&self.unit_name),
+            quoted(&format!("{}{suffix}", self.name))
+        )
+    }
 }
 
 /// A governed table and the Delta version it was planned over.
@@ -54,6 +70,7 @@ pub struct UnitSchema {
     built: Mutex<HashMap<String, Built>>,
     dir: DataDir,
     key: UnitKey,
+    subjects: SubjectKey,
     objects: Arc<dyn ObjectStoreRegistry>,
     hot: Arc<HotTables>,
 }
@@ -80,9 +97,36 @@ enum Reading {
     Version(u64),
     AsOf(Timestamp),
     History,
+    /// Changes after version `from` (from the first version when `None`) up to `to`.
+    Changes {
+        from: Option<u64>,
+        to: Option<u64>,
+    },
 }
 
 impl Reading {
+    /// The part after `$changes@`: `v<from>` or `v<from>..v<to>`.
+    fn changes(when: &str) -> Result<Reading> {
+        let version = |v: &str| v.strip_prefix('v').and_then(|v| v.parse::<u64>().ok());
+        let (from, to) = match when.split_once("..") {
+            Some((from, to)) => (version(from), Some(version(to))),
+            None => (version(when), None),
+        };
+        match (from, to) {
+            (Some(from), None) => Ok(Reading::Changes {
+                from: Some(from),
+                to: None,
+            }),
+            (Some(from), Some(Some(to))) if from <= to => Ok(Reading::Changes {
+                from: Some(from),
+                to: Some(to),
+            }),
+            _ => Err(DataFusionError::Plan(format!(
+                "'$changes@{when}' is not a range of versions: write $changes@v3 (after version 3) or $changes@v3..v7"
+            ))),
+        }
+    }
+
     /// The part after `@`: `v<N>`, an RFC 3339 instant, or China time.
     fn parse(when: &str) -> Result<Reading> {
         if let Some(version) = when.strip_prefix('v').and_then(|v| v.parse().ok()) {
@@ -115,7 +159,7 @@ impl UnitSchema {
     pub fn new(
         tables: HashMap<String, Visible>,
         dir: DataDir,
-        key: UnitKey,
+        (key, subjects): (UnitKey, SubjectKey),
         objects: Arc<dyn ObjectStoreRegistry>,
         hot: Arc<HotTables>,
     ) -> UnitSchema {
@@ -124,6 +168,7 @@ impl UnitSchema {
             built: Mutex::new(HashMap::new()),
             dir,
             key,
+            subjects,
             objects,
             hot,
         }
@@ -153,21 +198,28 @@ impl UnitSchema {
         })
     }
 
-    /// The grant's policy over `raw`: row filter first, then every granted field, masked
-    /// from its raw value where the grant says.
-    async fn govern(&self, visible: &Visible, raw: Raw) -> Result<GovernedTable> {
-        let in_memory = raw.in_memory;
+    /// A trusted context of its own over `raw`, registered as `raw`.
+    fn trusted(
+        &self,
+        raw: Arc<dyn TableProvider>,
+        config: SessionConfig,
+    ) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(self.objects.clone())
             .build_arc()?;
-        // Rows held in memory are few: one partition, no repartitioning.
-        let config = if in_memory {
-            SessionConfig::new().with_target_partitions(1)
-        } else {
-            delta_scan_config()
-        };
         let trusted = SessionContext::new_with_config_rt(config, runtime);
-        trusted.register_table("raw", raw.table)?;
+        trusted.register_table("raw", raw)?;
+        Ok(trusted)
+    }
+
+    /// The policy's columns over `raw` in `trusted`: every granted field, masked from its
+    /// raw value where the grant says, then the hidden subject columns (the keyed hashes of
+    /// the raw person and enterprise IDs, granted or not); and the fields shown in clear.
+    async fn policy_columns(
+        &self,
+        trusted: &SessionContext,
+        visible: &Visible,
+    ) -> Result<(Vec<String>, Vec<String>)> {
         let mut columns = Vec::new();
         let mut clear = Vec::new();
         for (i, field) in visible.access.fields.iter().enumerate() {
@@ -190,6 +242,40 @@ impl UnitSchema {
                 }
             }
         }
+        trusted.register_udf(ScalarUDF::new_from_impl(SubjectUdf::new(
+            self.subjects.clone(),
+        )));
+        let raw = trusted.table_provider("raw").await?.schema();
+        let keys = self.row_keys(visible).await?;
+        for (i, id) in keys.identifiers.iter().enumerate() {
+            if raw.column_with_name(id).is_some() {
+                columns.push(format!(
+                    "{SUBJECT_UDF}(CAST({} AS VARCHAR)) AS \"{SUBJECT_COLUMN}{i}\"",
+                    quoted(id)
+                ));
+            }
+        }
+        Ok((columns, clear))
+    }
+
+    async fn row_keys(&self, visible: &Visible) -> Result<RowKeys> {
+        tongchou_exchange::changes::row_keys(&self.dir, &visible.code)
+            .await
+            .map_err(|e| DataFusionError::Plan(e.to_string()))
+    }
+
+    /// The grant's policy over `raw`: row filter first, then every granted field, masked
+    /// from its raw value where the grant says.
+    async fn govern(&self, visible: &Visible, raw: Raw) -> Result<GovernedTable> {
+        let in_memory = raw.in_memory;
+        // Rows held in memory are few: one partition, no repartitioning.
+        let config = if in_memory {
+            SessionConfig::new().with_target_partitions(1)
+        } else {
+            delta_scan_config()
+        };
+        let trusted = self.trusted(raw.table, config)?;
+        let (columns, clear) = self.policy_columns(&trusted, visible).await?;
         let mut sql = format!("SELECT {} FROM raw", columns.join(", "));
         if let Some(filter) = &visible.access.row_filter {
             sql.push_str(&format!(" WHERE ({filter})"));
@@ -201,6 +287,79 @@ impl UnitSchema {
         } else {
             Ok(table)
         }
+    }
+
+    /// `"<resource>$changes@v<from>[..v<to>]"`: the rows changed after version `from` up
+    /// to `to` (the current version when left out), with `_change` and `_version`, as the
+    /// grant shows them. The row filter is evaluated on the raw row before and after each
+    /// change, so the feed never tells of a row the grant hides: an update that takes a row
+    /// out of the filter is the delete of the row the consumer had, one that brings a row in
+    /// is an insert, and an update of a hidden row is nothing.
+    async fn changes(
+        &self,
+        visible: &Visible,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let table = tongchou_exchange::table::open(&self.table_dir(visible))
+            .await
+            .map_err(|e| DataFusionError::Plan(e.to_string()))?
+            .ok_or_else(|| DataFusionError::Plan(format!("{} has no data yet", visible.code)))?;
+        let current = table.version().unwrap_or(0);
+        let to = to.unwrap_or(current).min(current);
+        let start = from.map_or(0, |f| f + 1);
+        let changed = if start > to {
+            None
+        } else {
+            let builder = table
+                .clone()
+                .scan_cdf()
+                .with_starting_version(start)
+                .with_ending_version(to);
+            Some(
+                deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(builder)
+                    .map_err(|e| DataFusionError::Plan(e.to_string()))?,
+            )
+        };
+        let Some(changed) = changed else {
+            return self.no_changes(visible, &table).await;
+        };
+        let trusted = self.trusted(Arc::new(changed), delta_scan_config())?;
+        let (columns, mut clear) = self.policy_columns(&trusted, visible).await?;
+        clear.extend(["_change".to_string(), "_version".to_string()]);
+        let keys = self.row_keys(visible).await?;
+        let sql = changes_sql(&columns, visible.access.row_filter.as_deref(), &keys.key);
+        let policy = trusted.sql(&sql).await?;
+        Ok(Arc::new(GovernedTable::new(
+            visible.code.clone(),
+            policy,
+            clear,
+        )))
+    }
+
+    /// The shape of a change feed with no rows (nothing changed in the versions asked).
+    async fn no_changes(
+        &self,
+        visible: &Visible,
+        table: &deltalake::DeltaTable,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let raw = table
+            .table_provider()
+            .await
+            .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        let trusted = self.trusted(raw, SessionConfig::new())?;
+        let (columns, mut clear) = self.policy_columns(&trusted, visible).await?;
+        clear.extend(["_change".to_string(), "_version".to_string()]);
+        let sql = format!(
+            "SELECT {}, 'insert' AS \"_change\", CAST(0 AS BIGINT) AS \"_version\" FROM raw WHERE false",
+            columns.join(", ")
+        );
+        let policy = trusted.sql(&sql).await?;
+        Ok(Arc::new(GovernedTable::new(
+            visible.code.clone(),
+            policy,
+            clear,
+        )))
     }
 
     /// The resource as it was at `version`, under the current grant.
@@ -292,9 +451,26 @@ impl UnitSchema {
         {
             return Ok(Some((visible, Reading::History)));
         }
+        if let Some(base) = name.strip_suffix("$changes")
+            && let Some(visible) = self.tables.get(base)
+        {
+            return Ok(Some((
+                visible,
+                Reading::Changes {
+                    from: None,
+                    to: None,
+                },
+            )));
+        }
         let Some((base, when)) = name.rsplit_once('@') else {
             return Ok(None);
         };
+        if let Some(base) = base.strip_suffix("$changes") {
+            let Some(visible) = self.tables.get(base) else {
+                return Ok(None);
+            };
+            return Ok(Some((visible, Reading::changes(when)?)));
+        }
         let Some(visible) = self.tables.get(base) else {
             return Ok(None);
         };
@@ -319,6 +495,9 @@ impl SchemaProvider for UnitSchema {
             Reading::Version(version) => return self.at_version(visible, version).await.map(Some),
             Reading::AsOf(at) => return self.as_of(visible, at).await.map(Some),
             Reading::History => return self.history(visible).await.map(Some),
+            Reading::Changes { from, to } => {
+                return self.changes(visible, from, to).await.map(Some);
+            }
         }
         if let Some(table) = self.current(name, visible) {
             return Ok(Some(table));
@@ -340,6 +519,61 @@ impl SchemaProvider for UnitSchema {
     fn table_exist(&self, name: &str) -> bool {
         self.reading(name).is_ok_and(|r| r.is_some())
     }
+}
+
+/// The trusted statement of a change feed (see [`UnitSchema::changes`]) over `raw`, the
+/// Delta change data feed: `columns` are the policy's, `filter` the grant's row filter,
+/// `key` the resource's declared key, which pairs an update's images (without one, an
+/// update is the delete of the old row and the insert of the new).
+fn changes_sql(columns: &[String], filter: Option<&str>, key: &[String]) -> String {
+    let kept = filter.map_or("true".to_string(), |f| format!("COALESCE(({f}), false)"));
+    let mut sql = format!("WITH c AS (SELECT *, {kept} AS \"__kept\" FROM raw)");
+    let images = |kind: &str, alias: &str| {
+        let keys: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{} AS \"__{alias}{i}\"", quoted(k)))
+            .collect();
+        format!(
+            ", {alias} AS (SELECT {}, _commit_version AS \"__{alias}_v\", bool_or(\"__kept\") AS \"__{alias}_kept\" FROM c WHERE _change_type = '{kind}' GROUP BY {})",
+            keys.join(", "),
+            (1..=key.len() + 1)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let join = |alias: &str| {
+        let on: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("c.{} = {alias}.\"__{alias}{i}\"", quoted(k)))
+            .collect();
+        format!(
+            " LEFT JOIN {alias} ON {} AND c._commit_version = {alias}.\"__{alias}_v\"",
+            on.join(" AND ")
+        )
+    };
+    let (update, from, stays) = if key.is_empty() {
+        (
+            "'insert'".to_string(),
+            " FROM c".to_string(),
+            "true".to_string(),
+        )
+    } else {
+        sql.push_str(&images("update_preimage", "pre"));
+        sql.push_str(&images("update_postimage", "post"));
+        (
+            "CASE WHEN COALESCE(\"__pre_kept\", false) THEN 'update' ELSE 'insert' END".to_string(),
+            format!(" FROM c{}{}", join("pre"), join("post")),
+            "NOT COALESCE(\"__post_kept\", false)".to_string(),
+        )
+    };
+    sql.push_str(&format!(
+        " SELECT {}, CASE _change_type WHEN 'update_postimage' THEN {update} WHEN 'update_preimage' THEN 'delete' ELSE _change_type END AS \"_change\", CAST(_commit_version AS BIGINT) AS \"_version\"{from} WHERE \"__kept\" AND (_change_type <> 'update_preimage' OR {stays})",
+        columns.join(", ")
+    ));
+    sql
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, StringArray, new_null_array,
+    Array, ArrayRef, AsArray, Date32Array, FixedSizeBinaryBuilder, Float64Array, Int64Array,
+    StringArray, new_null_array,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type};
@@ -13,6 +14,7 @@ use deltalake::datafusion::common::{DataFusionError, Result};
 use deltalake::datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
+use tongchou_audit::{SUBJECT_BYTES, SubjectKey};
 use tongchou_mask::{Mask, UnitKey};
 
 #[derive(Debug)]
@@ -140,6 +142,16 @@ fn pseudonym_array(made: &[Option<tongchou_mask::Pseudonym>]) -> Result<StringAr
     )?)
 }
 
+/// The one column a function of the policy is called on, as an array.
+fn only_column(args: ScalarFunctionArgs) -> Result<ArrayRef> {
+    let rows = args.number_rows;
+    args.args
+        .into_iter()
+        .next()
+        .ok_or_else(|| DataFusionError::Plan("a policy function takes one column".into()))?
+        .into_array(rows)
+}
+
 /// A column read as text: string columns as they are, others cast.
 enum Text {
     View(ArrayRef),
@@ -180,14 +192,75 @@ impl ScalarUDFImpl for MaskUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let input = args
-            .args
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Plan("a mask takes one column".into()))?
-            .into_array(rows)?;
-        Ok(ColumnarValue::Array(self.mask_array(&input)?))
+        Ok(ColumnarValue::Array(self.mask_array(&only_column(args)?)?))
+    }
+}
+
+/// The keyed hash under which the ledger indexes a person or enterprise, of each raw ID:
+/// the governed leaf's hidden column, taken from raw rows whatever the grant shows.
+pub struct SubjectUdf {
+    key: SubjectKey,
+    signature: Signature,
+}
+
+pub const SUBJECT_UDF: &str = "governed_subject";
+
+impl std::fmt::Debug for SubjectUdf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(SUBJECT_UDF)
+    }
+}
+
+impl SubjectUdf {
+    pub fn new(key: SubjectKey) -> SubjectUdf {
+        SubjectUdf {
+            key,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+
+    fn hash_array(&self, input: &ArrayRef) -> Result<ArrayRef> {
+        let text = as_text(input)?;
+        let mut out = FixedSizeBinaryBuilder::with_capacity(input.len(), SUBJECT_BYTES as i32);
+        for value in text.values() {
+            match value.filter(|v| !v.trim().is_empty()) {
+                Some(id) => out.append_value(self.key.subject_bytes(id))?,
+                None => out.append_null(),
+            }
+        }
+        Ok(Arc::new(out.finish()))
+    }
+}
+
+impl PartialEq for SubjectUdf {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SubjectUdf {}
+
+impl Hash for SubjectUdf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        SUBJECT_UDF.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SubjectUdf {
+    fn name(&self) -> &str {
+        SUBJECT_UDF
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::FixedSizeBinary(SUBJECT_BYTES as i32))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Array(self.hash_array(&only_column(args)?)?))
     }
 }
 
@@ -221,6 +294,20 @@ mod tests {
         assert_eq!(out.as_string::<i32>().value(0), "440605********123X");
         let out = udf("null").mask_array(&ids).unwrap();
         assert!(out.is_null(0));
+    }
+
+    #[test]
+    fn subjects_are_the_ledger_hashes_of_raw_ids_and_blanks_are_nobody() {
+        let key = SubjectKey::generate();
+        let ids: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("44060519800101123x"),
+            None,
+            Some("  "),
+        ]));
+        let out = SubjectUdf::new(key.clone()).hash_array(&ids).unwrap();
+        let out = out.as_fixed_size_binary();
+        assert_eq!(out.value(0), key.subject_bytes("44060519800101123X"));
+        assert!(out.is_null(1) && out.is_null(2));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tongchou_access::credentials::{self, CredentialKind, Issued, TokenInfo};
 use tongchou_access::events::{self, Event};
 use tongchou_access::requests::{self, Approval, Grant, NewRequest, Purpose, Request, View};
 use tongchou_access::users::UserChange;
-use tongchou_access::{Access, Scope, Scopes, User};
+use tongchou_access::{Access, Door, Scope, Scopes, User};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, ClientAddress, SESSION_COOKIE};
@@ -30,6 +30,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/users", get(list_users).post(add_user))
         .route("/api/users/{name}", patch(change_user))
+        .route("/api/users/{name}/password", post(change_password))
         .route("/api/access/purposes", get(purposes).post(add_purpose))
         .route(
             "/api/access/requests",
@@ -73,7 +74,8 @@ pub async fn sign_in(
     ClientAddress(address): ClientAddress,
     Json(body): Json<SignIn>,
 ) -> Result<Response, ApiError> {
-    let (user, issued) = credentials::sign_in(&s.dir, &body.name, &body.password, &address).await?;
+    let (user, issued) =
+        credentials::sign_in(&s.dir, &body.name, &body.password, Door::Rest, &address).await?;
     let cookie = session_cookie(
         &issued.secret,
         credentials::SESSION_HOURS * 3600,
@@ -192,6 +194,35 @@ pub async fn change_user(
     Ok(Json(
         tongchou_access::users::change_user(&s.dir, Some(&caller.0), &name, &change).await?,
     ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewPassword {
+    /// The current password: required when changing one's own.
+    pub old_password: Option<String>,
+    pub new_password: String,
+}
+
+/// Sets a password: the user themself (with the current one) or a platform admin. Every
+/// session of the account ends, this one too when it is the user's own; tokens stay.
+#[utoipa::path(post, path = "/api/users/{name}/password", request_body = NewPassword, responses((status = 204), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
+pub async fn change_password(
+    State(s): Shared,
+    caller: Caller,
+    ClientAddress(address): ClientAddress,
+    Path(name): Path<String>,
+    Json(body): Json<NewPassword>,
+) -> Result<StatusCode, ApiError> {
+    tongchou_access::users::change_password(
+        &s.dir,
+        Some(&caller.0),
+        &name,
+        body.old_password.as_deref(),
+        &body.new_password,
+        &address,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/access/purposes", responses((status = 200, body = [Purpose])))]

@@ -20,6 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tongchou_access::Door;
 use tongchou_audit::{ALLOWED, DENIED, Entry, FAILED};
 
 use crate::{ApiError, AppState};
@@ -135,14 +136,14 @@ pub async fn record_requests(
     }
     let method = request.method().clone();
     let door = if path.starts_with("/api/") {
-        "rest"
+        Door::Rest
     } else {
-        "web"
+        Door::Portal
     };
-    let mut entry = Entry::new(kind_of(&method, &path), door, ALLOWED);
+    let mut entry = Entry::new(kind_of(&method, &path), door.as_str(), ALLOWED);
     entry.statement = Some(statement(&method, request.uri()));
     if let Some(credential) = crate::auth::credential(request.headers())
-        && let Ok(principal) = s.policy.authenticate(&credential).await
+        && let Ok(principal) = s.policy.authenticate(&credential, door).await
     {
         entry.user = Some(principal.user.name.clone());
         entry.unit = Some(principal.user.unit.clone());
@@ -215,6 +216,9 @@ fn merge(entry: &mut Entry, extra: Entry) {
     entry.rows = extra.rows;
     entry.result_digest = extra.result_digest;
     entry.subjects = extra.subjects;
+    entry.subject_set = extra.subject_set;
+    entry.subject_count = extra.subject_count;
+    entry.subject_hashes = extra.subject_hashes;
     if !extra.detail.is_null() {
         entry.detail["handler"] = extra.detail;
     }

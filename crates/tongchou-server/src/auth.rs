@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use tongchou_access::{AccessError, Principal, Scope};
+use tongchou_access::{AccessError, Door, Principal, Scope};
 use tongchou_catalog::Actor;
 
 use crate::{ApiError, AppState};
@@ -91,7 +91,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             return Ok(Caller(principal));
         }
         let credential = credential(&parts.headers).ok_or(AccessError::Unauthenticated)?;
-        Ok(Caller(state.policy.authenticate(&credential).await?))
+        Ok(Caller(
+            state.policy.authenticate(&credential, Door::Rest).await?,
+        ))
     }
 }
 

@@ -3,19 +3,22 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use tongchou_access::Scope;
 use tongchou_exchange::changes::{self, OutputFormat};
 use tongchou_exchange::{Encoding, Mode, ReadOptions};
+use tongchou_query::deliver;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::audit::Traced;
+use crate::query::status_of;
 use crate::{ApiError, ApiResult, AppState, Caller, Shared};
 
 /// Loads and quarantines (which hold raw rows) belong to the providing unit's stewards and
@@ -174,14 +177,15 @@ pub async fn quarantine(
     ))
 }
 
-/// A resource's loads, newest first.
-#[utoipa::path(get, path = "/api/exchange/loads", params(ResourceParam), responses((status = 200, description = "Loads and versions")))]
+/// A resource's loads, newest first: the providing unit's stewards and the bureau's.
+#[utoipa::path(get, path = "/api/exchange/loads", params(ResourceParam), responses((status = 200, description = "Loads and versions"), (status = 403, body = ApiError)))]
 pub async fn loads(
     State(s): Shared,
     caller: Caller,
     Query(p): Query<ResourceParam>,
 ) -> ApiResult<Vec<tongchou_exchange::LoadInfo>> {
     caller.require(Scope::Read)?;
+    require_provider(&s, &caller, &p.resource).await?;
     Ok(Json(tongchou_exchange::loads(&s.dir, &p.resource).await?))
 }
 
@@ -190,17 +194,19 @@ pub struct SubscribeBody {
     pub resource: String,
     /// The consumer unit's code; the caller's own unit when left out.
     pub unit: Option<String>,
-    /// Why the unit takes the data: a code of the bureau's purposes.
-    pub purpose: Option<String>,
+    /// Why the unit takes the data: a code of the bureau's purposes. Every pull is a
+    /// governed statement for it.
+    pub purpose: String,
 }
 
-/// Subscribes a consumer unit to a resource.
-#[utoipa::path(post, path = "/api/exchange/subscriptions", request_body = SubscribeBody, responses((status = 200, description = "The subscription with its cursor")))]
+/// Subscribes the caller's unit to a resource, for a purpose under which the caller may
+/// read it: refused (403, naming the request to file) where a query would be.
+#[utoipa::path(post, path = "/api/exchange/subscriptions", request_body = SubscribeBody, responses((status = 200, description = "The subscription with its cursor"), (status = 403, body = ApiError)))]
 pub async fn subscribe(
     State(s): Shared,
     caller: Caller,
     Json(b): Json<SubscribeBody>,
-) -> ApiResult<changes::Subscription> {
+) -> Result<Response, ApiError> {
     let principal = caller.require(Scope::Query)?;
     let unit = &principal.user.unit;
     if b.unit.as_ref().is_some_and(|u| u != unit) {
@@ -209,11 +215,21 @@ pub async fn subscribe(
             format!("you subscribe for your own unit ({unit}) only"),
         ));
     }
-    Ok(Json(
-        changes::subscribe(&s.dir, &b.resource, unit, b.purpose.as_deref())
-            .await
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?,
-    ))
+    let subscribed = deliver::subscribe(
+        &s.query,
+        &principal.user.name,
+        unit,
+        &b.resource,
+        &b.purpose,
+    )
+    .await
+    .map_err(|e| ApiError::new(status_of(&e), e.to_string()))?;
+    let traced = tongchou_audit::Entry {
+        resources: vec![b.resource],
+        purpose: Some(b.purpose),
+        ..Default::default()
+    };
+    Ok((Extension(Traced(traced)), Json(subscribed)).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -223,27 +239,15 @@ pub struct PullParams {
     pub format: Option<String>,
 }
 
-/// Streams the changes since the subscription's cursor and moves the cursor.
-#[utoipa::path(get, path = "/api/exchange/pull", params(PullParams), responses((status = 200, description = "The changed rows, with _change and _version columns", content_type = "application/octet-stream")))]
+/// Streams what the subscription has not had yet — the resource as the caller may see it
+/// the first time, its changes after — and moves the cursor.
+#[utoipa::path(get, path = "/api/exchange/pull", params(PullParams), responses((status = 200, description = "The rows as a governed query returns them, with _change and _version columns", content_type = "application/octet-stream"), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn pull(
     State(s): Shared,
     caller: Caller,
     Query(p): Query<PullParams>,
 ) -> Result<Response, ApiError> {
     let principal = caller.require(Scope::Query)?;
-    let own = changes::subscriptions(&s.dir)
-        .await?
-        .into_iter()
-        .any(|sub| sub.id == p.subscription && sub.consumer == principal.user.unit);
-    if !own {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!(
-                "subscription {} is not one of your unit's; list them with `tongchou exchange subscriptions`",
-                p.subscription
-            ),
-        ));
-    }
     let format_name = p.format.unwrap_or_else(|| "parquet".into());
     let format = OutputFormat::parse(&format_name).ok_or_else(|| {
         bad(format!(
@@ -259,27 +263,29 @@ pub async fn pull(
         p.subscription,
         jiff::Timestamp::now().as_nanosecond()
     ));
-    let statement = format!(
+    let user = &principal.user;
+    let mut entry = tongchou_audit::Entry::new("pull", "rest", tongchou_audit::ALLOWED);
+    entry.user = Some(user.name.clone());
+    entry.unit = Some(user.unit.clone());
+    entry.statement = Some(format!(
         "GET /api/exchange/pull?subscription={}&format={format_name}",
         p.subscription
-    );
-    let audit = &s.audit;
-    let user = &principal.user;
-    let pulled = changes::pull(
-        &s.dir,
-        p.subscription,
+    ));
+    let request = deliver::PullRequest {
+        user: &user.name,
+        unit: &user.unit,
+        subscription: p.subscription,
         format,
-        &path,
-        audit.settings().subject_rows,
-        async |preview: &changes::PullPreview| {
-            let mut base = tongchou_audit::Entry::new("pull", "rest", tongchou_audit::ALLOWED);
-            base.user = Some(user.name.clone());
-            base.unit = Some(user.unit.clone());
-            base.statement = Some(statement.clone());
-            preview.record(audit, base).await
-        },
-    )
-    .await?;
+        out: &path,
+        entry,
+    };
+    let pulled = match deliver::pull(&s.query, &s.audit, request).await {
+        Ok(pulled) => pulled,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(ApiError::new(status_of(&e), e.to_string()));
+        }
+    };
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -293,7 +299,7 @@ pub async fn pull(
         OutputFormat::Parquet => "application/vnd.apache.parquet",
     };
     Ok((
-        axum::Extension(crate::audit::Recorded),
+        Extension(crate::audit::Recorded),
         [
             (header::CONTENT_TYPE, content_type.to_string()),
             (
@@ -310,9 +316,19 @@ pub async fn pull(
         .into_response())
 }
 
-/// Records delivered, per day, resource, provider and consumer.
+/// Records delivered, per day, resource, provider and consumer: everything to the bureau's
+/// admins, to others what their own unit provided or received.
 #[utoipa::path(get, path = "/api/exchange/volume", responses((status = 200, description = "Exchange volume")))]
 pub async fn volume(State(s): Shared, caller: Caller) -> ApiResult<Vec<changes::Volume>> {
-    caller.require(Scope::Read)?;
-    Ok(Json(changes::volume(&s.dir).await?))
+    let principal = caller.require(Scope::Read)?;
+    let all = changes::volume(&s.dir).await?;
+    if principal.is(tongchou_model::UserRole::PlatformAdmin) {
+        return Ok(Json(all));
+    }
+    let unit = &principal.user.unit;
+    Ok(Json(
+        all.into_iter()
+            .filter(|v| &v.provider == unit || &v.consumer == unit)
+            .collect(),
+    ))
 }

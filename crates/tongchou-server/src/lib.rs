@@ -63,12 +63,12 @@ impl AppState {
                 .await
                 .map_err(|e| e.to_string())?,
         );
-        let mut query =
-            tongchou_query::Engine::open(dir.clone(), policy.clone()).map_err(|e| e.to_string())?;
         let audit = tongchou_audit::Audit::open(&dir)
             .await
             .map_err(|e| e.to_string())?;
-        query.limits.subject_rows = audit.settings().subject_rows;
+        let query =
+            tongchou_query::Engine::open(dir.clone(), policy.clone(), audit.subject_key().clone())
+                .map_err(|e| e.to_string())?;
         Ok(AppState {
             dir,
             catalog,
@@ -237,6 +237,7 @@ pub struct UnitsAdded {
         access::list_users,
         access::add_user,
         access::change_user,
+        access::change_password,
         access::purposes,
         access::add_purpose,
         access::file_request,

@@ -3,7 +3,12 @@
 //!
 //! - sign-in with the platform's user name and password (sent as a cleartext password
 //!   message — use it on 127.0.0.1, or with TLS: `serve --tls-cert/--tls-key` offers it
-//!   here too) or an API token with the `query` scope as the password; failures are throttled and recorded like any other sign-in;
+//!   here too) or an API token with the `query` scope as the password; failures are
+//!   throttled and recorded like any other sign-in;
+//! - the credential is checked again before every statement (a password sign-in opens a
+//!   session for the connection): a revoked or expired token, a disabled account or a
+//!   changed password refuses the next statement and closes the connection, as REST refuses
+//!   the next request;
 //! - the *database* names the purpose (`psql -d procuratorial_supervision`);
 //! - each statement runs in the same governed engine as REST and the CLI and is recorded
 //!   in the ledger (front door `pg`) before the first row is sent; when the ledger cannot
@@ -43,8 +48,9 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{Message, PgWireBackendMessage, PgWireFrontendMessage};
-use tongchou_access::Scope;
-use tongchou_audit::{ALLOWED, Entry, FAILED};
+use tongchou_access::credentials::{self, sign_in_with_token};
+use tongchou_access::{AccessError, Door, Scope};
+use tongchou_audit::{ALLOWED, DENIED, Entry, FAILED};
 use tongchou_query::front::{outcome_of, statement_entry};
 use tongchou_query::{Answer, QueryError};
 
@@ -130,26 +136,26 @@ struct PgStartup {
     pids: RandomPidSecretKeyGenerator,
 }
 
+/// What a connection signed in with, authenticated again before each statement: the API
+/// token itself, or the secret of the session a password sign-in opened.
+struct SignedIn(String);
+
 impl PgStartup {
     /// The password is the user's password, or an API token of that user with `query`.
-    async fn check(&self, user: &str, password: &str, address: &str) -> Result<(), String> {
+    async fn sign_in(
+        &self,
+        user: &str,
+        password: &str,
+        address: &str,
+    ) -> Result<SignedIn, AccessError> {
+        let (dir, policy) = (&self.state.dir, &self.state.policy);
         if password.starts_with("tc_") {
-            let principal = self
-                .state
-                .policy
-                .authenticate(password)
-                .await
-                .map_err(|e| e.to_string())?;
-            principal.require(Scope::Query).map_err(|e| e.to_string())?;
-            if principal.user.name != user {
-                return Err("the token is another user's".into());
-            }
-            return Ok(());
+            sign_in_with_token(dir, policy, user, password, Scope::Query, Door::Pg, address)
+                .await?;
+            return Ok(SignedIn(password.to_string()));
         }
-        tongchou_access::credentials::check_password(&self.state.dir, user, password, address)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let (_, session) = credentials::sign_in(dir, user, password, Door::Pg, address).await?;
+        Ok(SignedIn(session.secret))
     }
 }
 
@@ -181,15 +187,13 @@ impl StartupHandler for PgStartup {
                 let login = LoginInfo::from_client_info(client);
                 let user = login.user().unwrap_or_default().to_string();
                 let address = client.socket_addr().ip().to_string();
-                let checked = self.check(&user, &pwd.password, &address).await;
+                let signed_in = self.sign_in(&user, &pwd.password, &address).await;
                 // Sign-ins and failures were queued by the access crate: record them now.
                 let _ = tongchou_audit::outbox::drain(&self.state.audit).await;
-                if let Err(why) = checked {
-                    return Err(user_error(
-                        "28P01",
-                        format!("sign-in refused for {user}: {why}"),
-                    ));
-                }
+                let signed_in = signed_in.map_err(|why| {
+                    user_error("28P01", format!("sign-in refused for {user}: {why}"))
+                })?;
+                client.session_extensions().insert(signed_in);
                 let (pid, secret) = self.pids.generate(client);
                 client.set_pid_and_secret_key(pid, secret);
                 finish_authentication(client, &DefaultServerParameterProvider::default()).await?;
@@ -205,13 +209,29 @@ struct PgQuery {
     dialect: PostgresCompatibilityParser,
 }
 
-/// The signed-in user and the purpose (the database name) of a connection.
-fn caller_of<C: ClientInfo>(client: &C) -> (String, String) {
+/// Who a connection signed in as, with what, and the purpose (the database name).
+struct Caller {
+    user: String,
+    purpose: String,
+    credential: Option<Arc<SignedIn>>,
+}
+
+fn caller_of<C: ClientInfo>(client: &C) -> Caller {
     let metadata = client.metadata();
-    (
-        metadata.get("user").cloned().unwrap_or_default(),
-        metadata.get("database").cloned().unwrap_or_default(),
-    )
+    Caller {
+        user: metadata.get("user").cloned().unwrap_or_default(),
+        purpose: metadata.get("database").cloned().unwrap_or_default(),
+        credential: client.session_extensions().get::<SignedIn>(),
+    }
+}
+
+/// Ends a connection whose credential no longer holds; the client must sign in again.
+fn signed_out() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".into(),
+        "28000".into(),
+        "凭据已失效 the credential this connection signed in with is no longer valid (token revoked or expired, account disabled, or password changed): sign in again".into(),
+    )))
 }
 
 /// What drivers send around their queries that reads nothing: transaction brackets (every
@@ -274,20 +294,9 @@ impl PgQuery {
         }
     }
 
-    /// Runs one statement through governed query, records it, and encodes the rows in
-    /// `format`; a statement the ledger cannot record fails.
-    async fn governed(
-        &self,
-        (user, purpose): (String, String),
-        sql: &str,
-        parameters: &[Option<String>],
-        format: &Format,
-    ) -> PgWireResult<Response> {
-        if let Some(answer) = client_ritual(sql) {
-            return Ok(answer);
-        }
-        let s = &self.state;
-        let mut entry = Entry::new("statement", "pg", ALLOWED);
+    /// The ledger entry of a statement, its text and parameters redacted.
+    fn entry(&self, caller: &Caller, sql: &str, parameters: &[Option<String>]) -> Entry {
+        let mut entry = Entry::new("statement", Door::Pg.as_str(), ALLOWED);
         let shown = if parameters.is_empty() {
             sql.to_string()
         } else {
@@ -297,15 +306,64 @@ impl PgQuery {
                 .collect();
             format!("{sql} -- parameters: {}", values.join(", "))
         };
-        let (statement, named) = s.audit.redact(&shown);
+        let statement = self.state.audit.redact(&shown);
         entry.statement = Some(statement);
-        entry.subjects = named;
-        entry.user = Some(user.clone());
-        entry.purpose = Some(purpose.clone());
+        entry.user = Some(caller.user.clone());
+        entry.purpose = Some(caller.purpose.clone());
+        entry
+    }
+
+    /// The user a statement runs as: the connection's credential authenticated again (in
+    /// memory), so that what REST refuses at the next request is refused here at the next
+    /// statement. A refused statement is recorded as denied and ends the connection.
+    async fn reauthenticated(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        parameters: &[Option<String>],
+    ) -> PgWireResult<String> {
+        let checked = match &caller.credential {
+            Some(signed_in) => self
+                .state
+                .policy
+                .authenticate(&signed_in.0, Door::Pg)
+                .await
+                .and_then(|p| p.require(Scope::Query).map(|_| p)),
+            None => Err(AccessError::Unauthenticated),
+        };
+        match checked {
+            Ok(principal) if principal.user.name == caller.user => Ok(principal.user.name),
+            refused => {
+                let why = refused.map_or_else(
+                    |e| e.to_string(),
+                    |p| format!("the credential is {}'s", p.user.name),
+                );
+                let entry = self.entry(caller, sql, parameters);
+                self.record_undelivered(entry, DENIED, why).await?;
+                Err(signed_out())
+            }
+        }
+    }
+
+    /// Runs one statement through governed query, records it, and encodes the rows in
+    /// `format`; a statement the ledger cannot record fails.
+    async fn governed(
+        &self,
+        caller: Caller,
+        sql: &str,
+        parameters: &[Option<String>],
+        format: &Format,
+    ) -> PgWireResult<Response> {
+        let user = self.reauthenticated(&caller, sql, parameters).await?;
+        if let Some(answer) = client_ritual(sql) {
+            return Ok(answer);
+        }
+        let s = &self.state;
+        let entry = self.entry(&caller, sql, parameters);
         let planned = self.in_engine_dialect(sql);
         let answer = match s
             .query
-            .run_with(&user, &purpose, &planned, parameters)
+            .run_with(&user, &caller.purpose, &planned, parameters)
             .await
         {
             Ok(answer) => answer,
@@ -364,17 +422,18 @@ impl PgQuery {
     /// Parameter types and result columns of a statement, planned but not run.
     async fn describe(
         &self,
-        (user, purpose): (String, String),
+        caller: Caller,
         sql: &str,
         format: &Format,
     ) -> PgWireResult<(Vec<Type>, Vec<FieldInfo>)> {
+        let user = self.reauthenticated(&caller, sql, &[]).await?;
         if client_ritual(sql).is_some() {
             return Ok((Vec::new(), Vec::new()));
         }
         let (types, schema) = self
             .state
             .query
-            .describe(&user, &purpose, &self.in_engine_dialect(sql))
+            .describe(&user, &caller.purpose, &self.in_engine_dialect(sql))
             .await
             .map_err(|e| user_error(sqlstate(&e), e.to_string()))?;
         let types = types

@@ -36,6 +36,8 @@ pub fn status_of(e: &QueryError) -> StatusCode {
         QueryError::Sql(_) => StatusCode::BAD_REQUEST,
         QueryError::TooManyRows(_) => StatusCode::PAYLOAD_TOO_LARGE,
         QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+        QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+        QueryError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -50,9 +52,8 @@ pub async fn query(
     let principal = caller.require(Scope::Query)?;
     let format = b.format.unwrap_or_else(|| "json".into());
     let mut entry = Entry::new("statement", "rest", ALLOWED);
-    let (statement, named) = s.audit.redact(&b.sql);
+    let statement = s.audit.redact(&b.sql);
     entry.statement = Some(statement);
-    entry.subjects = named;
     entry.purpose = Some(b.purpose.clone());
     let answer = match s.query.run(&principal.user.name, &b.purpose, &b.sql).await {
         Ok(a) => a,

@@ -29,6 +29,9 @@ pub enum UserCommand {
         #[arg(long)]
         level: Option<i64>,
     },
+    /// Set a user's password; the new one is read from standard input. Every session of
+    /// the account ends (browsers and PostgreSQL connections sign in again); tokens stay.
+    Password { name: String },
     /// List users.
     List {
         #[arg(long)]
@@ -118,6 +121,9 @@ pub enum AccessCommand {
         /// field=MASK (repeat the flag or list several); MASK `none` gives the raw value.
         #[arg(long = "mask", num_args = 1..)]
         masks: Vec<String>,
+        /// Why sensitive fields are given raw (`none`): required then, and recorded.
+        #[arg(long)]
+        raw_reason: Option<String>,
         /// Last day the grant holds.
         #[arg(long)]
         until: Option<String>,
@@ -252,6 +258,12 @@ pub async fn user(data_dir: &Path, command: UserCommand) -> Result<()> {
             };
             tongchou_access::add_user(&dir, None, &user, &read_password()?).await?;
             println!("已添加用户 added user {name} ({role})");
+        }
+        UserCommand::Password { name } => {
+            let password = read_password()?;
+            tongchou_access::users::change_password(&dir, None, &name, None, &password, "cli")
+                .await?;
+            println!("已修改密码 set a new password for {name}; their sessions have ended");
         }
         UserCommand::List { json } => {
             let users = tongchou_access::list_users(dir.metadata()).await?;
@@ -404,6 +416,7 @@ pub async fn access(data_dir: &Path, command: AccessCommand) -> Result<()> {
             fields,
             row_filter,
             masks,
+            raw_reason,
             until,
             to,
             json,
@@ -413,6 +426,7 @@ pub async fn access(data_dir: &Path, command: AccessCommand) -> Result<()> {
                 fields,
                 row_filter,
                 masks: parse_masks(&masks)?,
+                raw_reason,
                 until,
                 to: Some(to),
             };

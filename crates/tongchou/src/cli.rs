@@ -208,7 +208,6 @@ fn init(data_dir: &Path) -> Result<()> {
 }
 
 async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
-    tongchou_access::events::set_front_door("cli");
     let scale = parse_scale(&args.scale)?;
     let dir = DataDir::init(data_dir).await?;
     let audit = tongchou_audit::Audit::open(&dir).await?;
@@ -264,7 +263,6 @@ async fn demo(data_dir: &Path, args: &DemoArgs) -> Result<()> {
 }
 
 async fn serve(data_dir: &Path, args: &ServeArgs) -> Result<()> {
-    tongchou_access::events::set_front_door("rest");
     let dir = DataDir::open(data_dir).await?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tongchou_server::Tls {

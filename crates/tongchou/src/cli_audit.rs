@@ -53,7 +53,6 @@ where
     F: FnOnce(Audit) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    tongchou_access::events::set_front_door("cli");
     let dir = DataDir::open(data_dir).await?;
     let audit = Audit::open(&dir).await?;
     audit.record(&entry(kind, ALLOWED)).await?;

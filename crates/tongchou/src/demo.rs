@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tongchou_access::requests::{self, Approval, NewRequest};
 use tongchou_access::{Principal, User};
-use tongchou_model::{Resource, Role, Sensitivity, UserRole};
+use tongchou_model::{Field, Resource, Role, Sensitivity, UserRole};
 use tongchou_store::DataDir;
 
 pub const ACCOUNTS_FILE: &str = "demo-accounts.json";
@@ -165,7 +165,7 @@ const PEOPLE: [(&str, &str, UserRole, Option<i64>, &str); 19] = [
 ];
 
 /// (requester, provider slug, resource name, purpose, row filter): approved by the
-/// provider's steward with person IDs as keyed pseudonyms and other default masks.
+/// provider's steward with the masks of [`chosen_mask`] and other default masks.
 const APPROVED: [(&str, &str, &str, &str, Option<&str>); 9] = [
     (
         "science_analyst",
@@ -341,8 +341,7 @@ async fn file_and_decide(dir: &DataDir, accounts: &[DemoAccount]) -> Result<()> 
             masks: resource
                 .fields
                 .iter()
-                .filter(|f| f.role == Some(Role::PersonId))
-                .map(|f| (f.name.clone(), "pseudonym".to_string()))
+                .filter_map(|f| Some((f.name.clone(), chosen_mask(f)?.to_string())))
                 .collect(),
             row_filter: row_filter.map(str::to_string),
             until: Some(format!(
@@ -360,6 +359,19 @@ async fn file_and_decide(dir: &DataDir, accounts: &[DemoAccount]) -> Result<()> 
         .await?;
     }
     leader_only_tax_returns(dir).await
+}
+
+/// The mask the demo's stewards choose where the default will not do: keyed pseudonyms for
+/// person IDs, and the first and last characters of sensitive fields that have no default
+/// mask (document numbers), which an approval must not leave raw.
+fn chosen_mask(field: &Field) -> Option<&'static str> {
+    if field.role == Some(Role::PersonId) {
+        Some("pseudonym")
+    } else if field.sensitivity == Sensitivity::Sensitive && field.default_mask.is_none() {
+        Some("keep_first_last(1,2)")
+    } else {
+        None
+    }
 }
 
 /// The tax bureau opens its returns to leaders of level 3 or above; the leader's request
@@ -428,8 +440,7 @@ ORDER BY trips DESC"#;
     const PURPOSE: &str = "procuratorial_supervision";
     let policy = std::sync::Arc::new(tongchou_access::Policy::open(dir.clone()).await?);
     let unit = policy.current().await?.user(USER).map(|u| u.unit.clone());
-    let mut engine = tongchou_query::Engine::open(dir.clone(), policy)?;
-    engine.limits.subject_rows = audit.settings().subject_rows;
+    let engine = tongchou_query::Engine::open(dir.clone(), policy, audit.subject_key().clone())?;
     let answer = match engine.run(USER, PURPOSE, SQL).await {
         Ok(answer) => answer,
         // Scales without these resources have no such scenario.
@@ -448,5 +459,30 @@ ORDER BY trips DESC"#;
         "场景查询 scenario statement: officials' trips to Macau, {} officials found, as {USER}",
         answer.rows
     );
-    Ok(answer.subject_ids.first().cloned())
+    Ok(planted_official_touched(dir, audit, &answer))
+}
+
+/// A frequent traveller planted by the simulator (its ground truth) whom the statement
+/// touched, to show `ledger subject` with.
+fn planted_official_touched(
+    dir: &DataDir,
+    audit: &tongchou_audit::Audit,
+    answer: &tongchou_query::Answer,
+) -> Option<String> {
+    let truth = std::fs::read(
+        dir.root()
+            .join("district")
+            .join(tongchou_sim::GROUND_TRUTH_FILE),
+    )
+    .ok()?;
+    let truth: serde_json::Value = serde_json::from_slice(&truth).ok()?;
+    truth["scenarios"]["frequent_macau_travellers"]
+        .as_array()?
+        .iter()
+        .filter_map(|case| case["person_id"].as_str())
+        .find(|id| {
+            let hash = audit.subject_key().subject_bytes(id);
+            answer.subjects.binary_search(&hash).is_ok()
+        })
+        .map(str::to_string)
 }

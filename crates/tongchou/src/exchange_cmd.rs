@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use tongchou_audit::Audit;
 use tongchou_catalog::Catalog;
 use tongchou_exchange::{Encoding, Mode, ReadOptions};
+use tongchou_query::{Engine, deliver};
 use tongchou_store::DataDir;
 
 use crate::catalog_cmd::print_json;
@@ -68,21 +70,29 @@ pub enum ExchangeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Subscribe a consumer unit to a resource (订阅); prints the subscription id.
+    /// Subscribe your unit to a resource for a purpose you may read it for (订阅); prints
+    /// the subscription id. (A resource's changes without a subscription are a query:
+    /// `tongchou query … 'SELECT * FROM "单位"."资源$changes@v3"'`.)
     Subscribe {
         resource: String,
-        /// The consumer unit's code.
+        /// The user subscribing; their unit is the consumer, their grants decide.
+        #[arg(long = "as")]
+        user: String,
+        /// The consumer unit's code: the user's own (the default).
         #[arg(long)]
-        unit: String,
+        unit: Option<String>,
         /// Why the unit takes the data: a code of `tongchou access purposes`.
         #[arg(long)]
-        purpose: Option<String>,
+        purpose: String,
         #[arg(long)]
         json: bool,
     },
-    /// Pull what changed since the subscription's cursor, and move the cursor (拉取).
+    /// Pull what the subscription has not had yet, as the user may see it, and move the
+    /// cursor (拉取).
     Pull {
         subscription: i64,
+        #[arg(long = "as")]
+        user: String,
         #[arg(long)]
         out: PathBuf,
         /// parquet, csv, json or arrow.
@@ -90,17 +100,6 @@ pub enum ExchangeCommand {
         format: String,
         #[arg(long)]
         json: bool,
-    },
-    /// Write the changes of a resource after version N (without a subscription).
-    Changes {
-        resource: String,
-        /// The version after which changes are wanted; -1 for everything.
-        #[arg(long, allow_negative_numbers = true)]
-        since: i64,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value = "parquet")]
-        format: String,
     },
     /// List subscriptions and their cursors.
     Subscriptions {
@@ -112,6 +111,17 @@ pub enum ExchangeCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The governed engine, and `user`'s unit (refused when the account does not exist or is
+/// disabled).
+async fn governed(dir: &DataDir, audit: &Audit, user: &str) -> Result<(Engine, String)> {
+    let policy = tongchou_access::Policy::open(dir.clone()).await?;
+    let Some(unit) = policy.current().await?.user(user).map(|u| u.unit.clone()) else {
+        bail!("user '{user}' does not exist or is disabled");
+    };
+    let engine = Engine::open(dir.clone(), Arc::new(policy), audit.subject_key().clone())?;
+    Ok((engine, unit))
 }
 
 fn output_format(text: &str) -> Result<tongchou_exchange::changes::OutputFormat> {
@@ -289,63 +299,51 @@ pub async fn exchange(
         }
         ExchangeCommand::Subscribe {
             resource,
+            user,
             unit,
             purpose,
             json,
         } => {
-            let s =
-                tongchou_exchange::changes::subscribe(&dir, &resource, &unit, purpose.as_deref())
-                    .await?;
+            let (engine, own) = governed(&dir, &audit, &user).await?;
+            if unit.as_ref().is_some_and(|u| u != &own) {
+                bail!("{user} subscribes for their own unit ({own}) only");
+            }
+            let s = deliver::subscribe(&engine, &user, &own, &resource, &purpose).await?;
             if json {
                 return print_json(&s);
             }
             println!("{}", s.id);
             eprintln!(
-                "已订阅 subscribed {unit} to {resource}; pull with `tongchou exchange pull {} --out FILE`",
+                "已订阅 subscribed {own} to {resource}; pull with `tongchou exchange pull {} --as {user} --out FILE`",
                 s.id
             );
         }
         ExchangeCommand::Pull {
             subscription,
+            user,
             out,
             format,
             json,
         } => {
-            let pulled = tongchou_exchange::changes::pull(
-                &dir,
+            let (engine, unit) = governed(&dir, &audit, &user).await?;
+            let mut entry = crate::cli_audit::entry("pull", tongchou_audit::ALLOWED);
+            entry.user = Some(user.clone());
+            entry.unit = Some(unit.clone());
+            let request = deliver::PullRequest {
+                user: &user,
+                unit: &unit,
                 subscription,
-                output_format(&format)?,
-                &out,
-                audit.settings().subject_rows,
-                async |preview: &tongchou_exchange::changes::PullPreview| {
-                    let mut base = crate::cli_audit::entry("pull", tongchou_audit::ALLOWED);
-                    base.unit = Some(preview.consumer.clone());
-                    preview.record(&audit, base).await
-                },
-            )
-            .await?;
+                format: output_format(&format)?,
+                out: &out,
+                entry,
+            };
+            let pulled = deliver::pull(&engine, &audit, request).await?;
             if json {
                 return print_json(&pulled);
             }
             println!(
-                "已拉取 pulled {} changed rows of {} (versions {}→{}) into {}",
+                "已拉取 pulled {} rows of {} (versions {}→{}) into {}",
                 pulled.rows, pulled.resource, pulled.from_version, pulled.to_version, pulled.file
-            );
-        }
-        ExchangeCommand::Changes {
-            resource,
-            since,
-            out,
-            format,
-        } => {
-            let changes = tongchou_exchange::changes::since(&dir, &resource, since).await?;
-            tongchou_exchange::changes::write(&changes, output_format(&format)?, &out)?;
-            println!(
-                "{} changed rows (versions {}→{}) written to {}",
-                changes.rows,
-                changes.from_version,
-                changes.to_version,
-                out.display()
             );
         }
         ExchangeCommand::Subscriptions { json } => {

@@ -377,7 +377,6 @@ async fn with_ledger(data_dir: &Path, command: LedgerCommand) -> Result<()> {
             Ok(())
         }
         LedgerCommand::RotateKey => {
-            tongchou_access::events::set_front_door("cli");
             audit
                 .record(&crate::cli_audit::entry("key_rotation", ALLOWED))
                 .await?;

@@ -26,7 +26,6 @@ pub struct QueryArgs {
 }
 
 pub async fn run(data_dir: &Path, args: QueryArgs) -> Result<()> {
-    tongchou_access::events::set_front_door("cli");
     let dir = DataDir::open(data_dir).await?;
     let audit = Audit::open(&dir).await?;
     let policy = tongchou_access::Policy::open(dir.clone()).await?;
@@ -35,15 +34,17 @@ pub async fn run(data_dir: &Path, args: QueryArgs) -> Result<()> {
         .await?
         .user(&args.user)
         .map(|u| u.unit.clone());
-    let mut engine = Engine::open(dir, std::sync::Arc::new(policy))?;
-    engine.limits.subject_rows = audit.settings().subject_rows;
+    let engine = Engine::open(
+        dir,
+        std::sync::Arc::new(policy),
+        audit.subject_key().clone(),
+    )?;
     let mut entry = Entry::new("statement", "cli", ALLOWED);
     entry.user = Some(args.user.clone());
     entry.unit = unit;
     entry.purpose = Some(args.purpose.clone());
-    let (statement, named) = audit.redact(&args.sql);
+    let statement = audit.redact(&args.sql);
     entry.statement = Some(statement);
-    entry.subjects = named;
     match engine.run(&args.user, &args.purpose, &args.sql).await {
         Err(e) => {
             entry.outcome = outcome_of(&e).into();

@@ -767,3 +767,275 @@ fn https_with_a_certificate_and_secure_cookies() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the TLS certificate"));
 }
+
+const ANALYST: &str = "procuratorate_analyst";
+const PURPOSE: &str = "procuratorial_supervision";
+const COUNT: &str = r#"SELECT count(*) FROM "佛山市公安局南海分局出入境管理大队"."出入境记录""#;
+
+/// The command line of the real binary on `data`, for a shell: `\! …` in psql or Python's
+/// `subprocess`, so that it runs between two statements of one open connection.
+fn command_line(data: &Path, args: &str) -> String {
+    format!(
+        "{} --data-dir {} {args}",
+        env!("CARGO_BIN_EXE_tongchou"),
+        data.display()
+    )
+}
+
+/// Runs `COUNT`, then `between` (a `\!` command), then `COUNT` again on one psql connection:
+/// the first answers, the second is refused and the connection ends.
+fn refused_after(port: u16, password: &str, between: &str) {
+    let out = common::psql(port, ANALYST, password, PURPOSE, &[COUNT, between, COUNT]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let answers = stdout.lines().filter(|l| l.parse::<u64>().is_ok()).count();
+    assert_eq!(answers, 1, "{between}: {stdout}{stderr}");
+    assert!(!out.status.success(), "{between}: {stdout}{stderr}");
+    assert!(
+        stderr.contains("FATAL") && stderr.contains("no longer valid"),
+        "{between}: {stderr}"
+    );
+}
+
+#[test]
+fn an_open_postgresql_connection_stops_when_its_credential_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let (_server, _, port) = common::serve_pg(&data, &agent());
+
+    let token = token(&data, ANALYST, "read,query");
+    let id = token.split('_').nth(1).unwrap();
+    let revoke = format!("token revoke {id} --as {ANALYST}");
+    refused_after(
+        port,
+        &token,
+        &format!("\\! {}", command_line(&data, &revoke)),
+    );
+
+    let old = password_of(&data, ANALYST);
+    let new = "a brand new password";
+    let change = command_line(&data, &format!("user password {ANALYST}"));
+    refused_after(port, &old, &format!("\\! echo '{new}' | {change}"));
+    let signed_in = |password: &str| {
+        common::psql(port, ANALYST, password, PURPOSE, &[COUNT])
+            .status
+            .success()
+    };
+    assert!(!signed_in(&old) && signed_in(new));
+
+    let disable = command_line(&data, &format!("user set {ANALYST} --disable"));
+    refused_after(port, new, &format!("\\! {disable}"));
+    assert!(!signed_in(new));
+
+    let entries = ok_json(&data, &["ledger", "tail", "--json", "-n", "80"]);
+    let refused: Vec<&Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["front_door"] == "pg" && e["outcome"] == "denied")
+        .filter(|e| e["kind"] == "statement" && e["statement"] == COUNT)
+        .collect();
+    assert_eq!(refused.len(), 3, "{entries}");
+    assert!(
+        refused
+            .iter()
+            .all(|e| e["user"] == ANALYST && e["reason"].as_str().unwrap().contains("sign in")),
+        "{refused:?}"
+    );
+}
+
+/// psycopg speaks the extended protocol: Parse, Bind, Describe and Execute of the next
+/// statement meet the revoked token.
+#[test]
+fn the_extended_protocol_meets_a_revoked_token_at_the_next_statement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let (_server, _, port) = common::serve_pg(&data, &agent());
+    let token = token(&data, ANALYST, "read,query");
+    let id = token.split('_').nth(1).unwrap();
+    let revoke = command_line(&data, &format!("token revoke {id} --as {ANALYST}"));
+    let script = r#"
+import json, subprocess, sys
+import psycopg
+port, user, token, purpose, sql, revoke = sys.argv[1:]
+out = {}
+conn = psycopg.connect(host="127.0.0.1", port=int(port), user=user, password=token, dbname=purpose, autocommit=True)
+cur = conn.cursor()
+cur.execute(sql, ("澳门",))
+out["before"] = cur.fetchone()[0]
+subprocess.run(revoke, shell=True, check=True, stdout=subprocess.DEVNULL)
+try:
+    cur.execute(sql, ("澳门",))
+    out["after"] = cur.fetchone()[0]
+except psycopg.Error as e:
+    out["error"] = str(e)
+out["closed"] = conn.closed
+print(json.dumps(out, ensure_ascii=False))
+"#;
+    let sql = format!("{COUNT} WHERE destination = %s");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args([&port.to_string(), ANALYST, &token, PURPOSE, &sql, &revoke])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "psycopg (installed by .ci/run): {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert!(answer["before"].as_u64().unwrap() > 0, "{answer}");
+    assert!(answer.get("after").is_none(), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer valid"),
+        "{answer}"
+    );
+    assert_eq!(answer["closed"], true, "{answer}");
+}
+
+#[test]
+fn a_password_is_changed_by_its_owner_with_the_old_one_or_by_the_bureau() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let (_server, base) = serve(&data);
+    let http = agent();
+    let url = format!("{base}/api/users/{ANALYST}/password");
+    let new = "a brand new password";
+    let own = session(&http, &base, &data, ANALYST);
+    let change =
+        |credential: &str, body: Value| call(&http, "POST", &url, Some(credential), Some(body));
+    let (status, body) = change(&own, json!({"new_password": new}));
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = change(
+        &own,
+        json!({"old_password": "a guess", "new_password": new}),
+    );
+    assert_eq!(status, 401);
+    let leader = session(&http, &base, &data, "leader");
+    let (status, _) = change(&leader, json!({"new_password": new}));
+    assert_eq!(status, 403, "only the bureau sets other people's passwords");
+    let (status, body) = change(
+        &own,
+        json!({"old_password": password_of(&data, ANALYST), "new_password": new}),
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = call(&http, "GET", &format!("{base}/api/me"), Some(&own), None);
+    assert_eq!(status, 401, "the session ended with the old password");
+    assert!(sign_in(&http, &base, ANALYST, &password_of(&data, ANALYST)).is_err());
+    let again = sign_in(&http, &base, ANALYST, new).unwrap();
+
+    let admin = bearer(&token(&data, "admin", "read,admin"));
+    let (status, body) = change(&admin, json!({"new_password": "set by the bureau"}));
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = call(&http, "GET", &format!("{base}/api/me"), Some(&again), None);
+    assert_eq!(status, 401);
+    assert!(sign_in(&http, &base, ANALYST, "set by the bureau").is_ok());
+}
+
+#[test]
+fn sign_ins_and_commands_name_the_door_they_came_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let (_server, base, port) = common::serve_pg(&data, &agent());
+    let token = token(&data, ANALYST, "read,query");
+    for password in [password_of(&data, ANALYST), token] {
+        let out = common::psql(port, ANALYST, &password, PURPOSE, &["SELECT 1"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    session(&agent(), &base, &data, "leader");
+
+    let entries = ok_json(&data, &["ledger", "tail", "--json", "-n", "60"]);
+    let doors = |kind: &str, user: &str| -> Vec<String> {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind && e["user"] == user)
+            .map(|e| e["front_door"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(doors("sign_in", ANALYST), ["pg", "pg"], "{entries}");
+    assert_eq!(doors("sign_in", "leader"), ["rest"]);
+    assert_eq!(doors("token_created", ANALYST), ["cli"]);
+}
+
+#[test]
+fn a_sensitive_field_leaves_raw_only_with_a_recorded_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let exit_entry = resource_code(&data, "出入境记录");
+    // The demo's own approval chose a mask for the travel document number.
+    let access = ok_json(&data, &decide(ANALYST, &exit_entry, PURPOSE));
+    assert!(
+        access["fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "document_no", "mask": "keep_first_last(1,2)"})),
+        "{access}"
+    );
+
+    let out = tongchou_ok(
+        &data,
+        &[
+            "access",
+            "request",
+            "--as",
+            "science_analyst",
+            "--resource",
+            &exit_entry,
+            "--fields",
+            "record_no,document_no",
+            "--purpose",
+            "subsidy_review",
+        ],
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let approve = |extra: &[&str]| {
+        let mut args = vec![
+            "access",
+            "approve",
+            &id,
+            "--as",
+            "exit_entry_steward",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        tongchou(&data, &args)
+    };
+    for (extra, says) in [
+        (&[][..], "document_no (证件号码)"),
+        (&["--mask", "document_no=none"][..], "need a reason"),
+    ] {
+        let out = approve(extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{stderr}");
+    }
+    let reason = "核对证件真伪需原始号码 checking the documents needs the raw numbers";
+    let out = approve(&["--mask", "document_no=none", "--raw-reason", reason]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let grant: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        grant["fields"],
+        json!([{"name": "record_no"}, {"name": "document_no"}])
+    );
+    let entries = ok_json(&data, &["ledger", "tail", "--json", "-n", "10"]);
+    let decision = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "decision")
+        .expect("the approval is in the ledger");
+    assert_eq!(decision["detail"]["detail"]["raw_reason"], reason);
+    assert_eq!(decision["detail"]["detail"]["raw"], json!(["document_no"]));
+}

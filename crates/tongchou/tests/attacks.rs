@@ -314,3 +314,285 @@ fn every_attack_fails_over_rest_and_the_postgresql_wire() {
     }
     assert!(!ledger.contains(&secrets.mask_key));
 }
+
+const EXIT_ENTRY: &str = "308001003/000003";
+
+/// The code of the first resource of the demo district's catalog that `pick` chooses.
+fn resource_where(data: &Path, pick: impl Fn(&Value) -> bool) -> String {
+    let catalog: Value =
+        serde_json::from_slice(&std::fs::read(data.join("district/catalog.json")).unwrap())
+            .unwrap();
+    catalog["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| pick(r))
+        .expect("the demo district has such a resource")["code"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// JSON objects without the change columns, as comparable text.
+fn rows_without_changes(rows: &[Value]) -> std::collections::BTreeSet<String> {
+    rows.iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut()
+                .unwrap()
+                .retain(|k, _| !k.starts_with('_'));
+            r.to_string()
+        })
+        .collect()
+}
+
+/// Issue 25: the exchange door handed every row and field of any resource to anyone who
+/// subscribed. A subscription now asks the same decision as a query, and a pull is the
+/// subscriber's governed statement.
+#[test]
+fn subscriptions_and_pulls_obey_the_grant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let secrets = secrets(&data);
+    // Reads of more than 100 people keep them in a set beside their entry.
+    std::fs::write(data.join("config/ledger.toml"), "subject_rows = 100\n").unwrap();
+    let http = common::agent();
+    let (_server, base) = common::serve(&data);
+    let auth = common::bearer(&common::token(&data, ANALYST, "read,query"));
+    let send = |method: &str, path: &str, body: Option<Value>| -> (u16, String) {
+        let url = format!("{base}{path}");
+        let mut r = match body {
+            Some(body) => http
+                .post(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(body.to_string())
+                .unwrap(),
+            None => {
+                assert_eq!(method, "GET");
+                http.get(&url)
+                    .header("Authorization", &auth)
+                    .call()
+                    .unwrap()
+            }
+        };
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let subscribe = |code: &str, purpose: &str| {
+        send(
+            "POST",
+            "/api/exchange/subscriptions",
+            Some(serde_json::json!({"resource": code, "purpose": purpose})),
+        )
+    };
+    let pull = |id: i64, format: &str| {
+        send(
+            "GET",
+            &format!("/api/exchange/pull?subscription={id}&format={format}"),
+            None,
+        )
+    };
+
+    // The grant's resource: exactly what SELECT * gives, plus the change columns.
+    let (status, text) = subscribe(EXIT_ENTRY, PURPOSE);
+    assert_eq!(status, 200, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, pulled) = pull(id, "json");
+    assert_eq!(status, 200, "{pulled}");
+    assert_nothing_leaks(&secrets, "", "the pull", &pulled);
+    let rows: Vec<Value> = pulled
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1550, "the Macau rows only");
+    let body = serde_json::json!({"sql": format!("SELECT * FROM {TABLE}"), "purpose": PURPOSE});
+    let (status, selected) = common::post_query(&http, &base, &auth, &body);
+    assert_eq!(status, 200, "{selected}");
+    let selected: Vec<Value> = serde_json::from_str(&selected).unwrap();
+    assert_eq!(rows_without_changes(&rows), rows_without_changes(&selected));
+    let (status, again) = pull(id, "csv");
+    assert_eq!(status, 200);
+    assert_eq!(again.lines().count(), 1, "nothing changed: the header only");
+    assert_nothing_leaks(&secrets, "", "the csv pull", &again);
+
+    // Without a grant for the purpose, for a resource never shared, for leaders only.
+    let (status, text) = subscribe(EXIT_ENTRY, "subsidy_review");
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("access request"), "{text}");
+    let never_shared = resource_where(&data, |r| r["share_type"] == "none");
+    let (status, text) = subscribe(&never_shared, PURPOSE);
+    assert_eq!(status, 403, "{text}");
+    let leaders_only = resource_where(&data, |r| r["name"] == "企业纳税申报信息");
+    let (status, text) = subscribe(&leaders_only, PURPOSE);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("leaders"), "{text}");
+    // An unconditional resource shows its public fields only, never a secret one.
+    let with_secret = resource_where(&data, |r| {
+        r["share_type"] == "unconditional"
+            && r["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["name"] == "bank_account")
+    });
+    let (status, text) = subscribe(&with_secret, PURPOSE);
+    assert_eq!(status, 200, "{text}");
+    let open_id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, text) = pull(open_id, "csv");
+    assert_eq!(status, 200, "{text}");
+    let header = text.lines().next().unwrap();
+    assert!(!header.contains("bank_account"), "{header}");
+    assert!(header.ends_with("_change,_version"), "{header}");
+
+    // Someone else's subscription does not exist for the analyst.
+    assert_eq!(pull(id + 1000, "json").0, 404);
+    // Loads (with the server's paths) are the provider's; volume shows the analyst's own unit.
+    assert_eq!(
+        send(
+            "GET",
+            &format!("/api/exchange/loads?resource={EXIT_ENTRY}"),
+            None
+        )
+        .0,
+        403
+    );
+    let (status, volume) = send("GET", "/api/exchange/volume", None);
+    assert_eq!(status, 200);
+    let volume: Vec<Value> = serde_json::from_str(&volume).unwrap();
+    assert!(!volume.is_empty());
+    let mine = &volume[0]["consumer"];
+    assert!(
+        volume
+            .iter()
+            .all(|v| &v["consumer"] == mine || &v["provider"] == mine)
+    );
+
+    // The portal's preview and the console's downloads are the same statement.
+    let mut r = http
+        .get(format!("{base}/resource?code={EXIT_ENTRY}"))
+        .header("Authorization", &auth)
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_nothing_leaks(
+        &secrets,
+        "",
+        "the preview",
+        &r.body_mut().read_to_string().unwrap(),
+    );
+    let sql = format!("SELECT * FROM {TABLE}");
+    for format in ["csv", "html"] {
+        let mut r = http
+            .post(format!("{base}/console"))
+            .header("Authorization", &auth)
+            .send_form([
+                ("purpose", PURPOSE),
+                ("sql", sql.as_str()),
+                ("format", format),
+            ])
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let text = r.body_mut().read_to_string().unwrap();
+        assert_nothing_leaks(&secrets, &sql, &format!("the console's {format}"), &text);
+        if format == "csv" {
+            assert_eq!(
+                text.trim_end().lines().count(),
+                1 + 1550,
+                "the Macau rows only"
+            );
+        }
+    }
+
+    // Every person a read touches is traced, whatever the alias or mask: the pull of 1,550
+    // rows, an aliased and concatenated read of one record. Naming someone the statement
+    // did not touch (a traveller to elsewhere only) puts nobody in their view.
+    let traveller = &owner_rows(
+        &data,
+        &format!(
+            "SELECT record_no, person_id FROM {TABLE} WHERE destination = '澳门' ORDER BY record_no LIMIT 1"
+        ),
+    )[0];
+    let macau: std::collections::BTreeSet<String> = owner_rows(
+        &data,
+        &format!("SELECT DISTINCT person_id FROM {TABLE} WHERE destination = '澳门'"),
+    )
+    .iter()
+    .map(|r| r["person_id"].as_str().unwrap().to_string())
+    .collect();
+    assert!(macau.len() > 100, "the pull's subjects are a set");
+    let elsewhere = secrets.ids.iter().find(|id| !macau.contains(*id)).unwrap();
+    for sql in [
+        format!(
+            "SELECT concat(person_id, '') AS pid FROM {TABLE} WHERE record_no = '{}'",
+            traveller["record_no"].as_str().unwrap()
+        ),
+        format!("SELECT count(*) AS n FROM {TABLE} WHERE person_id = '{elsewhere}'"),
+    ] {
+        let body = serde_json::json!({"sql": sql, "purpose": PURPOSE});
+        let (status, text) = common::post_query(&http, &base, &auth, &body);
+        assert_eq!(status, 200, "{text}");
+    }
+    let uses_by_analyst = |id: &str| -> Vec<String> {
+        ok_json(&data, &["ledger", "subject", id, "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["user"] == ANALYST && e["front_door"] == "rest")
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // SELECT * above and the count over a masked column read every Macau row: they touched
+    // the traveller too, among more people than their entries list.
+    let mut seen = uses_by_analyst(traveller["person_id"].as_str().unwrap());
+    seen.sort();
+    assert_eq!(seen, ["pull", "statement", "statement", "statement"]);
+    assert_eq!(uses_by_analyst(elsewhere), Vec::<String>::new());
+
+    // The grant revoked: the next pull is refused, and the refusal is in the ledger.
+    let grant = ok_json(
+        &data,
+        &[
+            "access",
+            "decide",
+            "--as",
+            ANALYST,
+            "--resource",
+            EXIT_ENTRY,
+            "--purpose",
+            PURPOSE,
+        ],
+    )["basis"]["id"]
+        .as_i64()
+        .unwrap();
+    let revoked = tongchou(
+        &data,
+        &[
+            "access",
+            "revoke",
+            &grant.to_string(),
+            "--as",
+            OWNER,
+            "--reason",
+            "调查结束",
+        ],
+    );
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let (status, text) = pull(id, "json");
+    assert_eq!(status, 403, "{text}");
+    let tail = ok_json(&data, &["ledger", "tail", "--json", "-n", "5"]);
+    assert!(
+        tail.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "pull" && e["outcome"] == "denied" && e["user"] == ANALYST),
+        "{tail}"
+    );
+}

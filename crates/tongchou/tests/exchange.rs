@@ -134,24 +134,42 @@ fn cli_ingest_quarantine_subscribe_and_pull() {
         "uncorrected rows are quarantined again, under the new load"
     );
 
-    let units = ok_json(&data, &["catalog", "units", "--json"]);
-    let consumer = units
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["slug"] == "discipline_inspection")
-        .unwrap()["code"]
+    // The providing unit's own analyst: what others may pull is governed query's to
+    // decide, tested with grants in tongchou-query's deliver tests and in attacks.rs.
+    let provider = ok_json(&data, &["catalog", "show", &code, "--json"])["unit"]
         .as_str()
         .unwrap()
         .to_string();
+    add_user(
+        &data,
+        "hukou_analyst",
+        &provider,
+        "analyst",
+        "a long enough password",
+    );
+    let refused = tongchou(
+        &data,
+        &[
+            "exchange",
+            "subscribe",
+            &code,
+            "--as",
+            "hukou_analyst",
+            "--purpose",
+            "no_such_purpose",
+        ],
+    );
+    assert!(!refused.status.success());
     let sub = ok_json(
         &data,
         &[
             "exchange",
             "subscribe",
             &code,
-            "--unit",
-            &consumer,
+            "--as",
+            "hukou_analyst",
+            "--purpose",
+            "subsidy_review",
             "--json",
         ],
     );
@@ -162,6 +180,8 @@ fn cli_ingest_quarantine_subscribe_and_pull() {
             "exchange",
             "pull",
             &sub["id"].to_string(),
+            "--as",
+            "hukou_analyst",
             "--out",
             out_file.to_str().unwrap(),
             "--format",
@@ -379,7 +399,7 @@ fn rest_upload_and_streamed_pull() {
         "analyst",
         "a long enough password",
     );
-    let steward = bearer(&token(&data, "ee_steward", "read,write"));
+    let steward = bearer(&token(&data, "ee_steward", "read,write,query"));
     let analyst = bearer(&token(&data, "pro_analyst", "read,query,write"));
     let (_server, base) = serve(&data);
     let http = agent();
@@ -434,29 +454,30 @@ fn rest_upload_and_streamed_pull() {
         report["quarantined"].as_u64().unwrap()
     );
 
-    let units = ok_json(&data, &["catalog", "units", "--json"]);
-    let consumer = units
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["slug"] == "procuratorate")
-        .unwrap()["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut r = http
-        .post(format!("{base}/api/exchange/subscriptions"))
-        .header("authorization", &analyst)
-        .header("content-type", "application/json")
-        .send(serde_json::json!({"resource": code, "unit": consumer}).to_string())
-        .unwrap();
-    let sub: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    // Another unit without a grant is refused; the providing unit's steward subscribes.
+    let subscribe = |auth: &str| {
+        let mut r = http
+            .post(format!("{base}/api/exchange/subscriptions"))
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .send(
+                serde_json::json!({"resource": code, "purpose": "procuratorial_supervision"})
+                    .to_string(),
+            )
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let (status, text) = subscribe(&analyst);
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = subscribe(&steward);
+    assert_eq!(status, 200, "{text}");
+    let sub: Value = serde_json::from_str(&text).unwrap();
     let mut r = http
         .get(format!(
             "{base}/api/exchange/pull?subscription={}&format=json",
             sub["id"]
         ))
-        .header("authorization", &analyst)
+        .header("authorization", &steward)
         .call()
         .unwrap();
     assert_eq!(

@@ -60,6 +60,24 @@ fn pull_exit_entries(http: &ureq::Agent, base: &str, analyst: &str) -> (u16, Vec
     pull(http, base, analyst, subscription)
 }
 
+/// A raw ID of someone who went to Macau, read by the providing unit's steward.
+fn macau_traveller(data: &Path) -> String {
+    let rows = ok_json(
+        data,
+        &[
+            "query",
+            "--as",
+            "exit_entry_steward",
+            "--purpose",
+            "procuratorial_supervision",
+            "--format",
+            "json",
+            "SELECT person_id FROM \"佛山市公安局南海分局出入境管理大队\".\"出入境记录\" WHERE destination = '澳门' ORDER BY person_id LIMIT 1",
+        ],
+    );
+    rows[0]["person_id"].as_str().unwrap().to_string()
+}
+
 fn tail(data: &Path, n: u64) -> Vec<Value> {
     ok_json(data, &["ledger", "tail", "--json", "-n", &n.to_string()])
         .as_array()
@@ -87,7 +105,14 @@ fn front_doors_are_recorded_subjects_answer_and_proofs_check_elsewhere() {
     let (status, rows) = pull_exit_entries(&http, &base, &analyst);
     assert_eq!(status, 200);
     assert!(!rows.is_empty());
-    let person = rows[0]["person_id"].as_str().unwrap().to_string();
+    assert!(
+        rows.iter().all(|r| r["destination"] == "澳门"),
+        "the pull keeps the grant's row filter"
+    );
+    // The pull shows IDs masked; the providing unit knows whom it delivered (it reads the
+    // raw rows: that read is its own entry).
+    let person = macau_traveller(&data);
+    assert!(rows.iter().all(|r| r["person_id"] != person.as_str()));
     // A denied attempt: the quarantine of a resource the procuratorate does not provide.
     let (status, _) = get(
         &http,
@@ -118,8 +143,10 @@ fn front_doors_are_recorded_subjects_answer_and_proofs_check_elsewhere() {
         pull["fields"]
             .as_array()
             .unwrap()
-            .contains(&json!("person_id"))
+            .contains(&json!(format!("{EXIT_ENTRY}:person_id")))
     );
+    assert!(pull["masks"][format!("{EXIT_ENTRY}:person_id")].is_string());
+    assert_eq!(pull["row_filters"][EXIT_ENTRY], "destination = '澳门'");
     let denied = entries
         .iter()
         .find(|e| e["kind"] == "download" && e["outcome"] == "denied")
@@ -132,7 +159,15 @@ fn front_doors_are_recorded_subjects_answer_and_proofs_check_elsewhere() {
     );
     // Who looked at this person: the CLI and the bureau over REST agree.
     let seen = ok_json(&data, &["ledger", "subject", &person, "--json"]);
-    let seen = seen.as_array().unwrap();
+    let pulls = |seen: &Value| -> Vec<Value> {
+        seen.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "pull")
+            .cloned()
+            .collect()
+    };
+    let seen = pulls(&seen);
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0]["user"], "procuratorate_analyst");
     assert_eq!(seen[0]["purpose"], "procuratorial_supervision");
@@ -140,7 +175,7 @@ fn front_doors_are_recorded_subjects_answer_and_proofs_check_elsewhere() {
     let url = format!("{base}/api/ledger/subject?id={person}");
     let (status, over_rest) = get(&http, &url, &admin);
     assert_eq!(status, 200);
-    assert_eq!(over_rest.as_array().unwrap().len(), 1);
+    assert_eq!(pulls(&over_rest), seen);
     assert_eq!(
         get(&http, &url, &analyst).0,
         403,

@@ -746,7 +746,7 @@ fn the_portal_keeps_its_doors_shut_and_records_every_page() {
         .send_form([("resource", foreign.as_str())])
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
-    // A statement from the console runs under the grant and is recorded as the web's.
+    // A statement from the console runs under the grant and is recorded as the portal's.
     let insurer = unit_name_of(&data, "social_insurance_steward");
     let sql = format!("SELECT count(*) AS n FROM \"{insurer}\".\"社会保险费欠缴明细\"");
     let mut r = http
@@ -787,7 +787,7 @@ fn the_portal_keeps_its_doors_shut_and_records_every_page() {
 
     let seen: Vec<Value> = ledger_search(&data, &["--user", "science_analyst", "--limit", "200"])
         .into_iter()
-        .filter(|e| e["front_door"] == "web")
+        .filter(|e| e["front_door"] == "portal")
         .collect();
     assert!(
         seen.len() >= 10,
@@ -807,4 +807,28 @@ fn the_portal_keeps_its_doors_shut_and_records_every_page() {
             .any(|e| e["kind"] == "subject_lookup" && e["outcome"] == "denied"),
         "{seen:?}"
     );
+    assert!(
+        seen.iter().any(|e| e["kind"] == "sign_in"),
+        "the sign-in through the portal is the portal's: {seen:?}"
+    );
+
+    // A steward's decision in the portal is recorded as the portal's too.
+    let requests = ok_json(&data, &["access", "list", "--view", "all", "--json"]);
+    let pending = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "pending" && r["requester"] == "leader")
+        .expect("the demo's leader request waits for the tax steward");
+    let tax_steward = portal_cookie(&http, &base, &data, "tax_steward");
+    let r = http
+        .post(format!("{base}/requests/{}/approve", pending["id"]))
+        .header("cookie", &tax_steward)
+        .send_form([("field", "period"), ("field", "revenue")])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let decisions: Vec<Value> =
+        ledger_search(&data, &["--user", "tax_steward", "--kind", "decision"]);
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert_eq!(decisions[0]["front_door"], "portal");
 }

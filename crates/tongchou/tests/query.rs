@@ -388,22 +388,7 @@ fn rest_runs_the_same_governed_statement_and_records_it() {
 }
 
 fn psql(port: u16, user: &str, password: &str, database: &str, sql: &str) -> std::process::Output {
-    std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            user,
-            "-d",
-            database,
-        ])
-        .args(["-X", "-A", "-t", "-F", "|", "-c", sql])
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .output()
-        .expect("psql is installed (.ci/run installs postgresql-client)")
+    common::psql(port, user, password, database, &[sql])
 }
 
 /// One statement over the simple query protocol, spoken by hand: the `DataRow` messages

@@ -135,6 +135,21 @@ pub fn serve_pg(data: &Path, client: &ureq::Agent) -> (Server, String, u16) {
     (server, base, port)
 }
 
+/// `psql` on the PostgreSQL port, unaligned and tuples only, running `commands`
+/// (statements or meta-commands such as `\! …`) in order in one session.
+pub fn psql(port: u16, user: &str, password: &str, database: &str, commands: &[&str]) -> Output {
+    let mut psql = Command::new("psql");
+    psql.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user])
+        .args(["-d", database, "-X", "-A", "-t", "-F", "|"]);
+    for command in commands {
+        psql.args(["-c", command]);
+    }
+    psql.env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql is installed (.ci/run installs postgresql-client)")
+}
+
 /// Starts `tongchou serve` with extra flags, reached with `client`.
 pub fn serve_with(
     data: &Path,
