@@ -51,7 +51,7 @@ fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Entry {
     entry.detail = json!({
         "event": row.get::<i64, _>("id"),
         "action": action,
-        "target": row.get::<String, _>("target"),
+        "target": crate::hide_identifiers(row.get::<&str, _>("target")),
         "detail": detail,
     });
     entry
@@ -89,7 +89,10 @@ async fn drain_batch(
     if rows.is_empty() {
         return Ok(0);
     }
-    let entries: Vec<Vec<u8>> = rows.iter().map(|r| entry_of(r).to_bytes()).collect();
+    let entries: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| Audit::without_identifiers(&entry_of(r)).to_bytes())
+        .collect();
     let places = audit.committer().append_all(entries).await?;
     for (row, place) in rows.iter().zip(places) {
         sqlx::query("UPDATE access_events SET ledger_entry = ? WHERE id = ?")

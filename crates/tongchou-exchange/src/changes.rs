@@ -102,7 +102,9 @@ pub struct Subscription {
 }
 
 /// Subscribes a consumer unit to a resource, from the beginning (cursor -1), for a
-/// purpose from the bureau's list. Subscribing again changes the purpose only. Whether the
+/// purpose from the bureau's list. Subscribing again for another purpose starts again from
+/// the beginning: what the unit had came under the old purpose's grant, and the next pull
+/// delivers the resource as the new one shows it. Whether the
 /// unit may read the resource for that purpose is governed query's decision, taken before.
 pub async fn subscribe(
     dir: &DataDir,
@@ -140,7 +142,7 @@ pub async fn subscribe(
             "unit {consumer} is not registered"
         )));
     }
-    sqlx::query("INSERT INTO subscriptions (resource, consumer, cursor, created_at, purpose) VALUES (?, ?, -1, datetime('now'), ?) ON CONFLICT (resource, consumer) DO UPDATE SET purpose = COALESCE(excluded.purpose, purpose)")
+    sqlx::query("INSERT INTO subscriptions (resource, consumer, cursor, created_at, purpose) VALUES (?, ?, -1, datetime('now'), ?) ON CONFLICT (resource, consumer) DO UPDATE SET cursor = CASE WHEN excluded.purpose IS NOT NULL AND excluded.purpose IS NOT purpose THEN -1 ELSE cursor END, purpose = COALESCE(excluded.purpose, purpose)")
         .bind(code)
         .bind(consumer)
         .bind(purpose)

@@ -79,6 +79,37 @@ pub enum QueryError {
     NotRecorded(String),
 }
 
+impl QueryError {
+    /// The error with every quoted value replaced by `'…'`: an error raised while rows
+    /// flow (a failed cast, say) quotes the value it failed on, and a statement must not
+    /// hand out rows through its error message, past its row count and the ledger's digest.
+    pub fn without_values(self) -> QueryError {
+        match self {
+            QueryError::Sql(text) => QueryError::Sql(unquoted(&text)),
+            QueryError::Refused(text) => QueryError::Refused(unquoted(&text)),
+            other => other,
+        }
+    }
+}
+
+/// `text` with the contents of each single-quoted stretch replaced by `…`.
+fn unquoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(512));
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '\'' {
+            if inside {
+                out.push('…');
+            }
+            inside = !inside;
+            out.push(c);
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl From<arrow::error::ArrowError> for QueryError {
     fn from(e: arrow::error::ArrowError) -> QueryError {
         QueryError::Sql(e.to_string())
@@ -484,7 +515,7 @@ impl Engine {
             let mut stream = execute_stream(physical, task)?;
             let (mut batches, mut rows) = (Vec::new(), 0u64);
             while let Some(batch) = stream.next().await {
-                let batch = batch?;
+                let batch = batch.map_err(|e| QueryError::from(e).without_values())?;
                 rows += batch.num_rows() as u64;
                 if rows > max_rows {
                     return Err(QueryError::TooManyRows(max_rows));
@@ -679,4 +710,22 @@ pub(crate) fn resources_read(plan: &LogicalPlan) -> Vec<String> {
         Ok(TreeNodeRecursion::Continue)
     });
     codes
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn errors_raised_by_rows_lose_the_values_they_quote() {
+        let e = QueryError::Sql(
+            "Cast error: Cannot cast string 'CRJ01|P5XY|两**;CRJ02' to value of Int32 type".into(),
+        );
+        assert_eq!(
+            e.without_values().to_string(),
+            "Cast error: Cannot cast string '…' to value of Int32 type"
+        );
+        assert_eq!(unquoted("no quotes"), "no quotes");
+        assert_eq!(unquoted("a 'b' c 'unterminated"), "a '…' c '");
+    }
 }

@@ -1,6 +1,7 @@
 //! A grant's mask as a DataFusion scalar function. Registered only in the trusted context
 //! that plans a governed leaf, so the user's SQL can neither call it nor see it.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -222,9 +223,13 @@ impl SubjectUdf {
     fn hash_array(&self, input: &ArrayRef) -> Result<ArrayRef> {
         let text = as_text(input)?;
         let mut out = FixedSizeBinaryBuilder::with_capacity(input.len(), SUBJECT_BYTES as i32);
+        // IDs recur across a batch's rows (a person's many crossings): one HMAC each.
+        let mut made: HashMap<&str, [u8; SUBJECT_BYTES]> = HashMap::new();
         for value in text.values() {
             match value.filter(|v| !v.trim().is_empty()) {
-                Some(id) => out.append_value(self.key.subject_bytes(id))?,
+                Some(id) => {
+                    out.append_value(made.entry(id).or_insert_with(|| self.key.subject_bytes(id)))?
+                }
                 None => out.append_null(),
             }
         }

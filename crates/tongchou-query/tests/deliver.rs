@@ -120,15 +120,20 @@ impl World {
         Principal::of_user(self.dir.metadata(), name).await.unwrap()
     }
 
-    /// The analyst's grant: the key pseudonymised, rows with 15 or more employees.
+    /// The analyst's grant for PURPOSE: the key pseudonymised, rows with 15 or more
+    /// employees.
     async fn grant(&self) -> i64 {
+        self.grant_for(PURPOSE, Some("employees >= 15")).await
+    }
+
+    async fn grant_for(&self, purpose: &str, row_filter: Option<&str>) -> i64 {
         let request = requests::file_request(
             &self.dir,
             &self.who(ANALYST).await,
             &NewRequest {
                 resource: self.code.clone(),
                 fields: vec!["credit_code".into(), "name".into(), "employees".into()],
-                purpose: PURPOSE.into(),
+                purpose: purpose.into(),
                 purpose_detail: "补贴审核".into(),
                 legal_basis: "《政务信息资源共享管理暂行办法》".into(),
                 ..Default::default()
@@ -137,7 +142,7 @@ impl World {
         .await
         .unwrap();
         let approval = Approval {
-            row_filter: Some("employees >= 15".into()),
+            row_filter: row_filter.map(str::to_string),
             masks: [("credit_code".to_string(), "pseudonym".to_string())].into(),
             ..Default::default()
         };
@@ -145,6 +150,14 @@ impl World {
             .await
             .unwrap()
             .id
+    }
+
+    async fn cursor(&self, id: i64) -> i64 {
+        changes::subscription(&self.dir, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cursor
     }
 
     async fn pull(&self, id: i64, format: OutputFormat) -> Result<Vec<Value>, QueryError> {
@@ -298,14 +311,7 @@ async fn a_pull_gives_what_select_star_gives_and_the_feed_hides_what_the_grant_h
         .sum();
     assert_eq!(volume, 8);
 
-    let cursor_of = async || {
-        changes::subscription(&w.dir, sub.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .cursor
-    };
-    let before = cursor_of().await;
+    let before = w.cursor(sub.id).await;
     requests::revoke(&w.dir, None, grant, "项目结束")
         .await
         .unwrap();
@@ -320,7 +326,7 @@ async fn a_pull_gives_what_select_star_gives_and_the_feed_hides_what_the_grant_h
     let refused = w.pull(sub.id, OutputFormat::Json).await.unwrap_err();
     assert!(matches!(refused, QueryError::Access(_)), "{refused}");
     assert_eq!(
-        cursor_of().await,
+        w.cursor(sub.id).await,
         before,
         "a refused pull does not move the cursor"
     );
@@ -355,4 +361,46 @@ async fn another_units_subscription_is_not_found() {
         .unwrap_err();
     assert!(matches!(err, QueryError::NotFound(_)), "{err}");
     assert!(!out.exists());
+}
+
+/// The unit's feed came under one purpose's grant: subscribing again for another purpose
+/// starts it again from the resource as that grant shows it, never mid-way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_purpose_starts_the_feed_again() {
+    let w = World::new().await;
+    let c = codes();
+    w.load(
+        &format!(
+            "统一社会信用代码,纳税人名称,从业人数\n{},甲公司,10\n{},乙公司,20\n",
+            c[0], c[1]
+        ),
+        Mode::Append,
+    )
+    .await;
+    w.grant().await;
+    let sub = deliver::subscribe(&w.engine, ANALYST, &w.consumer, &w.code, PURPOSE)
+        .await
+        .unwrap();
+    assert_eq!(w.pull(sub.id, OutputFormat::Json).await.unwrap().len(), 1);
+    let cursor = w.cursor(sub.id).await;
+    assert!(cursor >= 0);
+    deliver::subscribe(&w.engine, ANALYST, &w.consumer, &w.code, PURPOSE)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.cursor(sub.id).await,
+        cursor,
+        "the same purpose keeps its place"
+    );
+    let refused = deliver::subscribe(&w.engine, ANALYST, &w.consumer, &w.code, "statistics").await;
+    assert!(refused.is_err(), "no grant for statistics yet");
+    assert_eq!(w.cursor(sub.id).await, cursor);
+    w.grant_for("statistics", None).await;
+    let again = deliver::subscribe(&w.engine, ANALYST, &w.consumer, &w.code, "statistics")
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.cursor), (sub.id, -1));
+    let rows = w.pull(sub.id, OutputFormat::Json).await.unwrap();
+    assert_eq!(by_name(&rows).len(), 2, "both rows, as inserts: {rows:?}");
+    assert!(rows.iter().all(|r| r["_change"] == "insert"));
 }

@@ -92,9 +92,9 @@ pub async fn ingest(
         if field.name() != Some("file") {
             continue;
         }
-        saved = Some(store_upload(&uploads, field).await?.1);
+        saved = Some(store_upload(&uploads, field).await?);
     }
-    let path = saved.ok_or_else(|| bad("no multipart field named 'file'".into()))?;
+    let (name, path) = saved.ok_or_else(|| bad("no multipart field named 'file'".into()))?;
     let options = ReadOptions {
         encoding,
         sheet: p.sheet,
@@ -114,7 +114,10 @@ pub async fn ingest(
     )
     .await;
     let _ = tokio::fs::remove_file(&path).await;
-    Ok(Json(result?).into_response())
+    // The report names the file as the steward sent it, not where the server kept it.
+    let mut report = result?;
+    report.file = name;
+    Ok(Json(report).into_response())
 }
 
 /// Streams one multipart file field into `uploads`, so memory stays bounded whatever its

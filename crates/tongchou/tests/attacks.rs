@@ -552,6 +552,48 @@ fn subscriptions_and_pulls_obey_the_grant() {
     assert_eq!(seen, ["pull", "statement", "statement", "statement"]);
     assert_eq!(uses_by_analyst(elsewhere), Vec::<String>::new());
 
+    // An error raised while rows flow quotes no value: no rows leave through the message.
+    let record = traveller["record_no"].as_str().unwrap();
+    let sql = format!("SELECT CAST(string_agg(record_no, ';') AS INT) AS n FROM {TABLE}");
+    let body = serde_json::json!({"sql": sql, "purpose": PURPOSE});
+    let (status, text) = common::post_query(&http, &base, &auth, &body);
+    assert_eq!(status, 400, "{text}");
+    assert!(!text.contains(record), "the error carries rows: {text}");
+
+    // IDs typed where no statement is expected are not written into the ledger either.
+    let raw = &secrets.ids[0];
+    let changes = TABLE.replace("出入境记录\"", &format!("出入境记录$changes@v{raw}\""));
+    for (sql, purpose) in [
+        (format!("SELECT count(*) AS n FROM {changes}"), PURPOSE),
+        ("SELECT 1".to_string(), raw.as_str()),
+    ] {
+        let body = serde_json::json!({"sql": sql, "purpose": purpose});
+        common::post_query(&http, &base, &auth, &body);
+    }
+    assert_eq!(pull(raw.parse::<i64>().unwrap_or(i64::MAX), "json").0, 404);
+    let _ = http
+        .post(format!("{base}/api/auth/sign-in"))
+        .header("Content-Type", "application/json")
+        .send(serde_json::json!({"name": raw, "password": "wrong password here"}).to_string());
+    let tail = ok_json(&data, &["ledger", "tail", "--json", "-n", "60"]);
+    let holding: Vec<&Value> = tail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.to_string().contains(raw.as_str()))
+        .collect();
+    assert!(holding.is_empty(), "a raw ID in the ledger: {holding:?}");
+    let failed = tail
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["statement"].as_str().is_some_and(|t| t.contains("string_agg")))
+        .expect("the failed statement is recorded");
+    assert!(
+        !failed["reason"].as_str().unwrap().contains(record),
+        "the error's rows in the ledger: {failed}"
+    );
+
     // The grant revoked: the next pull is refused, and the refusal is in the ledger.
     let grant = ok_json(
         &data,
