@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
+use tongchou_access::Scope;
 use tongchou_access::requests::{self, View};
 use tongchou_audit::{ALLOWED, Entry};
 use tongchou_query::front::{outcome_of, render, statement_entry};
@@ -72,6 +73,9 @@ impl GovernedRead {
                 traced: Traced(entry),
             })
         };
+        if let Err(e) = viewer.principal.require(Scope::Query) {
+            return Err(failed(e.into(), entry));
+        }
         let answer = match s
             .query
             .run_with(viewer.name(), purpose, sql, parameters)

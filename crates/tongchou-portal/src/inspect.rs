@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use sqlx::Row;
+use tongchou_access::Scope;
 use tongchou_model::UserRole;
 use tongchou_server::AppState;
 
@@ -349,6 +350,9 @@ pub async fn report(State(s): Shared, viewer: Viewer, Form(r): Form<Report>) -> 
     let title = title(lang);
     if let Some(refusal) = unless_inspector(&viewer) {
         return refusal;
+    }
+    if let Err(refusal) = viewer.require(Scope::Write) {
+        return *refusal;
     }
     let licence: String = r.licence.trim().chars().take(32).collect();
     let known = [

@@ -15,9 +15,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use tongchou_access::{Door, Principal};
+use tongchou_access::{Door, Principal, Scope};
 use tongchou_model::UserRole;
-use tongchou_server::{AppState, Authenticated};
+use tongchou_server::{AppState, Authenticated, cross_site};
 
 mod catalog;
 mod chart;
@@ -126,6 +126,19 @@ impl Viewer {
     pub fn is(&self, role: UserRole) -> bool {
         self.principal.is(role)
     }
+
+    /// The credential's scopes hold here as over REST; a browser session holds them all.
+    pub fn require(&self, scope: Scope) -> Result<(), Box<Response>> {
+        self.principal.require(scope).map_err(|e| {
+            Box::new(page::refused(
+                self,
+                StatusCode::FORBIDDEN,
+                self.lang.t("无权操作", "Not permitted"),
+                "",
+                &e.to_string(),
+            ))
+        })
+    }
 }
 
 /// Where an anonymous visitor is sent: the sign-in page, then back.
@@ -139,39 +152,14 @@ fn to_sign_in(parts: &Parts) -> Response {
     Redirect::to(&format!("/signin?next={}", page::url_encode(back))).into_response()
 }
 
-/// A form posted from another site is refused: the session cookie is SameSite=Strict,
-/// and the browser's own word on where the request came from is checked as well.
-fn cross_site(parts: &Parts) -> bool {
-    if parts.method == Method::GET || parts.method == Method::HEAD {
-        return false;
-    }
-    let site = parts
-        .headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok());
-    if matches!(site, Some("cross-site" | "same-site")) {
-        return true;
-    }
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok());
-    match (
-        parts
-            .headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok()),
-        host,
-    ) {
-        (Some(origin), Some(host)) => {
-            let bare = origin
-                .split_once("://")
-                .map(|(_, rest)| rest)
-                .unwrap_or(origin);
-            bare != host
-        }
-        _ => false,
-    }
+/// A form posted from another site is refused (a signed-in one, and the sign-in itself): the
+/// session cookie is SameSite=Strict, and the browser's own word is checked as well.
+pub(crate) fn from_another_site(lang: Lang) -> Response {
+    page::failure(
+        lang,
+        StatusCode::FORBIDDEN,
+        "这个表单来自其他网站，已拒绝。请在统筹门户内重新提交。 A form from another site was refused; submit it again from within the portal.",
+    )
 }
 
 impl FromRequestParts<Arc<AppState>> for Viewer {
@@ -182,12 +170,8 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
         state: &Arc<AppState>,
     ) -> Result<Viewer, Response> {
         let lang = Lang::of(&parts.headers);
-        if cross_site(parts) {
-            return Err(page::failure(
-                lang,
-                StatusCode::FORBIDDEN,
-                "这个表单来自其他网站，已拒绝。请在统筹门户内重新提交。 A form from another site was refused; submit it again from within the portal.",
-            ));
+        if cross_site(&parts.method, &parts.headers) {
+            return Err(from_another_site(lang));
         }
         if let Some(Authenticated(principal)) = parts.extensions.remove::<Authenticated>() {
             return Ok(Viewer { principal, lang });
@@ -199,56 +183,5 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
             Ok(principal) => Ok(Viewer { principal, lang }),
             Err(_) => Err(to_sign_in(parts)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts(method: Method, headers: &[(&str, &str)]) -> Parts {
-        let mut request = axum::http::Request::builder()
-            .method(method)
-            .uri("/console");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.body(()).unwrap().into_parts().0
-    }
-
-    #[test]
-    fn forms_from_other_sites_are_told_apart_from_our_own() {
-        let host = ("host", "127.0.0.1:8080");
-        assert!(!cross_site(&parts(
-            Method::POST,
-            &[host, ("origin", "http://127.0.0.1:8080")]
-        )));
-        assert!(!cross_site(&parts(
-            Method::POST,
-            &[host, ("sec-fetch-site", "same-origin")]
-        )));
-        assert!(
-            !cross_site(&parts(Method::POST, &[host])),
-            "a non-browser client sends neither"
-        );
-        assert!(cross_site(&parts(
-            Method::POST,
-            &[host, ("origin", "https://evil.example")]
-        )));
-        assert!(cross_site(&parts(
-            Method::POST,
-            &[host, ("origin", "http://127.0.0.1:8081")]
-        )));
-        assert!(cross_site(&parts(
-            Method::POST,
-            &[host, ("sec-fetch-site", "cross-site")]
-        )));
-        assert!(
-            !cross_site(&parts(
-                Method::GET,
-                &[host, ("sec-fetch-site", "cross-site")]
-            )),
-            "links from elsewhere still open pages"
-        );
     }
 }

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
+use tongchou_access::Scope;
 use tongchou_catalog::{Actor, Batch, Problem, Record};
 use tongchou_exchange::{Encoding, LoadReport, Mode, ReadOptions};
 use tongchou_model::{
@@ -201,6 +202,7 @@ async fn steward_upload(
     if !may_load(viewer) {
         return Err(Box::new(not_a_steward(viewer)));
     }
+    viewer.require(Scope::Write)?;
     match Upload::receive(s, form).await {
         Ok(upload) => Ok(upload),
         Err(e) => Err(Box::new(
@@ -427,6 +429,9 @@ pub async fn register(State(s): Shared, viewer: Viewer, body: Bytes) -> Response
     if !may_load(&viewer) {
         return not_a_steward(&viewer);
     }
+    if let Err(refusal) = viewer.require(Scope::Write) {
+        return *refusal;
+    }
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let value = draft(viewer.unit(), &form);
     let batch = tongchou_catalog::validate::resource("资源 1", &value).map(|r| Batch {
@@ -641,6 +646,9 @@ pub async fn quarantine(
 
 pub async fn resubmit(State(s): Shared, viewer: Viewer, body: Bytes) -> Response {
     let lang = viewer.lang;
+    if let Err(refusal) = viewer.require(Scope::Write) {
+        return *refusal;
+    }
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let code = form
         .iter()

@@ -2,13 +2,14 @@
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
+use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use tongchou_access::Door;
 use tongchou_access::credentials::{self, CredentialKind};
-use tongchou_server::{ClientAddress, session_cookie};
+use tongchou_server::{ClientAddress, cross_site, session_cookie};
 
 use crate::page::{self, LANG_COOKIE, Lang, frame, respond};
 use crate::{Shared, Viewer};
@@ -18,12 +19,29 @@ pub struct Next {
     next: Option<String>,
 }
 
-/// Only a path on this site: `/x`, never `//host` or `https://…`.
+/// Only a path on this site: `/x`, never `//host`, `/\host`, `https://…`, nor one that a
+/// browser strips of tabs or spaces into those. Checked as sent and once decoded, where a
+/// query may keep its spaces (`/catalog?q=a%20b`).
 fn local(next: Option<&str>) -> &str {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        Some(p) if local_path(p, p) && decoded_local(p) => p,
         _ => "/",
     }
+}
+
+fn decoded_local(p: &str) -> bool {
+    let decoded = percent_decode_str(p).decode_utf8_lossy();
+    let path = decoded.split('?').next().unwrap_or_default();
+    local_path(&decoded, path) && !decoded.chars().any(char::is_control)
+}
+
+/// `whole` begins with one `/` and has no backslash; `strict` has no control or space.
+fn local_path(whole: &str, strict: &str) -> bool {
+    let mut chars = whole.chars();
+    chars.next() == Some('/')
+        && !matches!(chars.next(), Some('/' | '\\'))
+        && !whole.contains('\\')
+        && !strict.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 fn form_page(lang: Lang, next: &str, name: &str, problem: Option<&str>) -> maud::Markup {
@@ -73,6 +91,9 @@ pub async fn sign_in(
     Form(f): Form<SignInForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
+    if cross_site(&Method::POST, &headers) {
+        return crate::from_another_site(lang);
+    }
     let next = local(f.next.as_deref()).to_string();
     match credentials::sign_in(&s.dir, &f.name, &f.password, Door::Portal, &address).await {
         Ok((_, issued)) => {
@@ -145,9 +166,39 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {
         assert_eq!(local(Some("/console?x=1")), "/console?x=1");
+        assert_eq!(local(Some("/catalog?q=a%20b")), "/catalog?q=a%20b");
         assert_eq!(local(Some("//evil.example/")), "/");
         assert_eq!(local(Some("https://evil.example/")), "/");
         assert_eq!(local(Some("/\\evil.example")), "/");
+        assert_eq!(local(Some("/\t/localhost:19999/pwned.html")), "/");
+        assert_eq!(local(Some("/%09/localhost:19999/pwned.html")), "/");
+        assert_eq!(local(Some("/%2F/evil.example")), "/");
+        assert_eq!(local(Some("/%5Cevil.example")), "/");
+        assert_eq!(local(Some("/ /evil.example")), "/");
+        assert_eq!(local(Some("/x?y=%0D%0ASet-Cookie:a")), "/");
         assert_eq!(local(None), "/");
+    }
+
+    const PIECES: [&str; 14] = [
+        "/", "\\", "%09", "%2F", "%5C", "%0D%0A", "%20", "a", ":", " ", "\t", "?", "%", "é",
+    ];
+
+    fn starts_on_this_server(path: &str) -> bool {
+        let mut chars = path.chars();
+        chars.next() == Some('/') && !matches!(chars.next(), Some('/' | '\\'))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn what_is_followed_stays_on_this_server(
+            pieces in proptest::collection::vec(proptest::sample::select(&PIECES[..]), 0..8)
+        ) {
+            let next = pieces.concat();
+            let followed = local(Some(&next));
+            let decoded = percent_decode_str(followed).decode_utf8_lossy();
+            proptest::prop_assert!(followed == "/" || starts_on_this_server(followed));
+            proptest::prop_assert!(followed == "/" || starts_on_this_server(&decoded));
+            proptest::prop_assert!(!decoded.chars().any(char::is_control));
+        }
     }
 }

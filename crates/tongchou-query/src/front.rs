@@ -1,12 +1,30 @@
 //! What the front doors share: the answer in the format asked for, and the ledger entry of
 //! a statement — what it read, how masked and filtered, what it returned, whom it touched.
 
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
 use tongchou_audit::{Audit, DENIED, Entry, FAILED};
 
 use crate::{Answer, QueryError};
 
-/// The answer in `format`, as the bytes that will leave.
+/// How text cells leave in CSV: for people, a cell a spreadsheet would take for a formula
+/// is neutralised (OWASP: a leading `'`); for programs, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csv {
+    FormulaSafe,
+    Raw,
+}
+
+/// The answer in `format`, as the bytes that will leave; CSV formula-safe.
 pub fn render(answer: &Answer, format: &str) -> Result<Vec<u8>, QueryError> {
+    render_with(answer, format, Csv::FormulaSafe)
+}
+
+/// The answer in `format`, as the bytes that will leave.
+pub fn render_with(answer: &Answer, format: &str, csv: Csv) -> Result<Vec<u8>, QueryError> {
     let mut out = Vec::new();
     match format {
         "csv" => {
@@ -14,7 +32,10 @@ pub fn render(answer: &Answer, format: &str) -> Result<Vec<u8>, QueryError> {
                 .with_header(true)
                 .build(&mut out);
             for b in &answer.batches {
-                w.write(b)?;
+                match csv {
+                    Csv::FormulaSafe => w.write(&formula_safe(b)?)?,
+                    Csv::Raw => w.write(b)?,
+                }
             }
         }
         "json" => {
@@ -46,6 +67,49 @@ pub fn render(answer: &Answer, format: &str) -> Result<Vec<u8>, QueryError> {
         }
     }
     Ok(out)
+}
+
+/// The batch with every text cell (and column name) that a spreadsheet would run as a
+/// formula quoted.
+fn formula_safe(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| {
+            if !is_text(column.data_type()) {
+                return Ok(column.clone());
+            }
+            let text = arrow::compute::cast(column, &DataType::Utf8)?;
+            let text: &StringArray = text.as_any().downcast_ref().expect("cast to utf8");
+            Ok(Arc::new(text.iter().map(|v| v.map(neutral)).collect::<StringArray>()) as ArrayRef)
+        })
+        .collect::<Result<Vec<_>, QueryError>>()?;
+    let fields: Vec<_> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| arrow::datatypes::Field::new(neutral(f.name()), c.data_type().clone(), true))
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => is_text(values),
+        _ => false,
+    }
+}
+
+fn neutral(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_string(),
+    }
 }
 
 /// The answer as one worksheet: a header row of column names, numbers as numbers, every
@@ -159,6 +223,49 @@ mod tests {
 
     use super::*;
 
+    fn answer_of(batch: RecordBatch) -> Answer {
+        Answer {
+            schema: batch.schema(),
+            rows: batch.num_rows() as u64,
+            batches: vec![batch],
+            reads: Vec::new(),
+            subjects: Vec::new(),
+            unit: None,
+        }
+    }
+
+    #[test]
+    fn csv_for_people_quotes_the_text_a_spreadsheet_would_run() {
+        let cells = [
+            "=HYPERLINK(\"http://x\")",
+            "@SUM(1+1)",
+            "+1+1",
+            "-5",
+            "\tx",
+            "\rx",
+            "南海区",
+        ];
+        let batch = RecordBatch::try_from_iter([
+            (
+                "名称",
+                Arc::new(StringArray::from(cells.to_vec())) as ArrayRef,
+            ),
+            ("-金额", Arc::new(Int64Array::from(vec![-5; 7]))),
+        ])
+        .unwrap();
+        let answer = answer_of(batch);
+        let safe = String::from_utf8(render(&answer, "csv").unwrap()).unwrap();
+        assert!(safe.starts_with("名称,'-金额\n"), "{safe}");
+        let safe: Vec<&str> = safe.lines().skip(1).collect();
+        assert_eq!(safe[0], "\"'=HYPERLINK(\"\"http://x\"\")\",-5");
+        assert_eq!(safe[1..4], ["'@SUM(1+1),-5", "'+1+1,-5", "'-5,-5"]);
+        assert_eq!(safe[4], "'\tx,-5");
+        assert_eq!(safe[6], "南海区,-5");
+        let raw = String::from_utf8(render_with(&answer, "csv", Csv::Raw).unwrap()).unwrap();
+        assert!(raw.starts_with("名称,-金额\n\"=HYPERLINK("), "{raw}");
+        assert!(raw.contains("\n@SUM(1+1),-5\n"), "{raw}");
+    }
+
     #[test]
     fn an_answer_becomes_a_worksheet_with_numbers_as_numbers() {
         let batch = RecordBatch::try_from_iter([
@@ -170,15 +277,7 @@ mod tests {
             ("日期", Arc::new(Date32Array::from(vec![19_000, 19_001]))),
         ])
         .unwrap();
-        let answer = Answer {
-            schema: batch.schema(),
-            batches: vec![batch],
-            rows: 2,
-            reads: Vec::new(),
-            subjects: Vec::new(),
-            unit: None,
-        };
-        let bytes = render(&answer, "xlsx").unwrap();
+        let bytes = render(&answer_of(batch), "xlsx").unwrap();
         let mut book = Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
         let sheet = book.worksheet_range_at(0).unwrap().unwrap();
         let rows: Vec<Vec<Data>> = sheet.rows().map(|r| r.to_vec()).collect();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use tongchou_access::{AccessError, Door, Principal, Scope};
 use tongchou_catalog::Actor;
 
@@ -59,13 +59,34 @@ impl From<AccessError> for ApiError {
 
 /// The credential a request carries, if any: the bearer token first, then the cookie.
 pub fn credential(headers: &HeaderMap) -> Option<String> {
-    if let Some(value) = headers.get(header::AUTHORIZATION)
-        && let Ok(text) = value.to_str()
-        && let Some(token) = text.strip_prefix("Bearer ")
-    {
-        return Some(token.trim().to_string());
+    bearer(headers).or_else(|| cookie(headers, SESSION_COOKIE))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let text = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    Some(text.strip_prefix("Bearer ")?.trim().to_string())
+}
+
+/// A change sent from another site — by the browser's own word (`Sec-Fetch-Site`), or an
+/// `Origin` other than the `Host` it was sent to. Reads (GET, HEAD) may come from anywhere.
+pub fn cross_site(method: &Method, headers: &HeaderMap) -> bool {
+    if method == Method::GET || method == Method::HEAD {
+        return false;
     }
-    cookie(headers, SESSION_COOKIE)
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if matches!(text("sec-fetch-site"), Some("cross-site" | "same-site")) {
+        return true;
+    }
+    match (text(header::ORIGIN.as_str()), text(header::HOST.as_str())) {
+        (Some(origin), Some(host)) => {
+            let bare = origin
+                .split_once("://")
+                .map(|(_, rest)| rest)
+                .unwrap_or(origin);
+            bare != host
+        }
+        _ => false,
+    }
 }
 
 /// The value of the cookie `name`, if the request carries it.
@@ -87,6 +108,13 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Caller, ApiError> {
+        if bearer(&parts.headers).is_none() && cross_site(&parts.method, &parts.headers) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a change sent from another site with the portal's session was refused; \
+                 send it from the portal itself, or with an API token",
+            ));
+        }
         if let Some(Authenticated(principal)) = parts.extensions.remove::<Authenticated>() {
             return Ok(Caller(principal));
         }
@@ -113,5 +141,38 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
             .map(|ConnectInfo(addr)| addr.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
         Ok(ClientAddress(address))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(method: Method, headers: &[(&str, &str)]) -> bool {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        cross_site(&method, &map)
+    }
+
+    #[test]
+    fn changes_from_other_sites_are_told_apart_from_our_own() {
+        let host = ("host", "127.0.0.1:8080");
+        let post = |headers: &[(&str, &str)]| sent(Method::POST, headers);
+        assert!(!post(&[host, ("origin", "http://127.0.0.1:8080")]));
+        assert!(!post(&[host, ("sec-fetch-site", "same-origin")]));
+        assert!(!post(&[host]), "a non-browser client sends neither");
+        assert!(post(&[host, ("origin", "https://evil.example")]));
+        assert!(post(&[host, ("origin", "http://127.0.0.1:8081")]));
+        assert!(post(&[host, ("sec-fetch-site", "cross-site")]));
+        assert!(post(&[host, ("sec-fetch-site", "same-site")]));
+        assert!(
+            !sent(Method::GET, &[host, ("sec-fetch-site", "cross-site")]),
+            "links from elsewhere still open pages"
+        );
     }
 }

@@ -35,7 +35,9 @@ pub use pg::serve_pg;
 
 pub use access::session_cookie;
 pub use audit::{ErrorText, Traced};
-pub use auth::{Authenticated, Caller, ClientAddress, SESSION_COOKIE, cookie, credential};
+pub use auth::{
+    Authenticated, Caller, ClientAddress, SESSION_COOKIE, cookie, credential, cross_site,
+};
 pub use exchange::store_upload;
 pub use query::status_of;
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tongchou_access::Scope;
 use tongchou_audit::{ALLOWED, Entry};
 use tongchou_query::QueryError;
-use tongchou_query::front::{outcome_of, render, statement_entry};
+use tongchou_query::front::{Csv, outcome_of, render_with, statement_entry};
 use utoipa::ToSchema;
 
 use crate::audit::Traced;
@@ -26,6 +26,10 @@ pub struct QueryBody {
     pub purpose: String,
     /// json (default), csv or arrow.
     pub format: Option<String>,
+    /// CSV as stored, for programs: text a spreadsheet would run as a formula (`=`, `+`,
+    /// `-`, `@`, tab, carriage return first) is otherwise quoted with a leading `'`.
+    #[serde(default)]
+    pub raw: bool,
 }
 
 /// The HTTP status of a statement that did not run.
@@ -64,8 +68,9 @@ pub async fn query(
             return Ok(response);
         }
     };
-    let bytes =
-        render(&answer, &format).map_err(|e| ApiError::new(status_of(&e), e.to_string()))?;
+    let csv = if b.raw { Csv::Raw } else { Csv::FormulaSafe };
+    let bytes = render_with(&answer, &format, csv)
+        .map_err(|e| ApiError::new(status_of(&e), e.to_string()))?;
     let traced = statement_entry(&s.audit, entry, &answer, &bytes);
     let content_type = match format.as_str() {
         "csv" => "text/csv; charset=utf-8",

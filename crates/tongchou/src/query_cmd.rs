@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use tongchou_audit::{ALLOWED, Audit, Entry};
 use tongchou_query::Engine;
-use tongchou_query::front::{outcome_of, render, statement_entry};
+use tongchou_query::front::{Csv, outcome_of, render_with, statement_entry};
 use tongchou_store::DataDir;
 
 #[derive(Args)]
@@ -21,6 +21,10 @@ pub struct QueryArgs {
     /// table (default), csv, json, or xlsx / arrow (binary: redirect to a file).
     #[arg(long, default_value = "table")]
     format: String,
+    /// CSV as stored, for programs; otherwise text a spreadsheet would run as a formula
+    /// (`=`, `+`, `-`, `@`, tab, carriage return first) gets a leading `'`.
+    #[arg(long)]
+    raw: bool,
     /// One query statement; resources are "单位名称"."资源名称".
     sql: String,
 }
@@ -53,7 +57,8 @@ pub async fn run(data_dir: &Path, args: QueryArgs) -> Result<()> {
             bail!("查询被拒绝或失败 the statement was refused or failed: {e}")
         }
         Ok(answer) => {
-            let bytes = render(&answer, &args.format)?;
+            let csv = if args.raw { Csv::Raw } else { Csv::FormulaSafe };
+            let bytes = render_with(&answer, &args.format, csv)?;
             audit
                 .record(&statement_entry(&audit, entry, &answer, &bytes))
                 .await?;

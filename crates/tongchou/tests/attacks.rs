@@ -587,7 +587,11 @@ fn subscriptions_and_pulls_obey_the_grant() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["statement"].as_str().is_some_and(|t| t.contains("string_agg")))
+        .find(|e| {
+            e["statement"]
+                .as_str()
+                .is_some_and(|t| t.contains("string_agg"))
+        })
         .expect("the failed statement is recorded");
     assert!(
         !failed["reason"].as_str().unwrap().contains(record),

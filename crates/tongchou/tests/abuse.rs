@@ -1,0 +1,290 @@
+//! Abuse at the doors (issue 39), against the real binary and server on loopback: a
+//! read-only token in the portal, redirects off-site, CSRF with the portal's session,
+//! formulas in CSV exports.
+
+mod common;
+
+use std::path::Path;
+
+use common::{agent, bearer, password_of, serve, tiny_demo, token, tongchou_ok, unit_name_of};
+
+const STEWARD: &str = "exit_entry_steward";
+const TABLE: &str = r#""佛山市公安局南海分局出入境管理大队"."出入境记录""#;
+const CODE: &str = "308001003/000003";
+const PURPOSE: &str = "procuratorial_supervision";
+const BOUNDARY: &str = "tongchou-abuse-1f3";
+
+fn no_redirects() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// The portal's session of `user`, as its sign-in form sets it: the `Cookie` header value.
+fn portal_cookie(http: &ureq::Agent, base: &str, data: &Path, user: &str) -> String {
+    let r = http
+        .post(format!("{base}/signin"))
+        .send_form([("name", user), ("password", &password_of(data, user))])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// A form with text `fields` and one CSV `file`, as a browser sends it.
+fn multipart(fields: &[(&str, &str)], file: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"rows.csv\"\r\nContent-Type: text/csv\r\n\r\n").as_bytes());
+    body.extend(file);
+    body.extend(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn post_multipart(
+    http: &ureq::Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut request = http.post(url).header(
+        "content-type",
+        format!("multipart/form-data; boundary={BOUNDARY}"),
+    );
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut r = request.send(body).unwrap();
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap())
+}
+
+/// One row of the steward's own resource as CSV, to load again.
+fn own_rows(data: &Path) -> Vec<u8> {
+    let sql = format!("SELECT * FROM {TABLE} LIMIT 1");
+    let args = ["query", "--as", STEWARD, "--purpose", PURPOSE];
+    tongchou_ok(
+        data,
+        &[&args[..], &["--format", "csv", "--raw", &sql]].concat(),
+    )
+    .stdout
+}
+
+#[test]
+fn a_read_only_token_and_other_sites_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let rows = own_rows(&data);
+    let read_only = bearer(&token(&data, STEWARD, "read"));
+    let querying = bearer(&token(&data, STEWARD, "read,query"));
+    let (_server, base) = serve(&data);
+    let http = no_redirects();
+    let upload = multipart(&[("resource", CODE), ("mode", "append")], &rows);
+
+    // 3. The token's scopes hold in the portal as over REST.
+    let (status, html) = post_multipart(
+        &http,
+        &format!("{base}/load/data"),
+        &[("authorization", &read_only)],
+        &upload,
+    );
+    assert_eq!(status, 403, "a read-only token loads nothing: {html}");
+    let register = |auth: &str| {
+        http.post(format!("{base}/register"))
+            .header("authorization", auth)
+            .send_form([("name", "只读令牌登记的资源"), ("code", "")])
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        register(&read_only),
+        403,
+        "a read-only token registers nothing"
+    );
+    let console = |auth: &str| {
+        let sql = format!("SELECT count(*) AS n FROM {TABLE}");
+        http.post(format!("{base}/console"))
+            .header("authorization", auth)
+            .send_form([
+                ("purpose", PURPOSE),
+                ("sql", sql.as_str()),
+                ("format", "csv"),
+            ])
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        console(&read_only),
+        403,
+        "a statement needs the query scope"
+    );
+    assert_eq!(console(&querying), 200, "which is enough for the console");
+
+    // 7. A change sent with the portal's session from another site is refused over REST.
+    let cookie = portal_cookie(&http, &base, &data, STEWARD);
+    let other_port = base.rsplit_once(':').unwrap().0.to_string() + ":1";
+    let ingest = format!(
+        "{base}/api/exchange/ingest?resource={}",
+        CODE.replace('/', "%2F")
+    );
+    for (name, value) in [
+        ("origin", other_port.as_str()),
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "same-site"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let (status, text) = post_multipart(
+            &http,
+            &ingest,
+            &[("cookie", &cookie), (name, value)],
+            &upload,
+        );
+        assert_eq!(status, 403, "ingest with {name}: {value}: {text}");
+        let r = http
+            .post(format!("{base}/api/catalog/resources"))
+            .header("cookie", &cookie)
+            .header(name, value)
+            .content_type("text/plain")
+            .send(r#"{"name": "跨站登记的资源"}"#)
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "register with {name}: {value}");
+    }
+    let own_origin = base.as_str();
+    let (status, text) = post_multipart(
+        &http,
+        &ingest,
+        &[("cookie", &cookie), ("origin", own_origin)],
+        &upload,
+    );
+    assert_eq!(status, 200, "from the server's own origin: {text}");
+    let writer = bearer(&token(&data, STEWARD, "read,write"));
+    let (status, text) = post_multipart(
+        &http,
+        &ingest,
+        &[
+            ("authorization", &writer),
+            ("origin", "https://evil.example"),
+        ],
+        &upload,
+    );
+    assert_eq!(
+        status, 200,
+        "a bearer token carries no ambient credential: {text}"
+    );
+
+    // Login CSRF: the sign-in form answers only this site.
+    let r = http
+        .post(format!("{base}/signin"))
+        .header("origin", "https://evil.example")
+        .send_form([
+            ("name", STEWARD),
+            ("password", &password_of(&data, STEWARD)),
+        ])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.headers().get("set-cookie").is_none(), "no session is set");
+}
+
+#[test]
+fn redirects_stay_here_and_csv_for_people_runs_no_formulas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let insurer = unit_name_of(&data, "social_insurance_steward");
+    let sql = format!(
+        "SELECT '=HYPERLINK(\"http://localhost:19999/\")' AS cell, '@SUM(1+1)' AS at, -5 AS n \
+         FROM (SELECT count(*) AS c FROM \"{insurer}\".\"社会保险费欠缴明细\")"
+    );
+    let cli = |raw: &[&str]| {
+        let args = [
+            "query",
+            "--as",
+            "science_analyst",
+            "--purpose",
+            "subsidy_review",
+        ];
+        let args = [&args[..], &["--format", "csv"], raw, &[sql.as_str()]].concat();
+        String::from_utf8(tongchou_ok(&data, &args).stdout).unwrap()
+    };
+    let safe = "cell,at,n\n\"'=HYPERLINK(\"\"http://localhost:19999/\"\")\",'@SUM(1+1),-5\n";
+    let raw = "cell,at,n\n\"=HYPERLINK(\"\"http://localhost:19999/\"\")\",@SUM(1+1),-5\n";
+    assert_eq!(cli(&[]), safe, "5. the CLI's CSV");
+    assert_eq!(cli(&["--raw"]), raw, "the CLI's raw CSV");
+    let analyst = bearer(&token(&data, "science_analyst", "read,query"));
+    let (_server, base) = serve(&data);
+    let http = no_redirects();
+
+    for (raw_flag, expected) in [(None, safe), (Some(false), safe), (Some(true), raw)] {
+        let mut body =
+            serde_json::json!({"sql": sql, "purpose": "subsidy_review", "format": "csv"});
+        if let Some(flag) = raw_flag {
+            body["raw"] = flag.into();
+        }
+        let (status, text) = common::post_query(&agent(), &base, &analyst, &body);
+        assert_eq!(
+            (status, text.as_str()),
+            (200, expected),
+            "REST, raw: {raw_flag:?}"
+        );
+    }
+    let cookie = portal_cookie(&http, &base, &data, "science_analyst");
+    let mut r = http
+        .post(format!("{base}/console"))
+        .header("cookie", &cookie)
+        .send_form([
+            ("purpose", "subsidy_review"),
+            ("sql", sql.as_str()),
+            ("format", "csv"),
+        ])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.body_mut().read_to_string().unwrap(),
+        safe,
+        "the console's CSV"
+    );
+
+    // 4. `back` and `next` lead only to paths of this server.
+    let location = |r: ureq::http::Response<ureq::Body>| {
+        assert_eq!(r.status().as_u16(), 303);
+        r.headers()["location"].to_str().unwrap().to_string()
+    };
+    for (back, to) in [
+        ("/%09/localhost:19999/pwned.html", "/"),
+        ("/%2509/localhost:19999/pwned.html", "/"),
+        ("/%5Clocalhost:19999/", "/"),
+        ("%2F%2Flocalhost:19999/", "/"),
+        ("/catalog", "/catalog"),
+    ] {
+        let r = http
+            .get(format!("{base}/lang/en?back={back}"))
+            .call()
+            .unwrap();
+        assert_eq!(location(r), to, "back={back}");
+    }
+    let password = password_of(&data, "science_analyst");
+    for (next, to) in [
+        ("/\t/localhost:19999/pwned.html", "/"),
+        ("/console", "/console"),
+    ] {
+        let r = http
+            .post(format!("{base}/signin"))
+            .send_form([
+                ("name", "science_analyst"),
+                ("password", &password),
+                ("next", next),
+            ])
+            .unwrap();
+        assert_eq!(location(r), to, "next={next:?}");
+    }
+}
