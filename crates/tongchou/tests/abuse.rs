@@ -14,14 +14,6 @@ const CODE: &str = "308001003/000003";
 const PURPOSE: &str = "procuratorial_supervision";
 const BOUNDARY: &str = "tongchou-abuse-1f3";
 
-fn no_redirects() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
-}
-
 /// The portal's session of `user`, as its sign-in form sets it: the `Cookie` header value.
 fn portal_cookie(http: &ureq::Agent, base: &str, data: &Path, user: &str) -> String {
     let r = http
@@ -87,7 +79,7 @@ fn a_read_only_token_and_other_sites_change_nothing() {
     let read_only = bearer(&token(&data, STEWARD, "read"));
     let querying = bearer(&token(&data, STEWARD, "read,query"));
     let (_server, base) = serve(&data);
-    let http = no_redirects();
+    let http = common::plain_agent();
     let upload = multipart(&[("resource", CODE), ("mode", "append")], &rows);
 
     // 3. The token's scopes hold in the portal as over REST.
@@ -222,7 +214,7 @@ fn redirects_stay_here_and_csv_for_people_runs_no_formulas() {
     assert_eq!(cli(&["--raw"]), raw, "the CLI's raw CSV");
     let analyst = bearer(&token(&data, "science_analyst", "read,query"));
     let (_server, base) = serve(&data);
-    let http = no_redirects();
+    let http = common::plain_agent();
 
     for (raw_flag, expected) in [(None, safe), (Some(false), safe), (Some(true), raw)] {
         let mut body =

@@ -626,15 +626,6 @@ async fn a_steward_an_analyst_the_bureau_and_an_inspector_do_their_work_in_the_b
     tab.check("load-findings").await;
 }
 
-/// An HTTP client that neither follows redirects nor fails on 4xx/5xx.
-fn plain_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
-}
-
 /// Signs in through the portal's form; returns the `Cookie` header value.
 fn portal_cookie(http: &ureq::Agent, base: &str, data: &Path, user: &str) -> String {
     let r = http
@@ -669,7 +660,7 @@ fn the_portal_keeps_its_doors_shut_and_records_every_page() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_demo(tmp.path());
     let (_server, base) = serve(&data);
-    let http = plain_agent();
+    let http = common::plain_agent();
 
     let r = http.get(format!("{base}/console")).call().unwrap();
     assert_eq!(r.status().as_u16(), 303);

@@ -279,3 +279,12 @@ pub fn ledger_search(data: &Path, filters: &[&str]) -> Vec<Value> {
     args.extend_from_slice(filters);
     ok_json(data, &args).as_array().unwrap().clone()
 }
+
+/// An HTTP client that neither follows redirects nor fails on 4xx/5xx.
+pub fn plain_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
