@@ -362,9 +362,16 @@ impl PolicySet {
                 valid_until: None,
             });
         }
+        let requestable: Vec<&str> = rule
+            .fields
+            .iter()
+            .filter(|f| f.sensitivity != Sensitivity::Secret)
+            .map(|f| f.name.as_str())
+            .collect();
         Err(deny(format!(
-            "no grant of resource {resource} to {} for purpose '{purpose}' is in force; file a request with `tongchou access request`",
-            user.name
+            "no grant of resource {resource} to {} for purpose '{purpose}' is in force; file an access request naming the fields you need: `tongchou access request --resource {resource} --purpose {purpose} --fields {}` (or 申请使用 on the resource's page)",
+            user.name,
+            requestable.join(",")
         )))
     }
 
