@@ -217,11 +217,7 @@ pub async fn change_user(
     .execute(&mut *tx)
     .await?;
     if change.disabled == Some(true) {
-        sqlx::query("UPDATE credentials SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL")
-            .bind(crate::clock::stamp(jiff::Timestamp::now()))
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        revoke_credentials(&mut tx, name, None).await?;
     }
     events::record(
         &mut tx,
@@ -270,25 +266,37 @@ pub async fn change_password(
     if changed.rows_affected() == 0 {
         return Err(AccessError::UnknownUser(name.to_string()));
     }
-    let ended = sqlx::query(
-        "UPDATE credentials SET revoked_at = ? WHERE user = ? AND kind = 'session' AND revoked_at IS NULL",
-    )
-    .bind(crate::clock::stamp(jiff::Timestamp::now()))
-    .bind(name)
-    .execute(&mut *tx)
-    .await?;
+    let ended = revoke_credentials(&mut tx, name, Some("session")).await?;
     events::record(
         &mut tx,
         door,
         &crate::actor_label(by),
         "password_changed",
         name,
-        serde_json::json!({"sessions_ended": ended.rows_affected()}),
+        serde_json::json!({"sessions_ended": ended}),
     )
     .await?;
     tx.commit().await?;
     dir.note_policy_change();
     Ok(())
+}
+
+/// Revokes `user`'s live credentials (of one `kind`, or all); returns how many.
+async fn revoke_credentials(
+    tx: &mut sqlx::SqliteConnection,
+    user: &str,
+    kind: Option<&str>,
+) -> Result<u64, sqlx::Error> {
+    let revoked = sqlx::query(
+        "UPDATE credentials SET revoked_at = ? WHERE user = ? AND (? IS NULL OR kind = ?) AND revoked_at IS NULL",
+    )
+    .bind(crate::clock::stamp(jiff::Timestamp::now()))
+    .bind(user)
+    .bind(kind)
+    .bind(kind)
+    .execute(tx)
+    .await?;
+    Ok(revoked.rows_affected())
 }
 
 #[cfg(test)]

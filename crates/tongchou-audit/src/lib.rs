@@ -219,6 +219,14 @@ async fn store_subject_set(
 ) -> Result<(), AuditError> {
     // `set_subjects` made the digest from these subjects; checked in tests, not per read.
     debug_assert_eq!(set_digest(subjects), digest);
+    // A repeated read of the same rows names a set stored before: nothing to write.
+    let stored: Option<i64> = sqlx::query_scalar("SELECT 1 FROM subject_sets WHERE digest = ?")
+        .bind(digest)
+        .fetch_optional(pool)
+        .await?;
+    if stored.is_some() {
+        return Ok(());
+    }
     sqlx::query("INSERT OR IGNORE INTO subject_sets (digest, count, subjects) VALUES (?, ?, ?)")
         .bind(digest)
         .bind(subjects.len() as i64)

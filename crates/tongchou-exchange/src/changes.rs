@@ -157,13 +157,17 @@ async fn subscription_of(
     consumer: &str,
 ) -> Result<Subscription, ExchangeError> {
     let r = sqlx::query("SELECT id, resource, consumer, cursor, purpose FROM subscriptions WHERE resource = ? AND consumer = ?").bind(code).bind(consumer).fetch_one(dir.metadata()).await?;
-    Ok(Subscription {
+    Ok(subscription_of_row(&r))
+}
+
+fn subscription_of_row(r: &sqlx::sqlite::SqliteRow) -> Subscription {
+    Subscription {
         id: r.get("id"),
         resource: r.get("resource"),
         consumer: r.get("consumer"),
         cursor: r.get("cursor"),
         purpose: r.get("purpose"),
-    })
+    }
 }
 
 pub async fn subscriptions(dir: &DataDir) -> Result<Vec<Subscription>, ExchangeError> {
@@ -172,21 +176,18 @@ pub async fn subscriptions(dir: &DataDir) -> Result<Vec<Subscription>, ExchangeE
     )
     .fetch_all(dir.metadata())
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Subscription {
-            id: r.get("id"),
-            resource: r.get("resource"),
-            consumer: r.get("consumer"),
-            cursor: r.get("cursor"),
-            purpose: r.get("purpose"),
-        })
-        .collect())
+    Ok(rows.into_iter().map(|r| subscription_of_row(&r)).collect())
 }
 
 /// One subscription, or `None`.
 pub async fn subscription(dir: &DataDir, id: i64) -> Result<Option<Subscription>, ExchangeError> {
-    Ok(subscriptions(dir).await?.into_iter().find(|s| s.id == id))
+    let row = sqlx::query(
+        "SELECT id, resource, consumer, cursor, purpose FROM subscriptions WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(dir.metadata())
+    .await?;
+    Ok(row.as_ref().map(subscription_of_row))
 }
 
 /// What a pull delivered.

@@ -448,7 +448,7 @@ impl TableProvider for GovernedTable {
                 plan,
                 planned.task.clone(),
                 self.rows_after(filters),
-                shown,
+                (shown, self.subjects.len()),
             )?));
         }
         let mut policy = self.policy.clone();
@@ -472,7 +472,7 @@ impl TableProvider for GovernedTable {
             plan,
             task,
             self.rows_after(filters),
-            columns.len(),
+            (columns.len(), self.subjects.len()),
         )?))
     }
 }
@@ -533,6 +533,8 @@ pub struct GovernedExec {
     inner: Arc<dyn ExecutionPlan>,
     /// How many of `inner`'s columns go up.
     shown: usize,
+    /// How many of its last columns are subject columns.
+    subjects: usize,
     /// The trusted session's context: its object stores and functions run the policy.
     trusted: Arc<TaskContext>,
     properties: Arc<PlanProperties>,
@@ -545,7 +547,7 @@ impl GovernedExec {
         inner: Arc<dyn ExecutionPlan>,
         trusted: Arc<TaskContext>,
         raw_rows: Option<usize>,
-        shown: usize,
+        (shown, subjects): (usize, usize),
     ) -> Result<Self> {
         let partitions = inner.output_partitioning().partition_count();
         let schema = Arc::new(inner.schema().project(&(0..shown).collect::<Vec<_>>())?);
@@ -559,19 +561,23 @@ impl GovernedExec {
             resource,
             inner,
             shown,
+            subjects,
             trusted,
             properties,
             raw_rows,
         })
     }
 
-    /// The shown columns of `batch`; its subject columns into `touched`.
-    fn go_up(batch: RecordBatch, shown: usize, touched: Option<&Touched>) -> Result<RecordBatch> {
+    /// The shown columns of `batch`; its last `subjects` columns into `touched`.
+    fn go_up(
+        batch: RecordBatch,
+        (shown, subjects): (usize, usize),
+        touched: Option<&Touched>,
+    ) -> Result<RecordBatch> {
         if let Some(touched) = touched {
-            for column in batch.columns().iter().skip(shown) {
-                if column.data_type() == &DataType::FixedSizeBinary(SUBJECT_BYTES as i32) {
-                    touched.add(column);
-                }
+            let first = batch.num_columns().saturating_sub(subjects);
+            for column in &batch.columns()[first..] {
+                touched.add(column);
             }
         }
         Ok(batch.project(&(0..shown).collect::<Vec<_>>())?)
@@ -622,11 +628,11 @@ impl ExecutionPlan for GovernedExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let touched = context.session_config().get_extension::<Touched>();
-        let shown = self.shown;
+        let columns = (self.shown, self.subjects);
         let rows = self.inner.execute(partition, self.trusted.clone())?;
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema(),
-            rows.map(move |batch| GovernedExec::go_up(batch?, shown, touched.as_deref())),
+            rows.map(move |batch| GovernedExec::go_up(batch?, columns, touched.as_deref())),
         )))
     }
 
