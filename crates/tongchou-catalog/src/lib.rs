@@ -12,6 +12,7 @@
 pub mod infer;
 pub mod sample;
 pub mod search;
+pub mod sheet;
 pub mod validate;
 pub mod values;
 pub mod workbook;
@@ -133,6 +134,12 @@ impl Batch {
                     .into(),
             )),
         };
+        if items.len() > MAX_BATCH {
+            return Err(bad(format!(
+                "has {} resources; a batch may have at most {MAX_BATCH}: split it",
+                items.len()
+            )));
+        }
         let mut problems = Vec::new();
         let mut resources = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -168,6 +175,9 @@ impl Batch {
         }
     }
 }
+
+/// Resources in one batch: a district's whole catalog (Nanhai: 1,083) fits in one.
+pub const MAX_BATCH: usize = 5_000;
 
 /// A registered resource with its catalog state.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

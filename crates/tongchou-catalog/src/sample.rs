@@ -3,19 +3,29 @@
 
 use std::io::Cursor;
 
-use calamine::{Data, Reader};
+use calamine::Data;
+
+pub use crate::sheet::is_workbook;
+use crate::sheet::{self, SheetError, SheetLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SampleError {
-    #[error("cannot read the workbook: {0}")]
-    Workbook(String),
-    #[error("the workbook has no sheet named '{0}'; its sheets are: {1}")]
-    NoSheet(String, String),
+    #[error(transparent)]
+    Sheet(#[from] SheetError),
     #[error("cannot read the CSV file: {0}")]
     Csv(String),
     #[error("the file has no header row with at least two column names in its first 20 rows")]
     NoHeader,
+    #[error("row {0} has {1} columns; a sample may have at most {MAX_COLUMNS}")]
+    TooWide(usize, usize),
 }
+
+/// Columns a sample may have, and the bytes of a file read for one: a sample is the
+/// first rows, never the whole of what was sent.
+pub const MAX_COLUMNS: usize = 2_048;
+pub const MAX_SAMPLE_BYTES: usize = 8 << 20;
+/// Longer values are cut in a sample (inference needs their start, not their whole).
+pub const MAX_VALUE_CHARS: usize = 1_024;
 
 /// A table's header and first rows, with how it was read.
 #[derive(Debug, Clone)]
@@ -28,13 +38,6 @@ pub struct Sample {
     pub sheet: Option<String>,
 }
 
-pub fn is_workbook(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".xlsx", ".xlsm", ".xls", ".ods"]
-        .iter()
-        .any(|e| lower.ends_with(e))
-}
-
 /// Reads a file given by name and content.
 pub fn read(
     name: &str,
@@ -43,7 +46,7 @@ pub fn read(
     max_rows: usize,
 ) -> Result<Sample, SampleError> {
     if is_workbook(name) {
-        read_workbook(bytes, sheet, max_rows)
+        read_workbook(name, bytes, sheet, max_rows)
     } else {
         read_csv(bytes, max_rows)
     }
@@ -69,22 +72,38 @@ pub fn decode(bytes: &[u8]) -> (String, &'static str) {
 }
 
 fn read_csv(bytes: &[u8], max_rows: usize) -> Result<Sample, SampleError> {
-    let (text, encoding) = decode(bytes);
+    let cut = bytes.len() > MAX_SAMPLE_BYTES;
+    let (text, encoding) = decode(&bytes[..bytes.len().min(MAX_SAMPLE_BYTES)]);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(text.as_bytes());
-    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut rows: Vec<(usize, Vec<String>)> = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| SampleError::Csv(e.to_string()))?;
-        rows.push(record.iter().map(|v| v.trim().to_string()).collect());
+        let number = rows.len() + 1;
+        if record.len() > MAX_COLUMNS {
+            return Err(SampleError::TooWide(number, record.len()));
+        }
+        rows.push((number, record.iter().map(sample_value).collect()));
         if rows.len() >= max_rows + 20 {
             break;
         }
     }
+    if cut && rows.len() > 1 && rows.len() < max_rows + 20 {
+        rows.pop(); // cut short by the sample's size
+    }
     let mut sample = split_header(rows, max_rows)?;
     sample.encoding = Some(encoding);
     Ok(sample)
+}
+
+fn sample_value(value: &str) -> String {
+    let value = value.trim();
+    match value.char_indices().nth(MAX_VALUE_CHARS) {
+        Some((end, _)) => value[..end].to_string(),
+        None => value.to_string(),
+    }
 }
 
 pub fn cell_text(cell: &Data) -> String {
@@ -108,32 +127,28 @@ fn excel_serial_to_text(serial: f64) -> String {
 }
 
 fn read_workbook(
+    name: &str,
     bytes: &[u8],
     sheet: Option<&str>,
     max_rows: usize,
 ) -> Result<Sample, SampleError> {
-    let mut workbook = calamine::open_workbook_auto_from_rs(Cursor::new(bytes))
-        .map_err(|e| SampleError::Workbook(e.to_string()))?;
-    let names = workbook.sheet_names();
-    let name = match sheet {
-        Some(s) if names.iter().any(|n| n == s) => s.to_string(),
-        Some(s) => return Err(SampleError::NoSheet(s.to_string(), names.join(", "))),
-        None => names
-            .first()
-            .cloned()
-            .ok_or_else(|| SampleError::Workbook("it has no sheets".into()))?,
+    let limits = SheetLimits {
+        max_columns: MAX_COLUMNS as u32,
+        ..SheetLimits::default()
     };
-    let range = workbook
-        .worksheet_range(&name)
-        .map_err(|e| SampleError::Workbook(e.to_string()))?;
-    let first_row = range.start().map_or(0, |(r, _)| r as usize);
-    let mut rows: Vec<Vec<String>> = vec![Vec::new(); first_row];
-    rows.extend(
-        range
-            .rows()
-            .take(max_rows + 20)
-            .map(|r| r.iter().map(cell_text).collect()),
-    );
+    let mut workbook = sheet::open(name, Cursor::new(bytes), &limits)?;
+    let name = sheet::choose(&workbook, sheet)?;
+    let rows = sheet::rows(&mut workbook, &name, &limits)?
+        .take(max_rows + 20)
+        .map(|row| {
+            row.map(|(number, values)| {
+                (
+                    number as usize,
+                    values.iter().map(|v| sample_value(v)).collect(),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut sample = split_header(rows, max_rows)?;
     sample.sheet = Some(name);
     Ok(sample)
@@ -141,22 +156,27 @@ fn read_workbook(
 
 /// The header is the first row naming at least 60% of the widest row's columns (title
 /// rows above it name one cell); rows after it are data.
-pub fn find_header(rows: &[Vec<String>]) -> Option<usize> {
-    let filled = |r: &Vec<String>| r.iter().filter(|v| !v.trim().is_empty()).count();
+pub fn find_header<R: AsRef<[String]>>(rows: &[R]) -> Option<usize> {
+    let filled = |r: &R| r.as_ref().iter().filter(|v| !v.trim().is_empty()).count();
     let widest = rows.iter().take(20).map(filled).max().unwrap_or(0);
     let needed = 2.max((widest * 6).div_ceil(10));
     rows.iter().take(20).position(|r| filled(r) >= needed)
 }
 
-fn split_header(mut rows: Vec<Vec<String>>, max_rows: usize) -> Result<Sample, SampleError> {
-    let header = find_header(&rows).ok_or(SampleError::NoHeader)?;
-    let mut data = rows.split_off(header + 1);
-    let labels: Vec<String> = rows
-        .pop()
-        .unwrap_or_default()
+/// Splits numbered rows (1-based lines or sheet rows) at the header.
+fn split_header(
+    mut rows: Vec<(usize, Vec<String>)>,
+    max_rows: usize,
+) -> Result<Sample, SampleError> {
+    let values: Vec<&Vec<String>> = rows.iter().map(|(_, r)| r).collect();
+    let header = find_header(&values).ok_or(SampleError::NoHeader)?;
+    let mut data: Vec<Vec<String>> = rows
+        .split_off(header + 1)
         .into_iter()
-        .map(|l| l.trim().to_string())
+        .map(|(_, r)| r)
         .collect();
+    let (header_row, labels) = rows.pop().unwrap_or_default();
+    let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
     let width = labels.len();
     data.truncate(max_rows);
     for row in &mut data {
@@ -164,7 +184,7 @@ fn split_header(mut rows: Vec<Vec<String>>, max_rows: usize) -> Result<Sample, S
     }
     data.retain(|r| r.iter().any(|v| !v.is_empty()));
     Ok(Sample {
-        header_row: header + 1,
+        header_row,
         labels,
         rows: data,
         encoding: None,
@@ -224,7 +244,36 @@ mod tests {
         assert_eq!((s.header_row, s.rows[0][1].as_str()), (2, "42"));
         assert!(matches!(
             read("x.xlsx", &bytes, Some("Sheet9"), 100),
-            Err(SampleError::NoSheet(..))
+            Err(SampleError::Sheet(SheetError::NoSheet(..)))
         ));
+    }
+
+    #[test]
+    fn samples_are_bounded_by_what_they_hold() {
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let sheet = wb.add_worksheet();
+        sheet.write_string(0, 0, "姓名").unwrap();
+        sheet.write_string(0, 1, "住址").unwrap();
+        sheet.write_string(1_048_575, 16_383, "远").unwrap();
+        let sparse = wb.save_to_buffer().unwrap();
+        let error = read("a.xlsx", &sparse, None, 100).unwrap_err().to_string();
+        assert!(
+            error.contains("cell XFD1048576 is in column 16384"),
+            "{error}"
+        );
+
+        let wide = "a,".repeat(4 << 20);
+        let error = read("x.csv", wide.as_bytes(), None, 100).unwrap_err();
+        assert!(matches!(error, SampleError::TooWide(1, _)), "{error}");
+
+        let long = |n| format!("姓名,备注\n张三,{}\n李四,短\n", "长".repeat(n));
+        let s = read("x.csv", long(2 << 20).as_bytes(), None, 100).unwrap();
+        assert_eq!(s.rows[0][1].chars().count(), MAX_VALUE_CHARS);
+        assert_eq!(s.rows.len(), 2);
+        let s = read("x.csv", long(3 << 20).as_bytes(), None, 100).unwrap();
+        assert!(
+            s.rows.is_empty(),
+            "the sample stops at {MAX_SAMPLE_BYTES} bytes, a cut row dropped"
+        );
     }
 }

@@ -12,7 +12,7 @@ use tongchou_model::{
     DataType, OpenType, Resource, Role, Sensitivity, ShareMethod, ShareType, UpdateCycle,
 };
 
-use crate::sample::cell_text;
+use crate::sheet::{self, SheetLimits, cell_name};
 use crate::validate::{self, Problem};
 
 pub const RESOURCE_SHEET: &str = "信息资源";
@@ -20,6 +20,16 @@ pub const FIELD_SHEET: &str = "信息项";
 pub const GUIDE_SHEET: &str = "填写说明";
 
 /// (column header, JSON key, required).
+/// A catalog workbook lists resources and fields: a district's whole catalog is some
+/// 200,000 cells.
+const LIMITS: SheetLimits = SheetLimits {
+    max_columns: 64,
+    max_sheets: 8,
+    max_part_bytes: 64 << 20,
+    max_sheet_bytes: 512 << 20,
+    max_cells: 2_000_000,
+};
+
 const RESOURCE_COLUMNS: [(&str, &str, bool); 21] = [
     ("资源代码", "code", false),
     ("资源名称", "name", true),
@@ -159,17 +169,6 @@ fn read_sheet(
     spec: &[(&'static str, &'static str, bool)],
     problems: &mut Vec<Problem>,
 ) -> SheetRows {
-    let range = match xlsx.worksheet_range(sheet) {
-        Ok(range) => range,
-        Err(e) => {
-            problems.push(problem(
-                sheet.to_string(),
-                None,
-                format!("cannot be read: {e}"),
-            ));
-            return Vec::new();
-        }
-    };
     match xlsx.merge_cells_by_sheet_name(sheet) {
         Ok(merged) => {
             for m in merged {
@@ -190,12 +189,19 @@ fn read_sheet(
             format!("cannot be read: {e}"),
         )),
     }
-    let offset = range.start().map_or(0, |(r, _)| r as usize);
-    let rows: Vec<Vec<String>> = range
-        .rows()
-        .map(|r| r.iter().map(cell_text).collect())
-        .collect();
-    let Some(header_index) = rows.iter().position(|r| r.iter().any(|c| !c.is_empty())) else {
+    let rows =
+        match sheet::rows(xlsx, sheet, &LIMITS).and_then(|r| r.collect::<Result<Vec<_>, _>>()) {
+            Ok(rows) => rows,
+            Err(e) => {
+                problems.push(problem(
+                    sheet.to_string(),
+                    None,
+                    format!("cannot be read: {e}"),
+                ));
+                return Vec::new();
+            }
+        };
+    let Some((_, header)) = rows.first() else {
         problems.push(problem(
             sheet.to_string(),
             None,
@@ -203,7 +209,6 @@ fn read_sheet(
         ));
         return Vec::new();
     };
-    let header = &rows[header_index];
     let mut positions: Vec<(usize, &'static str)> = Vec::new();
     for (title, key, required) in columns(spec) {
         match header.iter().position(|h| h.trim() == *title) {
@@ -231,10 +236,8 @@ fn read_sheet(
         }
     }
     rows.iter()
-        .enumerate()
-        .skip(header_index + 1)
-        .filter(|(_, r)| r.iter().any(|c| !c.trim().is_empty()))
-        .map(|(i, r)| {
+        .skip(1)
+        .map(|(number, r)| {
             let values = positions
                 .iter()
                 .filter_map(|(col, key)| {
@@ -243,19 +246,9 @@ fn read_sheet(
                         .filter(|(_, v)| !v.is_empty())
                 })
                 .collect();
-            (offset + i + 1, values)
+            (*number as usize, values)
         })
         .collect()
-}
-
-fn cell_name(row: u32, col: u32) -> String {
-    let mut letters = String::new();
-    let mut c = col + 1;
-    while c > 0 {
-        letters.insert(0, (b'A' + ((c - 1) % 26) as u8) as char);
-        c = (c - 1) / 26;
-    }
-    format!("{letters}{}", row + 1)
 }
 
 fn yes_no(text: &str) -> Value {
@@ -312,16 +305,18 @@ pub type Parsed = (Vec<(String, Resource)>, Vec<Problem>);
 /// and the problems of the others; a workbook that is not of the template's shape is
 /// refused outright.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Problem>> {
-    let mut xlsx: Xlsx<Cursor<&[u8]>> = match Xlsx::new(Cursor::new(bytes)) {
-        Ok(x) => x,
-        Err(e) => {
-            return Err(vec![problem(
-                "workbook".into(),
-                None,
-                format!("is not an .xlsx workbook ({e}); save it as Excel Workbook (.xlsx)"),
-            )]);
-        }
-    };
+    let mut xlsx: Xlsx<Cursor<&[u8]>> =
+        match sheet::open("catalog.xlsx", Cursor::new(bytes), &LIMITS) {
+            Ok(x) => x,
+            Err(e @ sheet::SheetError::Unreadable(_)) => {
+                return Err(vec![problem(
+                    "workbook".into(),
+                    None,
+                    format!("is not an .xlsx workbook ({e}); save it as Excel Workbook (.xlsx)"),
+                )]);
+            }
+            Err(e) => return Err(vec![problem("workbook".into(), None, e.to_string())]),
+        };
     let mut problems = Vec::new();
     let names = xlsx.sheet_names();
     for required in [RESOURCE_SHEET, FIELD_SHEET] {

@@ -236,7 +236,7 @@ pub async fn ingest(
         handle: tokio::runtime::Handle::current(),
         load_id: load_id.clone(),
         code: code.to_string(),
-        file: path.display().to_string(),
+        file: reader::shown(path),
         mode,
         actor: actor.to_string(),
         started: started.clone(),
@@ -306,7 +306,7 @@ pub async fn ingest(
     Ok(LoadReport {
         resource: code.to_string(),
         load_id,
-        file: path.display().to_string(),
+        file: reader::shown(path),
         mode,
         version,
         rows_read: tally.rows_read,

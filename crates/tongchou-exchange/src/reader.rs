@@ -7,12 +7,12 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use calamine::Reader as _;
 use deltalake::arrow::array::Array;
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use tongchou_catalog::sample::{cell_text, find_header};
+use tongchou_catalog::sample::find_header;
+use tongchou_catalog::sheet::{SheetError, SheetLimits};
 use tongchou_model::Resource;
 
 use crate::ExchangeError;
@@ -46,10 +46,7 @@ pub enum Format {
 impl Format {
     pub fn of(path: &Path) -> Format {
         let lower = path.to_string_lossy().to_ascii_lowercase();
-        if [".xlsx", ".xlsm", ".xls", ".ods"]
-            .iter()
-            .any(|e| lower.ends_with(e))
-        {
+        if tongchou_catalog::sheet::is_workbook(&lower) {
             Format::Xlsx
         } else if lower.ends_with(".json")
             || lower.ends_with(".ndjson")
@@ -148,7 +145,15 @@ pub struct Source {
 }
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> ExchangeError {
-    ExchangeError::BadFile(format!("{}: {what}", path.display()))
+    ExchangeError::BadFile(format!("{}: {what}", shown(path)))
+}
+
+/// A file as errors name it: its own name, never where the server keeps it.
+pub(crate) fn shown(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 pub fn open(
@@ -221,7 +226,7 @@ fn csv_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeErro
     let mut rows = CsvRows {
         ahead: Vec::new().into_iter(),
         reader,
-        path: path.display().to_string(),
+        path: shown(path),
     };
     let mut buffered = Vec::new();
     while buffered.len() < 20 {
@@ -268,40 +273,61 @@ fn csv_rows_estimate(path: &Path, first: &[(u64, Row)]) -> Option<usize> {
     (bytes > 0).then(|| size / (bytes / first.len()).max(1))
 }
 
+/// A sheet's rows, streamed by a thread that owns the workbook (its cell reader borrows
+/// it) through a short queue, so a long sheet is never held whole.
 fn xlsx_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeError> {
-    let mut workbook = calamine::open_workbook_auto(path).map_err(|e| bad(path, e))?;
-    let names = workbook.sheet_names();
-    let sheet = match &options.sheet {
-        Some(s) if names.contains(s) => s.clone(),
-        Some(s) => {
-            return Err(bad(
-                path,
-                format!("has no sheet '{s}'; its sheets are {}", names.join(", ")),
-            ));
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1_024);
+    let (file, sheet) = (path.to_path_buf(), options.sheet.clone());
+    std::thread::spawn(move || {
+        let send = |row| sender.send(row).is_ok();
+        if let Err(e) = send_sheet(&file, sheet.as_deref(), &send) {
+            send(Err(bad(&file, e)));
         }
-        None => names
-            .first()
-            .cloned()
-            .ok_or_else(|| bad(path, "has no sheets"))?,
+    });
+    let mut rows = receiver.into_iter();
+    let declared = match rows.next() {
+        Some(Ok((declared, _))) => declared,
+        Some(Err(e)) => return Err(e),
+        None => return Err(bad(path, "the workbook could not be read")),
     };
-    let range = workbook.worksheet_range(&sheet).map_err(|e| bad(path, e))?;
-    let start = range.start().map_or(0, |(r, _)| u64::from(r));
-    let mut rows: Vec<(u64, Vec<String>)> = range
-        .rows()
-        .enumerate()
-        .map(|(i, r)| (start + i as u64 + 1, r.iter().map(cell_text).collect()))
-        .collect();
-    let head: Vec<(u64, Vec<String>)> = rows.iter().take(20).cloned().collect();
+    let head = rows.by_ref().take(20).collect::<Result<Vec<_>, _>>()?;
     let header = header_of(path, &head, options)?;
-    let rest = rows.split_off(header + 1);
-    let (header_row, labels) = rows.pop().expect("header row");
+    let mut head = head.into_iter().skip(header);
+    let (header_row, labels) = head.next().expect("header row");
+    let rest: Vec<_> = head.map(Ok).collect();
     Ok(Source {
         labels: labels.into_iter().map(|l| l.trim().to_string()).collect(),
         header_row,
         encoding: None,
-        rows_estimate: Some(rest.len()),
-        rows: from_values(rest.into_iter().map(Ok)),
+        rows_estimate: Some(declared as usize),
+        rows: from_values(rest.into_iter().chain(rows)),
     })
+}
+
+type SheetRow = Result<(u64, Vec<String>), ExchangeError>;
+
+/// Sends the sheet's declared row count first, then its rows, until the reader hangs up.
+fn send_sheet(
+    path: &Path,
+    sheet: Option<&str>,
+    send: &dyn Fn(SheetRow) -> bool,
+) -> Result<(), SheetError> {
+    let file = File::open(path).map_err(|e| SheetError::Unreadable(e.to_string()))?;
+    let name = path.to_string_lossy();
+    let limits = SheetLimits::default();
+    let mut workbook = tongchou_catalog::sheet::open(&name, BufReader::new(file), &limits)?;
+    let sheet = tongchou_catalog::sheet::choose(&workbook, sheet)?;
+    let rows = tongchou_catalog::sheet::rows(&mut workbook, &sheet, &limits)?;
+    if !send(Ok((rows.declared_rows() as u64, Vec::new()))) {
+        return Ok(());
+    }
+    for row in rows {
+        let (number, values) = row?;
+        if !send(Ok((u64::from(number), values))) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn json_value_text(v: Option<&serde_json::Value>) -> String {
@@ -344,7 +370,7 @@ fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError
             .map(|(name, label)| json_value_text(object.get(name).or_else(|| object.get(label))))
             .collect()
     };
-    let display = path.display().to_string();
+    let display = shown(path);
     if first == b'[' {
         let items: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_reader(file)
             .map_err(|e| bad(path, format!("is not a JSON array of objects: {e}")))?;
@@ -398,7 +424,7 @@ fn parquet_source(path: &Path) -> Result<Source, ExchangeError> {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let display = path.display().to_string();
+    let display = shown(path);
     let mut line = 0u64;
     let rows = reader.flat_map(
         move |batch| -> Vec<Result<(u64, Vec<String>), ExchangeError>> {

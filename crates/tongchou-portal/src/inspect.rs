@@ -251,7 +251,17 @@ fn result(lang: Lang, licence: &str, verdict: Verdict, rows: &Register) -> Marku
 
 /// The text of the first QR code found in a photo.
 fn decode_qr(photo: &[u8]) -> Option<String> {
-    let image = image::load_from_memory(photo).ok()?.to_luma8();
+    // A phone photo is some 50 megapixels at most; a small file claiming more is refused
+    // before its pixels are allocated.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(10_000);
+    limits.max_image_height = Some(10_000);
+    limits.max_alloc = Some(256 << 20);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(photo))
+        .with_guessed_format()
+        .ok()?;
+    reader.limits(limits);
+    let image = reader.decode().ok()?.to_luma8();
     let mut prepared = rqrr::PreparedImage::prepare(image);
     prepared
         .detect_grids()

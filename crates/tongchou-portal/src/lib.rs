@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -47,10 +47,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/load/workbook", post(load::workbook))
         .route("/load/sample", post(load::sample))
         .route("/register", post(load::register))
-        .route(
-            "/load/data",
-            post(load::data).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/load/data", post(load::data))
         .route("/quarantine", get(load::quarantine).post(load::resubmit))
         .route("/requests", get(requests::page).post(requests::file))
         .route("/requests/new", get(requests::form))
@@ -65,7 +62,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/static/portal.css", get(stylesheet))
         .route("/static/icon.svg", get(icon))
         .route("/favicon.ico", get(icon))
-        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .layer(axum::middleware::map_response(security_headers))
 }
 

@@ -4,7 +4,6 @@
 //! its load report; and the quarantine, corrected in the browser and resubmitted.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use axum::body::Bytes;
 use axum::extract::{Multipart, Query, State};
@@ -145,18 +144,17 @@ pub async fn page(State(s): Shared, viewer: Viewer) -> Response {
 }
 
 /// The multipart form's text fields and its one file, saved under the data directory's
-/// `uploads/` as it streams in.
+/// `uploads/` as it streams in (and removed when this is dropped).
 struct Upload {
     fields: BTreeMap<String, String>,
-    file: Option<(String, PathBuf)>,
+    file: Option<tongchou_server::Upload>,
 }
+
+/// Text fields a load form has (resource, mode, encoding, sheet, header row, name …).
+const MAX_FIELDS: usize = 16;
 
 impl Upload {
     async fn receive(s: &AppState, mut form: Multipart) -> Result<Upload, String> {
-        let uploads = s.dir.root().join("uploads");
-        tokio::fs::create_dir_all(&uploads)
-            .await
-            .map_err(|e| e.to_string())?;
         let mut upload = Upload {
             fields: BTreeMap::new(),
             file: None,
@@ -168,11 +166,20 @@ impl Upload {
         {
             let name = field.name().unwrap_or("").to_string();
             if name != "file" {
-                let text = field.text().await.map_err(|e| e.to_string())?;
-                upload.fields.insert(name, text);
+                if upload.fields.len() >= MAX_FIELDS {
+                    return Err(format!("the form has over {MAX_FIELDS} fields"));
+                }
+                let text = tongchou_server::field_text(field, s.limits.field_bytes())
+                    .await
+                    .map_err(|e| e.error)?;
+                upload.fields.insert(name.chars().take(64).collect(), text);
                 continue;
             }
-            let stored = tongchou_server::store_upload(&uploads, field)
+            if upload.file.is_some() {
+                return Err("choose one file: the form sent two".into());
+            }
+            let uploads = s.dir.root().join("uploads");
+            let stored = tongchou_server::store_upload(&uploads, field, s.limits.upload_bytes())
                 .await
                 .map_err(|e| e.error)?;
             upload.file = Some(stored);
@@ -180,16 +187,14 @@ impl Upload {
         Ok(upload)
     }
 
-    async fn bytes(&self) -> Result<(String, Vec<u8>), String> {
-        let (name, path) = self.file.as_ref().ok_or("no file was chosen")?;
-        let bytes = tokio::fs::read(path).await.map_err(|e| e.to_string())?;
-        Ok((name.clone(), bytes))
-    }
-
-    async fn discard(self) {
-        if let Some((_, path)) = self.file {
-            let _ = tokio::fs::remove_file(path).await;
-        }
+    /// The file read whole (a workbook or a sample), within the server's limit for that.
+    async fn bytes(&self, s: &AppState) -> Result<(String, Vec<u8>), String> {
+        let file = self.file.as_ref().ok_or("no file was chosen")?;
+        let bytes = file
+            .read_whole(s.limits.workbook_bytes())
+            .await
+            .map_err(|e| e.error)?;
+        Ok((file.name.clone(), bytes))
     }
 }
 
@@ -259,8 +264,8 @@ pub async fn workbook(State(s): Shared, viewer: Viewer, form: Multipart) -> Resp
         Ok(u) => u,
         Err(refusal) => return *refusal,
     };
-    let bytes = upload.bytes().await;
-    upload.discard().await;
+    let bytes = upload.bytes(&s).await;
+    drop(upload);
     let (outcome, status) = match bytes {
         Ok((_, bytes)) => register_batch(&s, &viewer, Batch::from_workbook(&bytes)).await,
         Err(e) => (notice(false, &e), StatusCode::BAD_REQUEST),
@@ -299,8 +304,8 @@ pub async fn sample(State(s): Shared, viewer: Viewer, form: Multipart) -> Respon
         Err(refusal) => return *refusal,
     };
     let name = upload.fields.get("name").cloned().unwrap_or_default();
-    let bytes = upload.bytes().await;
-    upload.discard().await;
+    let bytes = upload.bytes(&s).await;
+    drop(upload);
     let sample = bytes.and_then(|(file, bytes)| {
         tongchou_catalog::sample::read(&file, &bytes, None, SAMPLE_ROWS).map_err(|e| e.to_string())
     });
@@ -524,11 +529,11 @@ pub async fn data(State(s): Shared, viewer: Viewer, form: Multipart) -> Response
             lang.t("没有选择文件。", "No file was chosen.").to_string(),
             StatusCode::BAD_REQUEST,
         )),
-        (Ok(_), Some((_, path))) => ingest(&s, &viewer, &code, path, mode)
+        (Ok(_), Some(file)) => ingest(&s, &viewer, &code, &file.path, mode)
             .await
             .map_err(|e| (e, StatusCode::UNPROCESSABLE_ENTITY)),
     };
-    upload.discard().await;
+    drop(upload);
     match outcome {
         Ok(report) => {
             load_page(

@@ -52,6 +52,32 @@ pub struct Flash {
     done: Option<String>,
 }
 
+/// What was done to request `done`, told from its state — never text from the URL — and
+/// only to its requester or the providing unit.
+async fn done_notice(
+    s: &tongchou_server::AppState,
+    viewer: &Viewer,
+    done: Option<&str>,
+) -> Option<String> {
+    let id: i64 = done?.parse().ok()?;
+    let r = requests::get_request(s.dir.metadata(), id).await.ok()?;
+    let user = &viewer.principal.user;
+    if r.requester != user.name && r.provider != user.unit {
+        return None;
+    }
+    let lang = viewer.lang;
+    Some(match (r.state.as_str(), r.grant) {
+        ("approved", Some(grant)) => format!(
+            "{}{id} → {}{grant}",
+            lang.t("已批准申请 #", "Approved request #"),
+            lang.t("授权 #", "grant #")
+        ),
+        ("refused", _) => format!("{}{id}", lang.t("已拒绝申请 #", "Refused request #")),
+        ("withdrawn", _) => format!("{}{id}", lang.t("已撤回申请 #", "Withdrew request #")),
+        _ => format!("{}{id}", lang.t("已提交申请 #", "Filed request #")),
+    })
+}
+
 pub async fn page(State(s): Shared, viewer: Viewer, Query(f): Query<Flash>) -> Response {
     let lang = viewer.lang;
     let pool = s.dir.metadata();
@@ -71,7 +97,7 @@ pub async fn page(State(s): Shared, viewer: Viewer, Query(f): Query<Flash>) -> R
         cards.push(decision_card(&s, lang, r).await);
     }
     let body = html! {
-        @if let Some(done) = &f.done { (notice(true, done)) }
+        @if let Some(done) = done_notice(&s, &viewer, f.done.as_deref()).await { (notice(true, &done)) }
         @if steward {
             h2 { (lang.t("待我单位审批", "Waiting for my unit's decision")) " (" (queue.len()) ")" }
             @if queue.is_empty() { p { (lang.t("没有待审批的申请。", "Nothing is waiting.")) } }
@@ -254,10 +280,7 @@ pub async fn file(State(s): Shared, viewer: Viewer, body: Bytes) -> Response {
         until: one(&form, "until"),
     };
     match requests::file_request(&s.dir, &viewer.principal, &new).await {
-        Ok(id) => {
-            let done = format!("{}{id}", viewer.lang.t("已提交申请 #", "Filed request #"));
-            Redirect::to(&format!("/requests?done={}", url_encode(&done))).into_response()
-        }
+        Ok(id) => Redirect::to(&format!("/requests?done={id}")).into_response(),
         Err(e) => {
             request_form(
                 &s,
@@ -296,24 +319,16 @@ pub async fn approve(
         until: one(&form, "until"),
         to: one(&form, "to"),
     };
-    let lang = viewer.lang;
     let done = requests::approve(&s.dir, &viewer.principal, id, &approval)
         .await
-        .map(|grant| {
-            format!(
-                "{}{id} → {}{}",
-                lang.t("已批准申请 #", "Approved request #"),
-                lang.t("授权 #", "grant #"),
-                grant.id
-            )
-        });
+        .map(|_| id);
     decided(&viewer, done)
 }
 
 /// Back to the queue saying what was done, or the reason it could not be.
-fn decided(viewer: &Viewer, done: Result<String, tongchou_access::AccessError>) -> Response {
+fn decided(viewer: &Viewer, done: Result<i64, tongchou_access::AccessError>) -> Response {
     match done {
-        Ok(done) => Redirect::to(&format!("/requests?done={}", url_encode(&done))).into_response(),
+        Ok(id) => Redirect::to(&format!("/requests?done={id}")).into_response(),
         Err(e) => refused(
             viewer,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -335,9 +350,8 @@ pub async fn refuse(
     Path(id): Path<i64>,
     axum::Form(f): axum::Form<RefuseForm>,
 ) -> Response {
-    let lang = viewer.lang;
     let done = requests::refuse(&s.dir, &viewer.principal, id, &f.reason)
         .await
-        .map(|_| format!("{}{id}", lang.t("已拒绝申请 #", "Refused request #")));
+        .map(|_| id);
     decided(&viewer, done)
 }

@@ -41,17 +41,18 @@ const HIDDEN_QUERY_KEYS: [&str; 7] = [
     "id", "subject", "password", "token", "secret", "key", "licence",
 ];
 
-/// `METHOD /path?query` with identifying and secret values hidden.
+/// `METHOD /path?query`, decoded as the server reads it, with identifying and secret
+/// values hidden (`%69d=` is `id=`).
 pub fn statement(method: &Method, uri: &axum::http::Uri) -> String {
     let mut text = format!("{method} {}", uri.path());
     if let Some(query) = uri.query() {
-        let shown: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if HIDDEN_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()) => {
+        let shown: Vec<String> = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| {
+                if HIDDEN_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()) {
                     format!("{k}=…")
+                } else {
+                    format!("{k}={v}")
                 }
-                _ => pair.to_string(),
             })
             .collect();
         text.push('?');
@@ -235,6 +236,12 @@ mod tests {
             .unwrap();
         let text = statement(&Method::GET, &uri);
         assert_eq!(text, "GET /api/ledger/subject?id=…&limit=5");
+        let encoded: axum::http::Uri =
+            "/api/ledger/subject?%69d=44060519800101123X&q=%E5%8D%97%E6%B5%B7"
+                .parse()
+                .unwrap();
+        let text = statement(&Method::GET, &encoded);
+        assert_eq!(text, "GET /api/ledger/subject?id=…&q=南海");
         assert!(!text.contains("4406"));
         let uri: axum::http::Uri = "/api/x?Token=abc&q=税".parse().unwrap();
         assert_eq!(statement(&Method::POST, &uri), "POST /api/x?Token=…&q=税");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
+use axum::extract::{Multipart, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::Traced;
 use crate::query::status_of;
-use crate::{ApiError, ApiResult, AppState, Caller, Shared};
+use crate::{ApiError, ApiResult, AppState, Caller, Shared, Upload, store_upload};
 
 /// Loads and quarantines (which hold raw rows) belong to the providing unit's stewards and
 /// the bureau's admins.
@@ -37,10 +37,7 @@ async fn require_provider(s: &AppState, caller: &Caller, code: &str) -> Result<(
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route(
-            "/api/exchange/ingest",
-            post(ingest).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/api/exchange/ingest", post(ingest))
         .route("/api/exchange/quarantine", get(quarantine))
         .route("/api/exchange/loads", get(loads))
         .route("/api/exchange/subscriptions", post(subscribe))
@@ -63,6 +60,37 @@ fn bad(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
 }
 
+/// The form's one part named `file`, stored; other parts (a browser's form sends its
+/// fields too) are read within the field limit and ignored.
+async fn one_file(s: &AppState, form: &mut Multipart) -> Result<Upload, ApiError> {
+    let (mut upload, mut others) = (None, 0);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("the upload is not valid multipart: {e}")))?
+    {
+        if field.name() != Some("file") {
+            others += 1;
+            if others > MAX_OTHER_PARTS {
+                return Err(bad(format!(
+                    "the form has over {MAX_OTHER_PARTS} parts besides the file"
+                )));
+            }
+            crate::field_text(field, s.limits.field_bytes()).await?;
+        } else if upload.is_some() {
+            return Err(bad(
+                "send one file per load: the form has a second part named 'file'".into(),
+            ));
+        } else {
+            let uploads = s.dir.root().join("uploads");
+            upload = Some(store_upload(&uploads, field, s.limits.upload_bytes()).await?);
+        }
+    }
+    upload.ok_or_else(|| bad("no multipart field named 'file'".into()))
+}
+
+const MAX_OTHER_PARTS: usize = 16;
+
 /// Loads the uploaded file (multipart field `file`) into the resource's table. The upload
 /// is streamed to disk first, so memory stays bounded whatever its size.
 #[utoipa::path(post, path = "/api/exchange/ingest", params(IngestParams), request_body(content_type = "multipart/form-data", content = Vec<u8>),
@@ -79,22 +107,7 @@ pub async fn ingest(
         .ok_or_else(|| bad("mode must be append, replace or upsert".into()))?;
     let encoding = Encoding::parse(p.encoding.as_deref().unwrap_or("auto"))
         .ok_or_else(|| bad("encoding must be auto, utf-8 or gbk".into()))?;
-    let uploads = s.dir.root().join("uploads");
-    tokio::fs::create_dir_all(&uploads)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut saved = None;
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| bad(format!("the upload is not valid multipart: {e}")))?
-    {
-        if field.name() != Some("file") {
-            continue;
-        }
-        saved = Some(store_upload(&uploads, field).await?);
-    }
-    let (name, path) = saved.ok_or_else(|| bad("no multipart field named 'file'".into()))?;
+    let upload = one_file(&s, &mut form).await?;
     let options = ReadOptions {
         encoding,
         sheet: p.sheet,
@@ -105,7 +118,7 @@ pub async fn ingest(
         &s.catalog,
         &tongchou_exchange::Load {
             resource: &p.resource,
-            file: &path,
+            file: &upload.path,
             mode,
             read: &options,
             actor: &caller.0.user.name,
@@ -113,52 +126,10 @@ pub async fn ingest(
         Arc::new(|_| {}),
     )
     .await;
-    let _ = tokio::fs::remove_file(&path).await;
     // The report names the file as the steward sent it, not where the server kept it.
     let mut report = result?;
-    report.file = name;
+    report.file = upload.name.clone();
     Ok(Json(report).into_response())
-}
-
-/// Streams one multipart file field into `uploads`, so memory stays bounded whatever its
-/// size; returns the file's own name (any directory dropped) and where it was stored.
-pub async fn store_upload(
-    uploads: &std::path::Path,
-    mut field: axum::extract::multipart::Field<'_>,
-) -> Result<(String, std::path::PathBuf), ApiError> {
-    let name = field
-        .file_name()
-        .unwrap_or("upload.csv")
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or("upload.csv")
-        .to_string();
-    let path = uploads.join(format!("{}-{name}", jiff::Timestamp::now().as_nanosecond()));
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    while let Some(chunk) = field
-        .chunk()
-        .await
-        .map_err(|e| bad(format!("the upload broke off: {e}")))?
-    {
-        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
-            .await
-            .map_err(not_stored)?;
-    }
-    // tokio hands writes to a blocking thread: without this the last chunk may still be in
-    // flight when the file is read back, and the load would see a truncated upload.
-    tokio::io::AsyncWriteExt::flush(&mut file)
-        .await
-        .map_err(not_stored)?;
-    Ok((name, path))
-}
-
-fn not_stored(e: std::io::Error) -> ApiError {
-    ApiError::new(
-        StatusCode::INSUFFICIENT_STORAGE,
-        format!("cannot store the upload: {e}"),
-    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -28,6 +28,7 @@ mod audit;
 mod auth;
 mod exchange;
 mod ledger;
+pub mod limits;
 mod pg;
 mod query;
 
@@ -38,7 +39,7 @@ pub use audit::{ErrorText, Traced};
 pub use auth::{
     Authenticated, Caller, ClientAddress, SESSION_COOKIE, cookie, credential, cross_site,
 };
-pub use exchange::store_upload;
+pub use limits::{ServerLimits, Upload, field_text, store_upload};
 pub use query::status_of;
 
 /// Shared state of a running server.
@@ -50,6 +51,7 @@ pub struct AppState {
     pub query: tongchou_query::Engine,
     /// Session cookies are marked Secure when served over TLS.
     pub secure_cookies: bool,
+    pub limits: ServerLimits,
 }
 
 impl AppState {
@@ -71,7 +73,9 @@ impl AppState {
         let query =
             tongchou_query::Engine::open(dir.clone(), policy.clone(), audit.subject_key().clone())
                 .map_err(|e| e.to_string())?;
+        let limits = ServerLimits::read(&dir.config_dir())?;
         Ok(AppState {
+            limits,
             dir,
             catalog,
             policy,
@@ -296,14 +300,23 @@ pub fn router_with(state: Arc<AppState>, pages: Router<Arc<AppState>>) -> Router
         .route("/api/catalog/template.xlsx", get(template))
         .route("/api/catalog/workbook", post(register_workbook))
         .route("/api/catalog/infer", post(infer))
-        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .merge(exchange::routes())
         .merge(access::routes())
         .merge(ledger::routes())
         .route("/api/query", post(query::query))
+        // Bodies are bounded by route in `limits::bound_body`.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::bound_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::memory_ceiling,
         ))
         .with_state(state)
 }
@@ -418,6 +431,7 @@ async fn register(
     caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    caller.require(Scope::Write)?;
     register_batch(&s, &caller, Batch::from_json(&body)).await
 }
 
@@ -557,6 +571,7 @@ async fn register_workbook(
     caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    caller.require(Scope::Write)?;
     register_batch(&s, &caller, Batch::from_workbook(&body)).await
 }
 

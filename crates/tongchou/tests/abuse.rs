@@ -280,3 +280,201 @@ fn redirects_stay_here_and_csv_for_people_runs_no_formulas() {
         assert_eq!(location(r), to, "next={next:?}");
     }
 }
+
+const GIB: u64 = 1 << 30;
+
+/// A workbook whose only cells are its corners: 4.9 KB that claims 17 billion cells.
+fn corner_workbook() -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.write_string(0, 0, "姓名").unwrap();
+    sheet.write_string(1_048_575, 16_383, "远").unwrap();
+    book.save_to_buffer().unwrap()
+}
+
+/// A POST on a connection of its own (a pooled one may have been closed by a refusal).
+fn post_bytes(url: &str, auth: &str, body: &[u8]) -> (u16, String) {
+    let mut r = common::plain_agent()
+        .post(url)
+        .header("authorization", auth)
+        .send(body)
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status().as_u16();
+    let text = r
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    (status, text)
+}
+
+/// Sends only the headers of a POST declaring `length` bytes and reads the answer: a
+/// body over the route's limit is refused before it is sent.
+fn declare_post(base: &str, path: &str, auth: &str, length: usize) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n["
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    let status = answer[9..12].parse().unwrap();
+    (status, answer)
+}
+
+fn uploads_left(data: &Path) -> Vec<String> {
+    std::fs::read_dir(data.join("uploads"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn one_request_cannot_take_the_server_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    std::fs::write(data.join("config/server.toml"), "[limits]\nupload_mb = 1\n").unwrap();
+    let read_only = bearer(&token(&data, "inspector", "read"));
+    let writer = bearer(&token(&data, STEWARD, "read,write"));
+    let (server, base) = serve(&data);
+    let watchdog = server.watch_memory(3 * GIB);
+    let http = common::plain_agent();
+    let healthy = || {
+        http.get(format!("{base}/healthz"))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    };
+
+    // 1. A sparse workbook is read by its cells: refused for its width, at once.
+    let (status, text) = post_bytes(
+        &format!("{base}/api/catalog/infer?name=a.xlsx"),
+        &read_only,
+        &corner_workbook(),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("XFD1048576"), "{text}");
+    assert!(healthy());
+
+    // 6. A sample of four million columns, a batch too big to parse, a read-only
+    // token's batch (refused before its body is parsed).
+    let wide = "a,".repeat(4 << 20);
+    let (status, text) = post_bytes(
+        &format!("{base}/api/catalog/infer?name=x.csv"),
+        &read_only,
+        wide.as_bytes(),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.len() < 4096,
+        "the refusal is short: {} bytes",
+        text.len()
+    );
+    let (status, text) = declare_post(&base, "/api/catalog/resources", &read_only, 16 << 20);
+    assert_eq!(status, 413, "refused before the body is sent: {text}");
+    let many = format!("[{}{{}}]", "{},".repeat(6_000));
+    let (status, text) = post_bytes(
+        &format!("{base}/api/catalog/resources"),
+        &read_only,
+        many.as_bytes(),
+    );
+    assert_eq!(status, 403, "scope before parsing: {text}");
+    let (status, text) = post_bytes(
+        &format!("{base}/api/catalog/resources"),
+        &writer,
+        many.as_bytes(),
+    );
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("at most 5000"), "{text}");
+
+    // Uploads past the limit, a second file, a form field past its limit: refused, and
+    // nothing left behind.
+    let ingest = format!(
+        "{base}/api/exchange/ingest?resource={}",
+        CODE.replace('/', "%2F")
+    );
+    let big = vec![b'x'; (1 << 20) + 4096];
+    let (status, text) = post_multipart(
+        &http,
+        &ingest,
+        &[("authorization", &writer)],
+        &multipart(&[], &big),
+    );
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("1 MiB"), "{text}");
+    let mut two_files = multipart(&[], b"a,b\n");
+    two_files.truncate(two_files.len() - format!("--{BOUNDARY}--\r\n").len());
+    two_files.extend(&multipart(&[], b"c,d\n"));
+    let (status, text) = post_multipart(&http, &ingest, &[("authorization", &writer)], &two_files);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("one file per load"), "{text}");
+    let long_field = "长".repeat(100_000);
+    let (status, html) = post_multipart(
+        &http,
+        &format!("{base}/load/data"),
+        &[("authorization", &writer)],
+        &multipart(
+            &[("resource", CODE), ("mode", long_field.as_str())],
+            b"a,b\n",
+        ),
+    );
+    assert!(
+        (400..500).contains(&status),
+        "{status}: {}",
+        &html[..html.len().min(300)]
+    );
+    assert!(html.contains("64 KiB"));
+    assert_eq!(
+        uploads_left(&data),
+        Vec::<String>::new(),
+        "no upload is left behind"
+    );
+
+    // 8. A file that cannot be read is named as sent, not where the server kept it.
+    let (status, text) = post_multipart(
+        &http,
+        &ingest,
+        &[("authorization", &writer)],
+        &multipart(&[], b"not a workbook"),
+    );
+    assert!((400..500).contains(&status), "{text}");
+    assert!(!text.contains(&*data.to_string_lossy()), "{text}");
+
+    assert!(healthy(), "the server answers after every refusal");
+    eprintln!("peak RSS {} MiB", watchdog.peak() >> 20);
+    assert!(
+        watchdog.peak() < 2 * GIB,
+        "peak RSS {} MiB",
+        watchdog.peak() >> 20
+    );
+}
+
+#[test]
+fn notices_come_from_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let (_server, base) = serve(&data);
+    let http = common::plain_agent();
+    let cookie = portal_cookie(&http, &base, &data, STEWARD);
+    let mut page = http
+        .get(format!(
+            "{base}/requests?done=%E4%BD%A0%E4%B8%AD%E5%A5%96%E4%BA%86"
+        ))
+        .header("cookie", &cookie)
+        .call()
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.body_mut().read_to_string().unwrap();
+    assert!(
+        !html.contains("你中奖了"),
+        "text from the URL is not shown as a notice"
+    );
+}

@@ -69,6 +69,73 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Watches the server's memory until dropped, killing it past `kill_at` bytes so that
+    /// a failing test cannot take the machine down.
+    pub fn watch_memory(&self, kill_at: u64) -> Watchdog {
+        Watchdog::on(self.pid(), kill_at)
+    }
+}
+
+/// The resident memory of process `pid`, in bytes.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? << 10)
+}
+
+/// Samples a process's resident memory every 20 ms, keeping the peak.
+pub struct Watchdog {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub fn on(pid: u32, kill_at: u64) -> Watchdog {
+        use std::sync::atomic::Ordering::Relaxed;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Relaxed) {
+                let Some(held) = resident_bytes(pid) else {
+                    break;
+                };
+                p.fetch_max(held, Relaxed);
+                if held > kill_at {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        Watchdog {
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The most the process held since the watch began.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Starts `tongchou serve` on a free local port and waits for /healthz; returns the base URL.
 pub fn serve(data: &Path) -> (Server, String) {
     serve_with(data, &[], "http", &agent())
