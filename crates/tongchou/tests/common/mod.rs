@@ -62,6 +62,12 @@ pub fn ok_json(data: &Path, args: &[&str]) -> Value {
 /// A running `tongchou serve`, stopped when dropped.
 pub struct Server(std::process::Child);
 
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
