@@ -12,6 +12,7 @@
 //! Front doors (`tongchou query`, `POST /api/query`, the PostgreSQL protocol in
 //! `tongchou-server`) record every statement in the audit ledger before the result leaves.
 
+pub mod bounds;
 pub mod catalog;
 pub mod deliver;
 pub mod front;
@@ -33,12 +34,12 @@ use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use deltalake::datafusion::datasource::source_as_provider;
 use deltalake::datafusion::error::DataFusionError;
-use deltalake::datafusion::execution::TaskContext;
 use deltalake::datafusion::execution::object_store::{
     DefaultObjectStoreRegistry, ObjectStoreRegistry,
 };
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionState;
+use deltalake::datafusion::execution::{FunctionRegistry, TaskContext};
 use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use deltalake::datafusion::physical_plan::execute_stream;
 use deltalake::datafusion::prelude::SQLOptions;
@@ -129,12 +130,19 @@ impl From<DataFusionError> for QueryError {
     }
 }
 
-/// Per-statement bounds.
+/// Per-statement bounds. The pool (`memory_bytes`) holds what operators keep; what
+/// functions build is bounded per value and per batch ([`bounds`]). By default a statement
+/// stays near 1.5 GiB: the pool, the constants it folds (one value's worth) and a batch in
+/// flight — under the 2 GiB a server is given.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_rows: u64,
     pub timeout: Duration,
     pub memory_bytes: usize,
+    /// The most one value a function builds may weigh.
+    pub value_bytes: usize,
+    /// The most one call of a function may build over a batch of rows.
+    pub batch_bytes: usize,
 }
 
 impl Default for Limits {
@@ -143,6 +151,17 @@ impl Default for Limits {
             max_rows: 100_000,
             timeout: Duration::from_secs(60),
             memory_bytes: 1 << 30,
+            value_bytes: 64 << 20,
+            batch_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Limits {
+    pub fn bounds(&self) -> bounds::Bounds {
+        bounds::Bounds {
+            value: self.value_bytes,
+            batch: self.batch_bytes,
         }
     }
 }
@@ -405,6 +424,7 @@ impl Engine {
         let prepared = self.prepared(&set, user, purpose, &account.unit).await?;
         let mut state = prepared.state.clone();
         state.mark_start_execution();
+        state.register_function_rewrite(Arc::new(bounds::BoundFunctions(limits.bounds())))?;
         Ok((prepared, state, limits))
     }
 
@@ -431,7 +451,7 @@ impl Engine {
             plan = bind(plan, parameters, &types)?;
         }
         let read = resources_read(&plan);
-        Ok((state.optimize(&plan)?, read))
+        Ok((bounds::folding(|| state.optimize(&plan))?, read))
     }
 
     /// Runs a statement with `$1`, `$2`, … bound to `parameters` (given as text, or null;

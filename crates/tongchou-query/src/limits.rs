@@ -7,6 +7,8 @@
 //! max_rows = 100000
 //! timeout_seconds = 60
 //! memory_mb = 1024
+//! value_mb = 64
+//! batch_mb = 256
 //!
 //! [analyst]
 //! max_rows = 500000
@@ -30,6 +32,10 @@ pub struct Overrides {
     pub max_rows: Option<u64>,
     pub timeout_seconds: Option<u64>,
     pub memory_mb: Option<usize>,
+    /// What one value a function builds may weigh.
+    pub value_mb: Option<usize>,
+    /// What one function call may build over a batch.
+    pub batch_mb: Option<usize>,
 }
 
 impl Limits {
@@ -40,9 +46,15 @@ impl Limits {
                 .timeout_seconds
                 .map(Duration::from_secs)
                 .unwrap_or(self.timeout),
-            memory_bytes: by.memory_mb.map(|mb| mb << 20).unwrap_or(self.memory_bytes),
+            memory_bytes: mebibytes(by.memory_mb, self.memory_bytes),
+            value_bytes: mebibytes(by.value_mb, self.value_bytes),
+            batch_bytes: mebibytes(by.batch_mb, self.batch_bytes),
         }
     }
+}
+
+fn mebibytes(mb: Option<usize>, otherwise: usize) -> usize {
+    mb.map_or(otherwise, |mb| mb << 20)
 }
 
 /// The limits file as read: `[default]` and one table per role.
@@ -96,7 +108,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(LIMITS_FILE),
-            "[default]\ntimeout_seconds = 30\n\n[analyst]\nmax_rows = 5\nmemory_mb = 64\n",
+            "[default]\ntimeout_seconds = 30\nbatch_mb = 32\n\n[analyst]\nmax_rows = 5\nmemory_mb = 64\nvalue_mb = 8\n",
         )
         .unwrap();
         let table = RoleLimits::read(dir.path()).unwrap();
@@ -105,9 +117,14 @@ mod tests {
         assert_eq!(analyst.max_rows, 5);
         assert_eq!(analyst.memory_bytes, 64 << 20);
         assert_eq!(analyst.timeout, Duration::from_secs(30));
+        assert_eq!(
+            (analyst.value_bytes, analyst.batch_bytes),
+            (8 << 20, 32 << 20)
+        );
         let leader = table.for_role(&base, UserRole::Leader);
         assert_eq!(leader.max_rows, base.max_rows);
         assert_eq!(leader.timeout, Duration::from_secs(30));
+        assert_eq!(leader.value_bytes, base.value_bytes);
     }
 
     #[test]

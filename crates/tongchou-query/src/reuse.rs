@@ -135,7 +135,7 @@ impl Shape {
             return None;
         }
         let read = crate::resources_read(&plan);
-        let plan = state.optimize(&plan).ok()?;
+        let plan = crate::bounds::folding(|| state.optimize(&plan)).ok()?;
         let types = crate::parameter_types(&plan).ok()?;
         Some(Shape { plan, types, read })
     }

@@ -3,12 +3,14 @@
 //! feed that never tells of a row the grant hides; revoking the grant stops the next pull;
 //! every enterprise a pull delivered is in the ledger's subject index.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tongchou_access::Principal;
 use tongchou_access::requests::{self, Approval, NewRequest};
-use tongchou_access::{Policy, Principal, User, add_user};
 use tongchou_audit::{ALLOWED, Audit, Entry};
 use tongchou_catalog::{Actor, Batch, Catalog};
 use tongchou_exchange::changes::{self, OutputFormat};
@@ -61,23 +63,14 @@ impl World {
             .await
             .unwrap()
             .remove(0);
-        for (name, unit, role) in [
-            ("steward", &units[13].code, UserRole::Steward),
-            (ANALYST, &units[27].code, UserRole::Analyst),
-        ] {
-            let user = User {
-                name: name.into(),
-                unit: unit.clone(),
-                role,
-                level: None,
-            };
-            add_user(&dir, None, &user, "a long enough password")
-                .await
-                .unwrap();
-        }
-        let audit = Audit::open(&dir).await.unwrap();
-        let policy = Arc::new(Policy::open(dir.clone()).await.unwrap());
-        let engine = Engine::open(dir.clone(), policy, audit.subject_key().clone()).unwrap();
+        let (audit, engine) = common::engine_with(
+            &dir,
+            &[
+                ("steward", &units[13].code, UserRole::Steward),
+                (ANALYST, &units[27].code, UserRole::Analyst),
+            ],
+        )
+        .await;
         World {
             tmp,
             dir,

@@ -1,6 +1,6 @@
 //! Abuse at the doors (issue 39), against the real binary and server on loopback: a
 //! read-only token in the portal, redirects off-site, CSRF with the portal's session,
-//! formulas in CSV exports.
+//! formulas in CSV exports, a statement that would build gigabytes.
 
 mod common;
 
@@ -477,4 +477,36 @@ fn notices_come_from_the_server() {
         !html.contains("你中奖了"),
         "text from the URL is not shown as a notice"
     );
+}
+
+#[test]
+fn a_statement_that_would_build_gigabytes_is_refused_and_the_server_answers_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let analyst = bearer(&token(&data, "science_analyst", "read,query"));
+    let (server, base) = serve(&data);
+    let watchdog = server.watch_memory(3 * GIB);
+    let http = common::plain_agent();
+    let query = |sql: &str| {
+        let body = serde_json::json!({"sql": sql, "purpose": "subsidy_review", "format": "csv"});
+        common::post_query(&http, &base, &analyst, &body)
+    };
+
+    let started = std::time::Instant::now();
+    let (status, text) = query("SELECT length(repeat('x', 1500000000))");
+    let took = started.elapsed();
+    let resident = watchdog.peak();
+    eprintln!(
+        "refused in {took:?}; server resident {} MiB",
+        resident >> 20
+    );
+    assert!((400..500).contains(&status), "{status} {text}");
+    assert!(text.contains("repeat would build"), "{text}");
+    assert!(resident < 2 << 30, "{resident}");
+    assert_eq!(
+        query("SELECT repeat('ab', 3) AS r"),
+        (200, "r\nababab\n".into())
+    );
+    let health = http.get(format!("{base}/healthz")).call().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
 }
