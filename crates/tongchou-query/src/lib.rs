@@ -68,6 +68,9 @@ pub enum QueryError {
     Timeout(u64),
     #[error("the result has more than {0} rows; narrow it (WHERE, LIMIT, GROUP BY)")]
     TooManyRows(u64),
+    /// Over the statement's memory or what one function may build.
+    #[error("the statement needs more memory than allowed: {0}")]
+    Exhausted(String),
     #[error("metadata database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("the mask key: {0}")]
@@ -88,6 +91,7 @@ impl QueryError {
         match self {
             QueryError::Sql(text) => QueryError::Sql(unquoted(&text)),
             QueryError::Refused(text) => QueryError::Refused(unquoted(&text)),
+            QueryError::Exhausted(text) => QueryError::Exhausted(unquoted(&text)),
             other => other,
         }
     }
@@ -121,9 +125,7 @@ impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> QueryError {
         let text = e.to_string();
         if text.contains("Resources exhausted") {
-            QueryError::Refused(format!(
-                "the statement needs more memory than allowed: {text}"
-            ))
+            QueryError::Exhausted(text)
         } else {
             QueryError::Sql(text)
         }
@@ -289,6 +291,12 @@ impl Engine {
             objects,
             subjects,
         })
+    }
+
+    /// Keeps decoded tables (and as much again of their governed views' masked rows)
+    /// within `bytes`, for a server with a memory ceiling; set before the first statement.
+    pub fn keep_tables_within(&mut self, bytes: usize) {
+        self.hot = Arc::new(hot::HotTables::new(bytes, self.objects.clone()));
     }
 
     /// The resources `user` may read for `purpose`, grouped by providing unit's name.

@@ -36,7 +36,7 @@ async fn answer(engine: &Engine, sql: &str) -> String {
 
 async fn refusal(engine: &Engine, sql: &str) -> String {
     match engine.run(USER, PURPOSE, sql).await {
-        Err(QueryError::Refused(message)) => message,
+        Err(e @ QueryError::Exhausted(_)) => e.to_string(),
         Err(other) => panic!("{sql}: refused as {other:?}"),
         Ok(_) => panic!("{sql}: answered"),
     }

@@ -70,10 +70,12 @@ impl AppState {
         let audit = tongchou_audit::Audit::open(&dir)
             .await
             .map_err(|e| e.to_string())?;
-        let query =
+        let mut query =
             tongchou_query::Engine::open(dir.clone(), policy.clone(), audit.subject_key().clone())
                 .map_err(|e| e.to_string())?;
         let limits = ServerLimits::read(&dir.config_dir())?;
+        // Kept tables and their masked views take half the ceiling; statements the rest.
+        query.keep_tables_within(limits.cache_bytes());
         Ok(AppState {
             limits,
             dir,

@@ -68,6 +68,12 @@ impl ServerLimits {
         }
     }
 
+    /// What the engine's kept tables may hold, and their masked views as much again: a
+    /// quarter of the ceiling each.
+    pub fn cache_bytes(&self) -> usize {
+        ((self.memory_mb << 20) / 4) as usize
+    }
+
     pub fn upload_bytes(&self) -> u64 {
         self.upload_mb << 20
     }

@@ -69,7 +69,7 @@ fn sqlstate(e: &QueryError) -> &'static str {
         QueryError::Access(_) | QueryError::Refused(_) => "42501",
         QueryError::Sql(text) if text.contains("not found") => "42P01",
         QueryError::Sql(_) => "42601",
-        QueryError::TooManyRows(_) => "54000",
+        QueryError::TooManyRows(_) | QueryError::Exhausted(_) => "54000",
         QueryError::Timeout(_) => "57014",
         _ => "XX000",
     }

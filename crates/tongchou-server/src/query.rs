@@ -38,7 +38,7 @@ pub fn status_of(e: &QueryError) -> StatusCode {
         QueryError::Access(_) | QueryError::Refused(_) => StatusCode::FORBIDDEN,
         QueryError::Sql(text) if text.contains("not found") => StatusCode::NOT_FOUND,
         QueryError::Sql(_) => StatusCode::BAD_REQUEST,
-        QueryError::TooManyRows(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        QueryError::TooManyRows(_) | QueryError::Exhausted(_) => StatusCode::PAYLOAD_TOO_LARGE,
         QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         QueryError::NotFound(_) => StatusCode::NOT_FOUND,
         QueryError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
