@@ -69,6 +69,13 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// The server's process id, e.g. to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 /// Starts `tongchou serve` on a free local port and waits for /healthz; returns the base URL.
 pub fn serve(data: &Path) -> (Server, String) {
     serve_with(data, &[], "http", &agent())
