@@ -300,19 +300,6 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-async fn failures_since(
-    dir: &DataDir,
-    sql: &'static str,
-    value: &str,
-    since: i64,
-) -> Result<(i64, i64), AccessError> {
-    Ok(sqlx::query_as(sql)
-        .bind(value)
-        .bind(since)
-        .fetch_one(dir.metadata())
-        .await?)
-}
-
 /// Checks a password and opens a session (a browser's, or a PostgreSQL connection's).
 /// `address` is the client's IP address, for throttling.
 pub async fn sign_in(
@@ -338,6 +325,12 @@ pub async fn sign_in(
 }
 
 /// Checks a password with throttling and records the attempt; used by every front door.
+///
+/// The attempt first takes one of the account's and the address's places in the window, in
+/// one statement, so parallel attempts cannot all see room; it counts as a failure until
+/// the password proves right, and only then is that one place given back — failures made
+/// in parallel stay. Unknown names take places too and verify a decoy, so probing names
+/// costs what guessing passwords does.
 pub async fn check_password(
     dir: &DataDir,
     name: &str,
@@ -345,8 +338,133 @@ pub async fn check_password(
     door: Door,
     address: &str,
 ) -> Result<User, AccessError> {
+    crate::users::checked_name(name)?;
     let now = Timestamp::now().as_second();
-    let window_start = now - FAILURE_WINDOW_SECONDS;
+    let Some(place) = reserve(dir, name, address, now).await? else {
+        return Err(refusal(dir, name, address, now).await?);
+    };
+    let account = enabled_account(dir, name).await?;
+    let hash = account.as_ref().map(|(_, hash)| hash.clone());
+    let matches = match verify_gated(password, hash).await {
+        Ok(matches) => matches,
+        Err(busy) => {
+            give_back(dir.metadata(), place).await?;
+            return Err(busy);
+        }
+    };
+    let attempt = Attempt {
+        door,
+        name,
+        address,
+        place,
+        now,
+    };
+    settle(dir, attempt, account.map(|(user, _)| user), matches).await
+}
+
+/// One attempt with its place taken.
+struct Attempt<'a> {
+    door: Door,
+    name: &'a str,
+    address: &'a str,
+    place: i64,
+    now: i64,
+}
+
+async fn enabled_account(dir: &DataDir, name: &str) -> Result<Option<(User, String)>, AccessError> {
+    let stored: Option<(String, String, String, Option<i64>, String)> = sqlx::query_as(
+        "SELECT name, unit, role, level, password_hash FROM users WHERE name = ? AND disabled = 0",
+    )
+    .bind(name)
+    .fetch_optional(dir.metadata())
+    .await?;
+    Ok(stored.map(|(name, unit, role, level, hash)| {
+        (crate::users::row_to_user((name, unit, role, level)), hash)
+    }))
+}
+
+/// Verifies through the Argon2 gate, against the decoy when there is no account.
+async fn verify_gated(password: &str, hash: Option<String>) -> Result<bool, AccessError> {
+    let password = password.to_string();
+    crate::gate::argon2()
+        .run(move || {
+            let hash = hash.unwrap_or_else(|| decoy_hash().to_string());
+            verify_password(&password, &hash)
+        })
+        .await
+}
+
+/// Records the attempt: a success gives back only its own place; a failure keeps it.
+async fn settle(
+    dir: &DataDir,
+    attempt: Attempt<'_>,
+    account: Option<User>,
+    matches: bool,
+) -> Result<User, AccessError> {
+    let detail = json!({"address": attempt.address});
+    let mut tx = dir.metadata().begin().await?;
+    let result = match account {
+        Some(user) if matches => {
+            give_back(&mut *tx, attempt.place).await?;
+            record_attempt(&mut tx, attempt.door, &user.name, true, detail).await?;
+            Ok(user)
+        }
+        account => {
+            sqlx::query("UPDATE sign_in_failures SET verified = 1 WHERE rowid = ?")
+                .bind(attempt.place)
+                .execute(&mut *tx)
+                .await?;
+            record_attempt(&mut tx, attempt.door, attempt.name, false, detail).await?;
+            if account.is_some() {
+                note_lockout(&mut tx, attempt.door, attempt.name, attempt.now).await?;
+            }
+            Err(AccessError::BadCredentials)
+        }
+    };
+    tx.commit().await?;
+    result
+}
+
+/// Takes a place for an attempt if the account and the address both have room in the
+/// window: one statement, so SQLite decides it under its write lock, across processes.
+async fn reserve(
+    dir: &DataDir,
+    name: &str,
+    address: &str,
+    now: i64,
+) -> Result<Option<i64>, AccessError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO sign_in_failures (user, address, at, verified)
+         SELECT ?1, ?2, ?3, 0
+         WHERE (SELECT count(*) FROM sign_in_failures WHERE user = ?1 AND at > ?4) < ?5
+           AND (SELECT count(*) FROM sign_in_failures WHERE address = ?2 AND at > ?4) < ?6
+         RETURNING rowid",
+    )
+    .bind(name)
+    .bind(address)
+    .bind(now)
+    .bind(now - FAILURE_WINDOW_SECONDS)
+    .bind(MAX_FAILURES_PER_ACCOUNT)
+    .bind(MAX_FAILURES_PER_ADDRESS)
+    .fetch_optional(dir.metadata())
+    .await?)
+}
+
+async fn give_back<'c>(conn: impl sqlx::SqliteExecutor<'c>, place: i64) -> Result<(), AccessError> {
+    sqlx::query("DELETE FROM sign_in_failures WHERE rowid = ?")
+        .bind(place)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Why an attempt found no room, and for how long.
+async fn refusal(
+    dir: &DataDir,
+    name: &str,
+    address: &str,
+    now: i64,
+) -> Result<AccessError, AccessError> {
     for (sql, value, limit, what) in [
         (
             "SELECT count(*), COALESCE(min(at), 0) FROM sign_in_failures WHERE user = ? AND at > ?",
@@ -361,50 +479,114 @@ pub async fn check_password(
             "from this address",
         ),
     ] {
-        let (count, oldest) = failures_since(dir, sql, value, window_start).await?;
+        let (count, oldest): (i64, i64) = sqlx::query_as(sql)
+            .bind(value)
+            .bind(now - FAILURE_WINDOW_SECONDS)
+            .fetch_one(dir.metadata())
+            .await?;
         if count >= limit {
             let wait = (oldest + FAILURE_WINDOW_SECONDS - now).max(60);
-            return Err(AccessError::Throttled(what, (wait + 59) / 60));
+            return Ok(AccessError::Throttled(what, (wait + 59) / 60));
         }
     }
-    let stored: Option<(String, String, String, Option<i64>, String)> = sqlx::query_as(
-        "SELECT name, unit, role, level, password_hash FROM users WHERE name = ? AND disabled = 0",
+    Ok(AccessError::Throttled("for this account", 1))
+}
+
+/// Records `account_locked` when this failure is the one that fills the account's window,
+/// so the bureau sees each lockout once, with the addresses that caused it.
+async fn note_lockout(
+    tx: &mut sqlx::SqliteConnection,
+    door: Door,
+    name: &str,
+    now: i64,
+) -> Result<(), AccessError> {
+    let (failures, oldest, addresses): (i64, i64, String) = sqlx::query_as(
+        "SELECT count(*), COALESCE(min(at), 0), COALESCE(group_concat(DISTINCT address), '')
+         FROM sign_in_failures WHERE user = ? AND at > ? AND verified = 1",
     )
     .bind(name)
-    .fetch_optional(dir.metadata())
+    .bind(now - FAILURE_WINDOW_SECONDS)
+    .fetch_one(&mut *tx)
     .await?;
-    let hash = stored
-        .as_ref()
-        .map(|s| s.4.clone())
-        .unwrap_or_else(|| decoy_hash().to_string());
-    let password = password.to_string();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
+    if failures == MAX_FAILURES_PER_ACCOUNT {
+        let detail = json!({"failures": failures, "until": lock_end(oldest), "addresses": addresses.split(',').collect::<Vec<_>>()});
+        events::record(tx, door, name, "account_locked", name, detail).await?;
+    }
+    Ok(())
+}
+
+/// When a lockout whose oldest failure came at `oldest` ends by itself.
+fn lock_end(oldest: i64) -> String {
+    Timestamp::from_second(oldest + FAILURE_WINDOW_SECONDS)
+        .map(stamp)
+        .unwrap_or_default()
+}
+
+/// An account that wrong passwords have locked, until the window passes or an admin lifts it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Lockout {
+    pub user: String,
+    pub failures: i64,
+    pub until: String,
+    /// The addresses the failures came from.
+    pub addresses: Vec<String>,
+}
+
+/// The accounts locked now (existing accounts only: unknown names lock nobody).
+pub async fn lockouts(pool: &sqlx::SqlitePool) -> Result<Vec<Lockout>, AccessError> {
+    let now = Timestamp::now().as_second();
+    let rows: Vec<(String, i64, i64, String)> = sqlx::query_as(
+        "SELECT f.user, count(*), min(f.at), group_concat(DISTINCT f.address)
+         FROM sign_in_failures f JOIN users u ON u.name = f.user
+         WHERE f.at > ? GROUP BY f.user HAVING count(*) >= ? ORDER BY f.user",
+    )
+    .bind(now - FAILURE_WINDOW_SECONDS)
+    .bind(MAX_FAILURES_PER_ACCOUNT)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user, failures, oldest, addresses)| Lockout {
+            user,
+            failures,
+            until: lock_end(oldest),
+            addresses: addresses.split(',').map(str::to_string).collect(),
+        })
+        .collect())
+}
+
+/// Lifts a lockout by forgetting the account's failures: the bureau's platform admins (or
+/// the operator at the CLI), e.g. when a stranger's guesses locked someone out. Returns how
+/// many failures were forgotten.
+pub async fn unlock(dir: &DataDir, by: Option<&Principal>, name: &str) -> Result<u64, AccessError> {
+    if let Some(p) = by {
+        p.require_admin("lift sign-in lockouts")?;
+    }
+    crate::users::checked_name(name)?;
     let mut tx = dir.metadata().begin().await?;
-    let result = match stored {
-        Some((name, unit, role, level, _)) if matches => {
-            let user = crate::users::row_to_user((name, unit, role, level));
-            sqlx::query("DELETE FROM sign_in_failures WHERE user = ?")
-                .bind(&user.name)
-                .execute(&mut *tx)
-                .await?;
-            record_attempt(&mut tx, door, &user.name, true, json!({"address": address})).await?;
-            Ok(user)
-        }
-        _ => {
-            sqlx::query("INSERT INTO sign_in_failures (user, address, at) VALUES (?, ?, ?)")
-                .bind(name)
-                .bind(address)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            record_attempt(&mut tx, door, name, false, json!({"address": address})).await?;
-            Err(AccessError::BadCredentials)
-        }
-    };
+    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if known.is_none() {
+        return Err(AccessError::UnknownUser(name.to_string()));
+    }
+    let cleared = sqlx::query("DELETE FROM sign_in_failures WHERE user = ?")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    events::record(
+        &mut tx,
+        crate::door_of(by),
+        &crate::actor_label(by),
+        "account_unlocked",
+        name,
+        json!({"failures_cleared": cleared}),
+    )
+    .await?;
     tx.commit().await?;
-    result
+    Ok(cleared)
 }
 
 async fn record_attempt(
@@ -433,6 +615,7 @@ pub async fn sign_in_with_token(
     door: Door,
     address: &str,
 ) -> Result<Principal, AccessError> {
+    crate::users::checked_name(name)?;
     let checked = policy.authenticate(token, door).await.and_then(|p| {
         p.require(scope)?;
         if p.user.name == name {

@@ -12,8 +12,10 @@ pub mod clock;
 pub mod credentials;
 pub mod events;
 pub mod filter;
+mod gate;
 pub mod policy;
 pub mod requests;
+pub mod strength;
 pub mod users;
 
 pub use credentials::{Principal, Scope, Scopes};
@@ -28,8 +30,10 @@ pub enum AccessError {
         "user name '{0}' is not allowed: use 2–32 letters, digits, '_', '-' or '.' (Chinese characters allowed)"
     )]
     BadName(String),
-    #[error("the password is too short: use at least 10 characters")]
-    WeakPassword,
+    #[error(
+        "密码太弱 the password is too weak: {0}; use at least 10 characters that are not a common password, a run such as 1234567890 or qwertyuiop, a few characters repeated or the user name — several unrelated words work well"
+    )]
+    WeakPassword(&'static str),
     #[error("user '{0}' already exists")]
     Exists(String),
     #[error("unit {0} is not registered; list units with `tongchou catalog units`")]
@@ -44,6 +48,8 @@ pub enum AccessError {
         "登录失败次数过多 too many failed sign-ins {0}; try again in {1} minute(s) or ask the bureau's admin"
     )]
     Throttled(&'static str, i64),
+    #[error("登录繁忙 too many sign-ins are being checked at once; try again in {0} second(s)")]
+    Busy(u64),
     #[error(
         "未登录或凭据失效 not signed in, or the session or token expired or was revoked: sign in again"
     )]
@@ -58,6 +64,17 @@ pub enum AccessError {
     Db(#[from] sqlx::Error),
     #[error("password hashing failed: {0}")]
     Hash(String),
+}
+
+impl AccessError {
+    /// When to try again, in seconds, for an answer that means "not now".
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AccessError::Throttled(_, minutes) => Some(minutes.unsigned_abs() * 60),
+            AccessError::Busy(seconds) => Some(*seconds),
+            _ => None,
+        }
+    }
 }
 
 /// Names who did something, for the record: a user, or the data directory's operator.

@@ -663,6 +663,212 @@ async fn wrong_passwords_are_throttled_per_account_and_address() {
     assert_eq!(failed, 20);
 }
 
+const RIGHT: &str = "a long enough password";
+
+async fn attempt(
+    w: &World,
+    name: &str,
+    password: &str,
+    address: &str,
+) -> Result<User, AccessError> {
+    credentials::check_password(&w.dir, name, password, Door::Rest, address).await
+}
+
+async fn count_events(w: &World, action: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM access_events WHERE action = ?")
+        .bind(action)
+        .fetch_one(w.dir.metadata())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_verify_at_most_five_and_the_lockout_is_seen_and_lifted() {
+    let w = World::new().await;
+    let guesses: Vec<_> = (0..40)
+        .map(|n| {
+            let dir = w.dir.clone();
+            tokio::spawn(async move {
+                let (guess, address) = (format!("guess number {n}"), format!("10.1.0.{n}"));
+                credentials::check_password(&dir, "analyst_c", &guess, Door::Rest, &address).await
+            })
+        })
+        .collect();
+    let (mut wrong, mut locked) = (0, 0);
+    for guess in guesses {
+        match guess.await.unwrap() {
+            Err(AccessError::BadCredentials) => wrong += 1,
+            Err(AccessError::Throttled("for this account", _)) => locked += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((wrong, locked), (5, 35), "only five were verified");
+    assert!(matches!(
+        attempt(&w, "analyst_c", RIGHT, "10.2.0.1").await,
+        Err(AccessError::Throttled("for this account", 15))
+    ));
+    assert_eq!(count_events(&w, "sign_in_failed").await, 5);
+    assert_eq!(
+        count_events(&w, "account_locked").await,
+        1,
+        "once per lockout"
+    );
+
+    let locks = credentials::lockouts(w.dir.metadata()).await.unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(
+        (locks[0].user.as_str(), locks[0].failures),
+        ("analyst_c", 5)
+    );
+    assert_eq!(locks[0].addresses.len(), 5);
+    assert!(matches!(
+        credentials::unlock(&w.dir, Some(&w.who("steward_p").await), "analyst_c").await,
+        Err(AccessError::Forbidden(_))
+    ));
+    let admin = w.who("admin_b").await;
+    assert_eq!(
+        credentials::unlock(&w.dir, Some(&admin), "analyst_c")
+            .await
+            .unwrap(),
+        5
+    );
+    assert!(
+        credentials::lockouts(w.dir.metadata())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(attempt(&w, "analyst_c", RIGHT, "10.2.0.1").await.is_ok());
+    assert_eq!(count_events(&w, "account_unlocked").await, 1);
+}
+
+#[tokio::test]
+async fn a_success_keeps_the_failures_made_before_and_beside_it() {
+    let w = World::new().await;
+    for n in 0..4 {
+        let address = format!("10.3.0.{n}");
+        assert!(
+            attempt(&w, "leader_c", "guess guess guess", &address)
+                .await
+                .is_err()
+        );
+    }
+    assert!(attempt(&w, "leader_c", RIGHT, "10.3.1.1").await.is_ok());
+    assert!(
+        attempt(&w, "leader_c", RIGHT, "10.3.1.1").await.is_ok(),
+        "a success is no failure"
+    );
+    assert!(matches!(
+        attempt(&w, "leader_c", "one more guess", "10.3.0.9").await,
+        Err(AccessError::BadCredentials)
+    ));
+    assert!(matches!(
+        attempt(&w, "leader_c", RIGHT, "10.3.1.1").await,
+        Err(AccessError::Throttled("for this account", _))
+    ));
+}
+
+#[tokio::test]
+async fn unknown_names_are_counted_like_accounts_and_unbounded_ones_are_never_stored() {
+    let w = World::new().await;
+    for n in 0..5 {
+        let address = format!("10.4.0.{n}");
+        assert!(matches!(
+            attempt(&w, "ghost", "whatever password", &address).await,
+            Err(AccessError::BadCredentials)
+        ));
+    }
+    assert!(matches!(
+        attempt(&w, "ghost", "whatever password", "10.4.1.1").await,
+        Err(AccessError::Throttled("for this account", _))
+    ));
+    assert!(
+        credentials::lockouts(w.dir.metadata())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        count_events(&w, "account_locked").await,
+        0,
+        "nobody to lock"
+    );
+
+    let huge = "名".repeat(650_000);
+    let refused = attempt(&w, &huge, "whatever password", "10.4.2.1")
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, AccessError::BadName(_)));
+    assert!(
+        refused.to_string().len() < 300,
+        "the name is not echoed whole"
+    );
+    let by_token = credentials::sign_in_with_token(
+        &w.dir,
+        &Policy::open(w.dir.clone()).await.unwrap(),
+        &huge,
+        "tc_x",
+        crate::Scope::Query,
+        Door::Pg,
+        "10.4.2.1",
+    )
+    .await;
+    assert!(matches!(by_token, Err(AccessError::BadName(_))));
+    let longest: i64 = sqlx::query_scalar(
+        "SELECT max(length(user)) FROM sign_in_failures UNION ALL SELECT max(length(actor)) FROM access_events ORDER BY 1 DESC LIMIT 1",
+    )
+    .fetch_one(w.dir.metadata())
+    .await
+    .unwrap();
+    assert!(longest <= 32, "names are stored bounded");
+}
+
+#[tokio::test]
+async fn weak_passwords_are_refused_wherever_one_is_set() {
+    let w = World::new().await;
+    let admin = w.who("admin_b").await;
+    let user = User {
+        name: "newcomer".into(),
+        unit: CONSUMER.into(),
+        role: UserRole::Analyst,
+        level: None,
+    };
+    // The last two are weak only for the account they are set for.
+    for (for_newcomer, for_analyst) in [
+        ("1234567890", "1234567890"),
+        ("qwertyuiop", "qwertyuiop"),
+        ("woaini1314", "analyst_c!!!"),
+        ("newcomer2026", "2026analyst_c"),
+    ] {
+        assert!(
+            matches!(
+                add_user(&w.dir, Some(&admin), &user, for_newcomer).await,
+                Err(AccessError::WeakPassword(_))
+            ),
+            "{for_newcomer}"
+        );
+        assert!(
+            matches!(
+                crate::users::change_password(
+                    &w.dir,
+                    Some(&admin),
+                    "analyst_c",
+                    None,
+                    for_analyst,
+                    "10.5.0.1"
+                )
+                .await,
+                Err(AccessError::WeakPassword(_))
+            ),
+            "{for_analyst}"
+        );
+    }
+    assert!(
+        attempt(&w, "analyst_c", RIGHT, "10.5.0.1").await.is_ok(),
+        "unchanged"
+    );
+}
+
 #[tokio::test]
 async fn requests_unanswered_for_ten_working_days_are_flagged_to_the_bureau() {
     let w = World::new().await;

@@ -27,6 +27,19 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+/// Refuses a name no account can have, quoting at most its beginning: whatever is refused
+/// is echoed into answers and the ledger, so it must stay small.
+pub(crate) fn checked_name(name: &str) -> Result<(), AccessError> {
+    if valid_name(name) {
+        return Ok(());
+    }
+    let mut shown: String = name.chars().take(33).collect();
+    if shown.len() < name.len() {
+        shown.push('…');
+    }
+    Err(AccessError::BadName(shown))
+}
+
 /// Memory (KiB), passes and lanes of new password hashes, tuned so that a sign-in costs
 /// 50–100 ms on the reference machine (see BENCHMARKS.md). Stored hashes carry their own
 /// parameters, so changing these never locks anyone out.
@@ -41,16 +54,22 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
+/// Hashes a password as it is (see [`crate::strength::check`] for what may be set).
 pub fn hash_password(password: &str) -> Result<String, AccessError> {
-    if password.chars().count() < 10 {
-        return Err(AccessError::WeakPassword);
-    }
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| AccessError::Hash(e.to_string()))?;
     hasher()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| AccessError::Hash(e.to_string()))
+}
+
+/// Hashes through the process's Argon2 gate, so setting passwords is bounded like signing in.
+async fn hash_gated(password: &str) -> Result<String, AccessError> {
+    let password = password.to_string();
+    crate::gate::argon2()
+        .run(move || hash_password(&password))
+        .await?
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -85,9 +104,8 @@ pub async fn add_user(
         p.require_admin("add accounts")?;
     }
     let pool = dir.metadata();
-    if !valid_name(&user.name) {
-        return Err(AccessError::BadName(user.name.clone()));
-    }
+    checked_name(&user.name)?;
+    crate::strength::check(&user.name, password)?;
     let level = checked_level(user.role, user.level)?;
     let unit: Option<String> = sqlx::query_scalar("SELECT code FROM units WHERE code = ?")
         .bind(&user.unit)
@@ -96,7 +114,7 @@ pub async fn add_user(
     if unit.is_none() {
         return Err(AccessError::UnknownUnit(user.unit.clone()));
     }
-    let hash = hash_password(password)?;
+    let hash = hash_gated(password).await?;
     let mut tx = pool.begin().await?;
     let result = sqlx::query("INSERT INTO users (name, unit, role, level, password_hash, created_at) VALUES (?, ?, ?, ?, ?, datetime('now'))")
         .bind(&user.name)
@@ -245,7 +263,7 @@ pub async fn change_password(
     new: &str,
     address: &str,
 ) -> Result<(), AccessError> {
-    let hash = hash_password(new)?;
+    crate::strength::check(name, new)?;
     let door = crate::door_of(by);
     match by {
         Some(p) if p.user.name == name => {
@@ -257,6 +275,7 @@ pub async fn change_password(
         Some(p) => p.require_admin("set other people's passwords")?,
         None => {}
     }
+    let hash = hash_gated(new).await?;
     let mut tx = dir.metadata().begin().await?;
     let changed = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
         .bind(hash)
@@ -352,7 +371,7 @@ mod tests {
         };
         assert!(matches!(
             add_user(&dir, None, &user, "short").await,
-            Err(AccessError::WeakPassword)
+            Err(AccessError::WeakPassword(_))
         ));
         user.unit = "NOPE".into();
         assert!(matches!(

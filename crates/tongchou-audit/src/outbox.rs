@@ -15,6 +15,7 @@ const DRAIN_BATCH: i64 = 2000;
 fn kind_of(action: &str) -> &str {
     match action {
         "sign_in" | "sign_in_failed" | "credential_revoked" | "token_created" => action,
+        "account_locked" | "account_unlocked" => action,
         "request_filed" => "access_request",
         "request_approved" | "request_refused" => "decision",
         "request_withdrawn" => "access_request",

@@ -106,17 +106,28 @@ pub async fn sign_in(
         }
         Err(e) => {
             let status = match e {
-                tongchou_access::AccessError::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
+                _ if e.retry_after().is_some() => StatusCode::TOO_MANY_REQUESTS,
+                tongchou_access::AccessError::BadName(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            let message = format!(
-                "{} ({e})",
+            let lead = if status == StatusCode::TOO_MANY_REQUESTS {
+                lang.t(
+                    "暂时不能登录，请稍后再试。",
+                    "Signing in must wait a while.",
+                )
+            } else {
                 lang.t(
                     "用户名或密码不对，请重试。",
-                    "The name or password is wrong; try again."
+                    "The name or password is wrong; try again.",
                 )
-            );
+            };
+            let message = format!("{lead} ({e})");
             let mut response = respond(status, form_page(lang, &next, &f.name, Some(&message)));
+            if let Some(seconds) = e.retry_after() {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, seconds.into());
+            }
             response
                 .extensions_mut()
                 .insert(tongchou_server::ErrorText(e.to_string()));

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 use serde::{Deserialize, Serialize};
-use tongchou_access::credentials::{self, CredentialKind, Issued, TokenInfo};
+use tongchou_access::credentials::{self, CredentialKind, Issued, Lockout, TokenInfo};
 use tongchou_access::events::{self, Event};
 use tongchou_access::requests::{self, Approval, Grant, NewRequest, Purpose, Request, View};
 use tongchou_access::users::UserChange;
@@ -31,6 +31,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/users", get(list_users).post(add_user))
         .route("/api/users/{name}", patch(change_user))
         .route("/api/users/{name}/password", post(change_password))
+        .route("/api/users/locked", get(lockouts))
+        .route("/api/users/{name}/unlock", post(unlock))
         .route("/api/access/purposes", get(purposes).post(add_purpose))
         .route(
             "/api/access/requests",
@@ -68,7 +70,7 @@ pub fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
 }
 
 /// Signs in with a password; the session arrives as an HttpOnly cookie.
-#[utoipa::path(post, path = "/api/auth/sign-in", request_body = SignIn, responses((status = 200, body = SignedIn), (status = 401, body = ApiError), (status = 429, body = ApiError)))]
+#[utoipa::path(post, path = "/api/auth/sign-in", request_body = SignIn, responses((status = 200, body = SignedIn), (status = 401, body = ApiError), (status = 422, body = ApiError), (status = 429, body = ApiError, description = "too many failures for the account or address, or too many sign-ins being checked; see Retry-After")))]
 pub async fn sign_in(
     State(s): Shared,
     ClientAddress(address): ClientAddress,
@@ -223,6 +225,33 @@ pub async fn change_password(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The accounts wrong passwords have locked now, with the addresses they came from.
+#[utoipa::path(get, path = "/api/users/locked", responses((status = 200, body = [Lockout]), (status = 403, body = ApiError)))]
+pub async fn lockouts(State(s): Shared, caller: Caller) -> ApiResult<Vec<Lockout>> {
+    caller.0.require_admin("see locked accounts")?;
+    Ok(Json(credentials::lockouts(s.dir.metadata()).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Unlocked {
+    pub user: String,
+    pub failures_cleared: u64,
+}
+
+/// Lifts a sign-in lockout (platform admins): the account's failures are forgotten.
+#[utoipa::path(post, path = "/api/users/{name}/unlock", responses((status = 200, body = Unlocked), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn unlock(
+    State(s): Shared,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Unlocked> {
+    let failures_cleared = credentials::unlock(&s.dir, Some(&caller.0), &name).await?;
+    Ok(Json(Unlocked {
+        user: name,
+        failures_cleared,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/access/purposes", responses((status = 200, body = [Purpose])))]

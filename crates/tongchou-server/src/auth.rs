@@ -42,18 +42,20 @@ impl From<AccessError> for ApiError {
         use AccessError as E;
         let status = match &e {
             E::Unauthenticated | E::BadCredentials => StatusCode::UNAUTHORIZED,
-            E::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
+            E::Throttled(..) | E::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::NotFound(_) | E::UnknownUser(_) => StatusCode::NOT_FOUND,
             E::Exists(_) => StatusCode::CONFLICT,
             E::BadName(_)
-            | E::WeakPassword
+            | E::WeakPassword(_)
             | E::UnknownUnit(_)
             | E::BadLevel(_)
             | E::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             E::Db(_) | E::Hash(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, e.to_string())
+        let mut error = ApiError::new(status, e.to_string());
+        error.retry_after = e.retry_after();
+        error
     }
 }
 

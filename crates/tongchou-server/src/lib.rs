@@ -96,6 +96,9 @@ pub struct ApiError {
     pub error: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// Seconds, sent as `Retry-After` when the answer is "not now".
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -104,6 +107,7 @@ impl ApiError {
             status: status.as_u16(),
             error: error.into(),
             problems: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -112,6 +116,7 @@ impl ApiError {
             status: 422,
             error: format!("{} problem(s); nothing was registered", problems.len()),
             problems,
+            retry_after: None,
         }
     }
 }
@@ -145,12 +150,18 @@ impl From<CatalogError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let reason = audit::ErrorText(self.error.clone());
+        let retry_after = self.retry_after;
         let mut response = (
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             Json(self),
         )
             .into_response();
         response.extensions_mut().insert(reason);
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
         response
     }
 }
@@ -246,6 +257,8 @@ pub struct UnitsAdded {
         access::add_user,
         access::change_user,
         access::change_password,
+        access::lockouts,
+        access::unlock,
         access::purposes,
         access::add_purpose,
         access::file_request,

@@ -37,6 +37,13 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the accounts wrong passwords have locked now (5 in 15 minutes).
+    Locked {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a sign-in lockout: forget the account's failed sign-ins.
+    Unlock { name: String },
     /// Change a user's role or level, or disable or enable the account.
     Set {
         name: String,
@@ -279,6 +286,23 @@ pub async fn user(data_dir: &Path, command: UserCommand) -> Result<()> {
                     u.level.map(|l| format!(" (level {l})")).unwrap_or_default()
                 );
             }
+        }
+        UserCommand::Locked { json } => {
+            let locks = credentials::lockouts(dir.metadata()).await?;
+            if json {
+                return print_json(&locks);
+            }
+            for l in locks {
+                let from = l.addresses.join(", ");
+                println!(
+                    "{}\t{} failures\tuntil {}\tfrom {from}",
+                    l.user, l.failures, l.until
+                );
+            }
+        }
+        UserCommand::Unlock { name } => {
+            let cleared = credentials::unlock(&dir, None, &name).await?;
+            println!("已解锁 unlocked {name}: {cleared} failed sign-in(s) forgotten");
         }
         UserCommand::Set {
             name,

@@ -1,12 +1,17 @@
 //! Abuse at the doors (issue 39), against the real binary and server on loopback: a
 //! read-only token in the portal, redirects off-site, CSRF with the portal's session,
-//! formulas in CSV exports, a statement that would build gigabytes.
+//! formulas in CSV exports, inputs and statements that would take gigabytes, parallel
+//! password guessing — with the server's memory watched throughout.
 
 mod common;
 
 use std::path::Path;
+use std::sync::Barrier;
 
-use common::{agent, bearer, password_of, serve, tiny_demo, token, tongchou_ok, unit_name_of};
+use common::{
+    agent, bearer, ledger_search, ok_json, password_of, serve, tiny_demo, token, tongchou_ok,
+    unit_name_of,
+};
 
 const STEWARD: &str = "exit_entry_steward";
 const TABLE: &str = r#""佛山市公安局南海分局出入境管理大队"."出入境记录""#;
@@ -509,4 +514,107 @@ fn a_statement_that_would_build_gigabytes_is_refused_and_the_server_answers_on()
     );
     let health = http.get(format!("{base}/healthz")).call().unwrap();
     assert_eq!(health.status().as_u16(), 200);
+}
+
+/// One `POST /api/auth/sign-in`: (status, error text, Retry-After).
+fn sign_in(http: &ureq::Agent, base: &str, name: &str, password: &str) -> (u16, String, bool) {
+    let mut r = http
+        .post(format!("{base}/api/auth/sign-in"))
+        .header("Content-Type", "application/json")
+        .send(serde_json::json!({"name": name, "password": password}).to_string())
+        .unwrap();
+    let retry_after = r.headers().contains_key("retry-after");
+    let text = r.body_mut().read_to_string().unwrap();
+    (r.status().as_u16(), text, retry_after)
+}
+
+/// Every (name, password) signed in at the same moment, one thread each.
+fn sign_ins_at_once(base: &str, attempts: &[(String, String)]) -> Vec<(u16, String, bool)> {
+    let start = Barrier::new(attempts.len());
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = attempts
+            .iter()
+            .map(|(name, password)| {
+                let start = &start;
+                scope.spawn(move || {
+                    let http = agent();
+                    start.wait();
+                    sign_in(&http, base, name, password)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
+fn count(answers: &[(u16, String, bool)], status: u16) -> usize {
+    answers.iter().filter(|(s, _, _)| *s == status).count()
+}
+
+#[test]
+fn parallel_guessing_is_counted_before_verifying_and_memory_stays_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let (server, base) = serve(&data);
+    let user = "science_analyst";
+
+    // 2. Forty wrong passwords at once: five are verified, the rest wait for the window.
+    let guesses: Vec<_> = (0..40)
+        .map(|n| (user.to_string(), format!("guess number {n}")))
+        .collect();
+    let answers = sign_ins_at_once(&base, &guesses);
+    let verified = count(&answers, 401);
+    eprintln!("wrong passwords verified: {verified} of 40");
+    assert!(verified <= 5, "{verified} wrong passwords were verified");
+    assert_eq!(count(&answers, 429), 40 - verified, "{answers:?}");
+    assert!(answers.iter().all(|(s, _, retry)| *s == 401 || *retry));
+    let failed = ledger_search(&data, &["--kind", "sign_in_failed", "--user", user]);
+    assert_eq!(
+        failed.len(),
+        verified,
+        "the ledger has each verified attempt"
+    );
+
+    // Then the right one is refused: the account is locked, and the bureau sees it.
+    let (status, text, retry) = sign_in(&agent(), &base, user, &password_of(&data, user));
+    assert_eq!((status, retry), (429, true), "{text}");
+    assert!(text.contains("for this account"), "{text}");
+    let locked = ok_json(&data, &["user", "locked", "--json"]);
+    assert_eq!(locked[0]["user"], user, "{locked}");
+    assert_eq!(ledger_search(&data, &["--kind", "account_locked"]).len(), 1);
+    tongchou_ok(&data, &["user", "unlock", user]);
+    let (status, text, _) = sign_in(&agent(), &base, user, &password_of(&data, user));
+    assert_eq!(status, 200, "an admin lifted the lockout: {text}");
+
+    // Sixty made-up names at once cost a bounded amount of memory.
+    let before = common::resident_bytes(server.pid()).unwrap() >> 10;
+    let watchdog = server.watch_memory(3 * GIB);
+    let names: Vec<_> = (0..60)
+        .map(|n| (format!("nobody_{n}"), "whatever password".to_string()))
+        .collect();
+    let answers = sign_ins_at_once(&base, &names);
+    let peak = watchdog.peak() >> 10;
+    eprintln!(
+        "unknown names: RSS {} MiB before, peak {} MiB; {} verified, {} refused",
+        before / 1024,
+        peak / 1024,
+        count(&answers, 401),
+        count(&answers, 429)
+    );
+    assert_eq!(
+        count(&answers, 401) + count(&answers, 429),
+        60,
+        "{answers:?}"
+    );
+    assert!(peak < 2 * 1024 * 1024, "RSS reached {} MiB", peak / 1024);
+
+    // 8. A name no account can have is refused before anything is stored.
+    let huge = "n".repeat(1_900_000);
+    let (status, text, _) = sign_in(&agent(), &base, &huge, "whatever password");
+    assert_eq!(status, 422);
+    assert!(
+        text.len() < 1000,
+        "the name is not echoed: {} bytes",
+        text.len()
+    );
 }
