@@ -269,6 +269,8 @@ pub async fn file_request(
     new: &NewRequest,
 ) -> Result<i64, AccessError> {
     by.require(Scope::Write)?;
+    bounded("purpose_detail", &new.purpose_detail)?;
+    bounded("legal_basis", &new.legal_basis)?;
     let pool = dir.metadata();
     let resource = load_resource(pool, &new.resource).await?;
     let code = &new.resource;
@@ -681,7 +683,22 @@ fn chosen_masks(
 }
 
 /// The steward's reason for giving sensitive fields raw: required when any is.
+/// Free text a person writes into a request or decision; longer is refused before it is
+/// stored.
+pub const MAX_TEXT_CHARS: usize = 2_000;
+
+fn bounded(what: &str, text: &str) -> Result<(), AccessError> {
+    let count = text.chars().count();
+    if count > MAX_TEXT_CHARS {
+        return Err(AccessError::Invalid(format!(
+            "{what} has {count} characters; at most {MAX_TEXT_CHARS} are kept: shorten it"
+        )));
+    }
+    Ok(())
+}
+
 fn raw_reason(raw: &[String], approval: &Approval) -> Result<Option<String>, AccessError> {
+    bounded("raw_reason", approval.raw_reason.as_deref().unwrap_or(""))?;
     if raw.is_empty() {
         return Ok(None);
     }
@@ -700,6 +717,7 @@ pub async fn refuse(
     id: i64,
     reason: &str,
 ) -> Result<Request, AccessError> {
+    bounded("reason", reason)?;
     let pool = dir.metadata();
     pending_for_steward(pool, by, id).await?;
     if reason.trim().is_empty() {
@@ -880,6 +898,7 @@ pub async fn revoke(
     grant_id: i64,
     reason: &str,
 ) -> Result<Grant, AccessError> {
+    bounded("reason", reason)?;
     let pool = dir.metadata();
     let grant = get_grant(pool, grant_id).await?;
     if let Some(p) = by {

@@ -1181,3 +1181,31 @@ async fn a_new_password_ends_every_session_of_the_account() {
     assert_eq!(changes.len(), 2);
     assert_eq!(changes[0]["sessions_ended"], 1);
 }
+
+#[tokio::test]
+async fn free_text_is_bounded_before_it_is_stored() {
+    let w = World::new().await;
+    let long = "理".repeat(requests::MAX_TEXT_CHARS + 1);
+    let filed = requests::file_request(
+        &w.dir,
+        &w.who("analyst_c").await,
+        &NewRequest {
+            resource: ARREARS.into(),
+            fields: vec!["town".into()],
+            purpose: "subsidy_review".into(),
+            purpose_detail: long.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(&filed, Err(AccessError::Invalid(e)) if e.contains("purpose_detail has 2001 characters")),
+        "{filed:?}"
+    );
+    let id = w.request(&["town"]).await.unwrap();
+    let steward = w.who("steward_p").await;
+    let refused = requests::refuse(&w.dir, &steward, id, &long).await;
+    assert!(matches!(refused, Err(AccessError::Invalid(e)) if e.contains("reason has 2001")));
+    let kept = requests::refuse(&w.dir, &steward, id, &long[..long.len() - 3]).await;
+    assert!(kept.is_ok(), "{kept:?}");
+}
