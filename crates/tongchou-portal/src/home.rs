@@ -1,10 +1,13 @@
 //! The home page: the district's inventory (清家底) — units, resources, fields, records
 //! held and exchanged, resources per unit, exchange volume over time, the units that have
-//! registered nothing and the requests waiting past their answer date.
+//! registered nothing and the requests waiting past their answer date; for the bureau, the
+//! accounts wrong passwords have locked, each with a button to lift the lock.
 
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
-use maud::html;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use tongchou_access::credentials::{self, Lockout};
 use tongchou_access::requests::{self, View};
 use tongchou_model::UserRole;
 
@@ -42,7 +45,15 @@ pub async fn page(axum::extract::State(s): Shared, viewer: Viewer) -> Response {
         .await
         .unwrap_or_default();
     let bureau = viewer.is(UserRole::PlatformAdmin);
+    let locked = if bureau {
+        credentials::lockouts(s.dir.metadata())
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let body = html! {
+        @if !locked.is_empty() { (lockouts(lang, &locked)) }
         section.figures aria-label=(lang.t("总数", "Totals")) {
             div.figure { span.n { (grouped(inventory.units)) } span { (both("个单位", "units")) } }
             div.figure { span.n { (grouped(inventory.resources)) } span { (both("项信息资源", "resources")) } }
@@ -74,4 +85,40 @@ pub async fn page(axum::extract::State(s): Shared, viewer: Viewer) -> Response {
         }
     };
     respond(StatusCode::OK, frame(Some(&viewer), lang, title, "/", body))
+}
+
+/// The locked accounts, where the failures came from, and the button that lifts each lock.
+fn lockouts(lang: crate::Lang, locked: &[Lockout]) -> Markup {
+    html! {
+        section.card role="alert" aria-labelledby="locked" {
+            h2 #locked { (lang.t("被锁定的账号", "Locked accounts")) " (" (locked.len()) ")" }
+            p.hint { (lang.t("连续输错密码的账号会被锁定 15 分钟；若是他人猜测所致，可在核实后解锁。", "Accounts with repeated wrong passwords are locked for 15 minutes; when strangers' guesses caused it, lift the lock once you have checked.")) }
+            table {
+                thead { tr { th { (lang.t("账号", "Account")) } th { (lang.t("失败次数", "Failures")) } th { (lang.t("来源地址", "From")) } th { (lang.t("锁定至", "Locked until")) } th {} } }
+                tbody { @for l in locked { tr {
+                    td { (l.user) } td { (l.failures) } td { (l.addresses.join("、")) } td { (l.until) }
+                    td { form method="post" action={ "/accounts/" (crate::page::url_encode(&l.user)) "/unlock" } {
+                        button type="submit" { (lang.t("解锁", "Unlock")) }
+                    } }
+                } } }
+            }
+        }
+    }
+}
+
+/// Lifts a lockout: the bureau's admins, recorded as `account_unlocked`.
+pub async fn unlock(State(s): Shared, viewer: Viewer, Path(name): Path<String>) -> Response {
+    if let Err(refusal) = viewer.require(tongchou_access::Scope::Admin) {
+        return *refusal;
+    }
+    match credentials::unlock(&s.dir, Some(&viewer.principal), &name).await {
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(e) => refused(
+            &viewer,
+            StatusCode::FORBIDDEN,
+            viewer.lang.t("解锁", "Unlock"),
+            "/",
+            &e.to_string(),
+        ),
+    }
 }

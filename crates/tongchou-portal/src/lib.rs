@@ -38,6 +38,7 @@ pub(crate) type Shared = axum::extract::State<Arc<AppState>>;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(home::page))
+        .route("/accounts/{name}/unlock", post(home::unlock))
         .route("/signin", get(sign::form).post(sign::sign_in))
         .route("/signout", post(sign::sign_out))
         .route("/lang/{to}", get(sign::switch_language))

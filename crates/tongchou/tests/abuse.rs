@@ -582,9 +582,41 @@ fn parallel_guessing_is_counted_before_verifying_and_memory_stays_bounded() {
     let locked = ok_json(&data, &["user", "locked", "--json"]);
     assert_eq!(locked[0]["user"], user, "{locked}");
     assert_eq!(ledger_search(&data, &["--kind", "account_locked"]).len(), 1);
-    tongchou_ok(&data, &["user", "unlock", user]);
+    // The bureau sees it on the portal's home page and lifts it there; a steward cannot.
+    let http = common::plain_agent();
+    let home = |cookie: &str| {
+        let mut page = http
+            .get(format!("{base}/"))
+            .header("cookie", cookie)
+            .call()
+            .unwrap();
+        page.body_mut().read_to_string().unwrap()
+    };
+    let unlock = |cookie: &str| {
+        http.post(format!("{base}/accounts/{user}/unlock"))
+            .header("cookie", cookie)
+            .send_empty()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let admin = portal_cookie(&http, &base, &data, "admin");
+    let steward = portal_cookie(&http, &base, &data, STEWARD);
+    assert!(
+        home(&admin).contains("被锁定的账号"),
+        "the bureau sees the lockout"
+    );
+    assert!(!home(&steward).contains("被锁定的账号"));
+    assert_eq!(unlock(&steward), 403, "only the bureau lifts a lockout");
+    assert_eq!(unlock(&admin), 303);
+    assert!(!home(&admin).contains("被锁定的账号"));
+    assert_eq!(
+        ledger_search(&data, &["--kind", "account_unlocked"]).len(),
+        1
+    );
     let (status, text, _) = sign_in(&agent(), &base, user, &password_of(&data, user));
     assert_eq!(status, 200, "an admin lifted the lockout: {text}");
+    tongchou_ok(&data, &["user", "unlock", user]);
 
     // Sixty made-up names at once cost a bounded amount of memory.
     let before = common::resident_bytes(server.pid()).unwrap() >> 10;
