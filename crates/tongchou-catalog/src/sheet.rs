@@ -56,6 +56,10 @@ pub enum SheetError {
     TooManyCells(u64),
     #[error("the sheet's cells are out of order at {0}; save it again in Excel or WPS")]
     OutOfOrder(String),
+    #[error(
+        "the workbook part {0} has a text of over {1} bytes; a cell holds at most 32,767 characters"
+    )]
+    LongText(String, usize),
 }
 
 /// Whether a file name is a workbook (which [`open`] reads or refuses with a reason).
@@ -94,24 +98,52 @@ pub fn open<RS: Read + Seek>(
     Ok(xlsx)
 }
 
-/// The declared unpacked sizes bound what is unpacked: the zip reader stops at them.
+/// The declared unpacked sizes bound what is unpacked: the zip reader stops at them. The
+/// parts with cell text are scanned for a text longer than a cell can hold, because the
+/// XML reader holds each text whole.
 fn check_parts<RS: Read + Seek>(reader: &mut RS, limits: &SheetLimits) -> Result<(), SheetError> {
-    let zip = zip::ZipArchive::new(reader).map_err(|e| SheetError::Unreadable(e.to_string()))?;
+    let unreadable = |e: zip::result::ZipError| SheetError::Unreadable(e.to_string());
+    let mut zip = zip::ZipArchive::new(reader).map_err(unreadable)?;
     for index in 0..zip.len() {
-        let entry = zip
-            .by_index_data(index)
-            .map_err(|e| SheetError::Unreadable(e.to_string()))?;
-        let part = entry.name().unwrap_or_default();
-        let limit = if part.starts_with("xl/worksheets/") {
+        let entry = zip.by_index_data(index).map_err(unreadable)?;
+        let part = entry.name().unwrap_or_default().to_string();
+        let size = entry.size();
+        let sheet = part.starts_with("xl/worksheets/");
+        let limit = if sheet {
             limits.max_sheet_bytes
         } else {
             limits.max_part_bytes
         };
-        if entry.size() > limit {
-            return Err(SheetError::TooBig(part.to_string(), entry.size(), limit));
+        if size > limit {
+            return Err(SheetError::TooBig(part, size, limit));
+        }
+        if sheet || part == "xl/sharedStrings.xml" {
+            longest_text_within(zip.by_index(index).map_err(unreadable)?, &part)?;
         }
     }
     Ok(())
+}
+
+/// The most bytes between two tags: a cell's 32,767 characters, escaped, in UTF-8.
+const MAX_TEXT_BYTES: usize = 1 << 20;
+
+fn longest_text_within(mut part: impl Read, name: &str) -> Result<(), SheetError> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut run = 0usize;
+    loop {
+        let n = part
+            .read(&mut buf)
+            .map_err(|e| SheetError::Unreadable(e.to_string()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        for &byte in &buf[..n] {
+            run = if byte == b'<' { 0 } else { run + 1 };
+        }
+        if run > MAX_TEXT_BYTES {
+            return Err(SheetError::LongText(name.to_string(), MAX_TEXT_BYTES));
+        }
+    }
 }
 
 /// The sheet named, or the first one.
@@ -331,6 +363,34 @@ mod tests {
                 .to_string()
                 .contains("save the file as Excel Workbook (.xlsx)")
         );
+    }
+
+    /// The workbook with `text` in place of `mark` in every part (a writer refuses texts
+    /// longer than a cell, so a hostile one is made by hand).
+    fn replaced(bytes: &[u8], mark: &str, text: &str) -> Vec<u8> {
+        let mut from = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        let mut to = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for i in 0..from.len() {
+            let mut entry = from.by_index(i).unwrap();
+            let mut content = String::new();
+            entry.read_to_string(&mut content).unwrap();
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            to.start_file(entry.name().unwrap().to_string(), options)
+                .unwrap();
+            std::io::Write::write_all(&mut to, content.replace(mark, text).as_bytes()).unwrap();
+        }
+        to.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_text_longer_than_a_cell_is_refused_before_it_is_read() {
+        let bytes = workbook(&[(0, 0, "a"), (1, 0, "MARK")]);
+        let long = replaced(&bytes, "MARK", &"长".repeat(400_000));
+        let error = read_all(&long, &SheetLimits::default()).unwrap_err();
+        assert!(matches!(error, SheetError::LongText(..)), "{error}");
+        let fine = replaced(&bytes, "MARK", &"长".repeat(30_000));
+        assert_eq!(read_all(&fine, &SheetLimits::default()).unwrap().len(), 2);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deltalake::arrow::array::Array;
 use deltalake::arrow::compute::cast;
@@ -108,11 +110,47 @@ where
     Box::new(Values(rows))
 }
 
+/// A row is held whole while it is read: a longer one (one giant field, an object on one
+/// line) fails the load instead of taking the server's memory.
+pub const MAX_ROW_BYTES: u64 = 64 << 20;
+
+/// Counts the bytes read since the last row ended (the reader's read-ahead included),
+/// failing past [`MAX_ROW_BYTES`]; whoever finishes a row resets `since`.
+struct RowBound<R> {
+    inner: R,
+    since: Arc<AtomicU64>,
+}
+
+impl<R> RowBound<R> {
+    fn new(inner: R) -> (RowBound<R>, Arc<AtomicU64>) {
+        let since = Arc::new(AtomicU64::new(0));
+        let bound = RowBound {
+            inner,
+            since: since.clone(),
+        };
+        (bound, since)
+    }
+}
+
+impl<R: Read> Read for RowBound<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.since.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > MAX_ROW_BYTES {
+            return Err(std::io::Error::other(format!(
+                "a row is over {} MiB; no row of a department file is that long — check the file's quoting",
+                MAX_ROW_BYTES >> 20
+            )));
+        }
+        Ok(n)
+    }
+}
+
 /// A CSV file's rows after its header: the ones read ahead to find it, then the rest.
 struct CsvRows<R> {
     ahead: std::vec::IntoIter<(u64, Row)>,
     reader: csv::Reader<R>,
     path: String,
+    row_bytes: Arc<AtomicU64>,
 }
 
 impl<R: Read + Send> RowSource for CsvRows<R> {
@@ -122,7 +160,10 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
             return Some(Ok(line));
         }
         match self.reader.read_byte_record(row) {
-            Ok(true) => Some(Ok(row.position().map_or(0, |p| p.line()))),
+            Ok(true) => {
+                self.row_bytes.store(0, Ordering::Relaxed);
+                Some(Ok(row.position().map_or(0, |p| p.line())))
+            }
             Ok(false) => None,
             Err(e) => Some(Err(ExchangeError::BadFile(format!("{}: {e}", self.path)))),
         }
@@ -218,15 +259,17 @@ fn csv_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeErro
         .utf8_passthru(true)
         .strip_bom(true)
         .build(file);
+    let (bounded, row_bytes) = RowBound::new(decoder);
     let reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(1 << 20)
-        .from_reader(decoder);
+        .from_reader(bounded);
     let mut rows = CsvRows {
         ahead: Vec::new().into_iter(),
         reader,
         path: shown(path),
+        row_bytes,
     };
     let mut buffered = Vec::new();
     while buffered.len() < 20 {
@@ -347,7 +390,8 @@ fn json_value_text(v: Option<&serde_json::Value>) -> String {
 
 /// JSON: an array of objects, or one object per line; keys are field names or labels.
 fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError> {
-    let mut file = BufReader::new(File::open(path).map_err(|e| bad(path, e))?);
+    let (bounded, row_bytes) = RowBound::new(File::open(path).map_err(|e| bad(path, e))?);
+    let mut file = BufReader::new(bounded);
     let first = loop {
         let buf = file.fill_buf().map_err(|e| bad(path, e))?;
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
@@ -365,50 +409,90 @@ fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError
         .map(|f| (f.name.clone(), f.label.clone()))
         .collect();
     let labels: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
-    let to_row = move |object: serde_json::Map<String, serde_json::Value>| -> Vec<String> {
+    let to_row = move |object: JsonObject| -> Vec<String> {
         keys.iter()
             .map(|(name, label)| json_value_text(object.get(name).or_else(|| object.get(label))))
             .collect()
     };
     let display = shown(path);
+    let source = |rows_estimate, rows| Source {
+        labels,
+        header_row: 0,
+        encoding: Some("utf-8"),
+        rows_estimate,
+        rows,
+    };
     if first == b'[' {
-        let items: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_reader(file)
-            .map_err(|e| bad(path, format!("is not a JSON array of objects: {e}")))?;
-        return Ok(Source {
-            labels,
-            header_row: 0,
-            encoding: Some("utf-8"),
-            rows_estimate: Some(items.len()),
-            rows: from_values(
-                items
-                    .into_iter()
-                    .enumerate()
-                    .map(move |(i, o)| Ok((i as u64 + 1, to_row(o)))),
-            ),
-        });
+        return Ok(source(
+            None,
+            json_array_rows(file, row_bytes, display, to_row),
+        ));
     }
     let rows = file
         .lines()
         .enumerate()
         .filter(|(_, l)| l.as_ref().map_or(true, |t| !t.trim().is_empty()))
         .map(move |(i, line)| {
+            row_bytes.store(0, Ordering::Relaxed);
             let line_no = i as u64 + 1;
             let text = line
                 .map_err(|e| ExchangeError::BadFile(format!("{display}: line {line_no}: {e}")))?;
-            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
+            match serde_json::from_str::<JsonObject>(&text) {
                 Ok(object) => Ok((line_no, to_row(object))),
                 // A line that is not a JSON object is kept as one raw value so that it is
                 // quarantined with its reason, never dropped.
                 Err(e) => Ok((line_no, vec![format!("\u{0}{e}")])),
             }
         });
-    Ok(Source {
-        labels,
-        header_row: 0,
-        encoding: Some("utf-8"),
-        rows_estimate: None,
-        rows: from_values(rows),
-    })
+    Ok(source(None, from_values(rows)))
+}
+
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// A JSON array's objects, parsed one at a time by a thread that sends them through a
+/// short queue (serde pushes; the loader pulls), so a long array is never held whole.
+fn json_array_rows<R: Read + Send + 'static>(
+    reader: R,
+    row_bytes: Arc<AtomicU64>,
+    display: String,
+    to_row: impl Fn(JsonObject) -> Vec<String> + Send + 'static,
+) -> Rows {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<SheetRow>(1_024);
+    std::thread::spawn(move || {
+        let mut sent = 0u64;
+        let each = |object: JsonObject| {
+            row_bytes.store(0, Ordering::Relaxed);
+            sent += 1;
+            sender.send(Ok((sent, to_row(object)))).is_ok()
+        };
+        let mut reader = serde_json::Deserializer::from_reader(reader);
+        if let Err(e) = serde::Deserializer::deserialize_seq(&mut reader, EachObject(each)) {
+            let _ = sender.send(Err(ExchangeError::BadFile(format!(
+                "{display}: is not a JSON array of objects: {e}"
+            ))));
+        }
+    });
+    from_values(receiver.into_iter())
+}
+
+/// Visits an array's objects one by one, until the array ends or `0` says stop.
+struct EachObject<F>(F);
+
+impl<'de, F: FnMut(JsonObject) -> bool> serde::de::Visitor<'de> for EachObject<F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of objects")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(object) = seq.next_element::<JsonObject>()? {
+            if !(self.0)(object) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn parquet_source(path: &Path) -> Result<Source, ExchangeError> {
