@@ -6,6 +6,7 @@
 //! - Loads, their per-rule tallies and the quarantine are kept in the metadata database.
 
 pub mod changes;
+mod lines;
 pub mod load;
 pub mod reader;
 pub mod table;

@@ -18,6 +18,7 @@ use tongchou_catalog::sheet::{SheetError, SheetLimits};
 use tongchou_model::Resource;
 
 use crate::ExchangeError;
+use crate::lines::LineBreaks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -114,6 +115,10 @@ where
 /// line) fails the load instead of taking the server's memory.
 pub const MAX_ROW_BYTES: u64 = 64 << 20;
 
+/// A JSON array is read whole (to number its objects by their lines); larger files are
+/// sent as NDJSON, which is streamed.
+pub const MAX_JSON_ARRAY_BYTES: u64 = 16 << 20;
+
 /// Counts the bytes read since the last row ended (the reader's read-ahead included),
 /// failing past [`MAX_ROW_BYTES`]; whoever finishes a row resets `since`.
 struct RowBound<R> {
@@ -148,7 +153,7 @@ impl<R: Read> Read for RowBound<R> {
 /// A CSV file's rows after its header: the ones read ahead to find it, then the rest.
 struct CsvRows<R> {
     ahead: std::vec::IntoIter<(u64, Row)>,
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineBreaks<R>>,
     path: String,
     row_bytes: Arc<AtomicU64>,
 }
@@ -162,7 +167,8 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
         match self.reader.read_byte_record(row) {
             Ok(true) => {
                 self.row_bytes.store(0, Ordering::Relaxed);
-                Some(Ok(row.position().map_or(0, |p| p.line())))
+                let start = row.position().map_or(0, |p| p.byte());
+                Some(Ok(self.reader.get_mut().line_at(start)))
             }
             Ok(false) => None,
             Err(e) => Some(Err(ExchangeError::BadFile(format!("{}: {e}", self.path)))),
@@ -264,7 +270,7 @@ fn csv_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeErro
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(1 << 20)
-        .from_reader(bounded);
+        .from_reader(LineBreaks::new(bounded));
     let mut rows = CsvRows {
         ahead: Vec::new().into_iter(),
         reader,
@@ -388,28 +394,21 @@ fn json_value_text(v: Option<&serde_json::Value>) -> String {
     }
 }
 
-/// JSON: an array of objects, or one object per line; keys are field names or labels.
+type Object = serde_json::Map<String, serde_json::Value>;
+
+/// JSON: an array of objects, or one object per line; keys are field names or labels. A
+/// row's line is the line its object starts on.
 fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError> {
     let (bounded, row_bytes) = RowBound::new(File::open(path).map_err(|e| bad(path, e))?);
     let mut file = BufReader::new(bounded);
-    let first = loop {
-        let buf = file.fill_buf().map_err(|e| bad(path, e))?;
-        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => break buf[i],
-            None if buf.is_empty() => break b'{',
-            None => {
-                let n = buf.len();
-                file.consume(n);
-            }
-        }
-    };
+    let (first, skipped) = first_byte(&mut file).map_err(|e| bad(path, e))?;
     let keys: Vec<(String, String)> = resource
         .fields
         .iter()
         .map(|f| (f.name.clone(), f.label.clone()))
         .collect();
     let labels: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
-    let to_row = move |object: JsonObject| -> Vec<String> {
+    let to_row = move |object: Object| -> Vec<String> {
         keys.iter()
             .map(|(name, label)| json_value_text(object.get(name).or_else(|| object.get(label))))
             .collect()
@@ -423,21 +422,38 @@ fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError
         rows,
     };
     if first == b'[' {
+        let size = std::fs::metadata(path).map_err(|e| bad(path, e))?.len();
+        if size > MAX_JSON_ARRAY_BYTES {
+            return Err(bad(
+                path,
+                format!(
+                    "is a JSON array of {} MiB; an array is read whole, at most {} MiB — send a larger file as NDJSON (one object a line)",
+                    size >> 20,
+                    MAX_JSON_ARRAY_BYTES >> 20
+                ),
+            ));
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(|e| bad(path, e))?;
+        let items = array_items(&text, skipped + 1).map_err(|e| bad(path, e))?;
         return Ok(source(
-            None,
-            json_array_rows(file, row_bytes, display, to_row),
+            Some(items.len()),
+            from_values(
+                items
+                    .into_iter()
+                    .map(move |(line, o)| Ok((line, to_row(o)))),
+            ),
         ));
     }
     let rows = file
         .lines()
-        .enumerate()
-        .filter(|(_, l)| l.as_ref().map_or(true, |t| !t.trim().is_empty()))
-        .map(move |(i, line)| {
+        .zip(skipped + 1..)
+        .filter(|(l, _)| l.as_ref().map_or(true, |t| !t.trim().is_empty()))
+        .map(move |(line, line_no)| {
             row_bytes.store(0, Ordering::Relaxed);
-            let line_no = i as u64 + 1;
             let text = line
                 .map_err(|e| ExchangeError::BadFile(format!("{display}: line {line_no}: {e}")))?;
-            match serde_json::from_str::<JsonObject>(&text) {
+            match serde_json::from_str::<Object>(&text) {
                 Ok(object) => Ok((line_no, to_row(object))),
                 // A line that is not a JSON object is kept as one raw value so that it is
                 // quarantined with its reason, never dropped.
@@ -447,52 +463,39 @@ fn json_source(path: &Path, resource: &Resource) -> Result<Source, ExchangeError
     Ok(source(None, from_values(rows)))
 }
 
-type JsonObject = serde_json::Map<String, serde_json::Value>;
-
-/// A JSON array's objects, parsed one at a time by a thread that sends them through a
-/// short queue (serde pushes; the loader pulls), so a long array is never held whole.
-fn json_array_rows<R: Read + Send + 'static>(
-    reader: R,
-    row_bytes: Arc<AtomicU64>,
-    display: String,
-    to_row: impl Fn(JsonObject) -> Vec<String> + Send + 'static,
-) -> Rows {
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<SheetRow>(1_024);
-    std::thread::spawn(move || {
-        let mut sent = 0u64;
-        let each = |object: JsonObject| {
-            row_bytes.store(0, Ordering::Relaxed);
-            sent += 1;
-            sender.send(Ok((sent, to_row(object)))).is_ok()
-        };
-        let mut reader = serde_json::Deserializer::from_reader(reader);
-        if let Err(e) = serde::Deserializer::deserialize_seq(&mut reader, EachObject(each)) {
-            let _ = sender.send(Err(ExchangeError::BadFile(format!(
-                "{display}: is not a JSON array of objects: {e}"
-            ))));
-        }
-    });
-    from_values(receiver.into_iter())
-}
-
-/// Visits an array's objects one by one, until the array ends or `0` says stop.
-struct EachObject<F>(F);
-
-impl<'de, F: FnMut(JsonObject) -> bool> serde::de::Visitor<'de> for EachObject<F> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an array of objects")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(object) = seq.next_element::<JsonObject>()? {
-            if !(self.0)(object) {
-                break;
+/// The first byte that is not white space (`{` for an empty file), and how many whole lines
+/// of white space were consumed before the buffer that holds it.
+fn first_byte(file: &mut impl BufRead) -> std::io::Result<(u8, u64)> {
+    let mut skipped = 0;
+    loop {
+        let buf = file.fill_buf()?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => return Ok((buf[i], skipped)),
+            None if buf.is_empty() => return Ok((b'{', skipped)),
+            None => {
+                let n = buf.len();
+                skipped += memchr::memchr_iter(b'\n', buf).count() as u64;
+                file.consume(n);
             }
         }
-        Ok(())
     }
+}
+
+/// A JSON array's objects, each with the line it starts on (`text` starting on `line`).
+fn array_items(text: &str, mut line: u64) -> Result<Vec<(u64, Object)>, String> {
+    let raws: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(text).map_err(|e| format!("is not a JSON array of objects: {e}"))?;
+    let mut counted = 0;
+    raws.into_iter()
+        .map(|raw| {
+            let at = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            line += memchr::memchr_iter(b'\n', &text.as_bytes()[counted..at]).count() as u64;
+            counted = at;
+            let object = serde_json::from_str(raw.get())
+                .map_err(|e| format!("line {line} is not a JSON object: {e}"))?;
+            Ok((line, object))
+        })
+        .collect()
 }
 
 fn parquet_source(path: &Path) -> Result<Source, ExchangeError> {
@@ -553,4 +556,203 @@ fn parquet_source(path: &Path) -> Result<Source, ExchangeError> {
         rows_estimate,
         rows: from_values(rows),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::StringArray;
+    use deltalake::arrow::record_batch::RecordBatch;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn resource() -> Resource {
+        serde_json::from_value(serde_json::json!({"unit": "U", "name": "测试", "share_type": "unconditional", "open_type": "none", "update_cycle": "daily",
+            "fields": [{"name": "a", "label": "甲", "type": "string"}, {"name": "b", "label": "乙", "type": "string"}]}))
+        .unwrap()
+    }
+
+    /// The header's line and each row's (line, first value), of `bytes` read as file `name`.
+    fn read(name: &str, bytes: &[u8]) -> (u64, Vec<(u64, String)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let options = ReadOptions {
+            encoding: Encoding::Auto,
+            sheet: None,
+            header_row: None,
+        };
+        let mut source = open(&path, &resource(), &options).unwrap();
+        let mut row = Row::new();
+        let mut rows = Vec::new();
+        while let Some(line) = source.rows.next_into(&mut row) {
+            rows.push((line.unwrap(), lossy(&row[0])));
+        }
+        (source.header_row, rows)
+    }
+
+    fn lines(name: &str, bytes: &[u8]) -> (u64, Vec<u64>) {
+        let (header, rows) = read(name, bytes);
+        (header, rows.into_iter().map(|(line, _)| line).collect())
+    }
+
+    fn gbk(text: &str) -> Vec<u8> {
+        encoding_rs::GB18030.encode(text).0.into_owned()
+    }
+
+    /// The error that ends reading `bytes` as file `name`, from opening or from a row.
+    fn failure(name: &str, bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let options = ReadOptions {
+            encoding: Encoding::Auto,
+            sheet: None,
+            header_row: None,
+        };
+        let mut source = match open(&path, &resource(), &options) {
+            Ok(source) => source,
+            Err(e) => return e.to_string(),
+        };
+        let mut row = Row::new();
+        while let Some(line) = source.rows.next_into(&mut row) {
+            if let Err(e) = line {
+                return e.to_string();
+            }
+        }
+        panic!("{name} was read whole");
+    }
+
+    #[test]
+    fn a_row_is_never_held_past_its_bound() {
+        // The bound counts from the read after the previous row ended: a read-ahead more.
+        let giant = "x".repeat((MAX_ROW_BYTES + (1 << 20)) as usize);
+        let csv = format!("甲,乙\nr2,ok\nr3,\"{giant}\"\n");
+        let error = failure("a.csv", csv.as_bytes());
+        assert!(
+            error.contains("a row is over 64 MiB"),
+            "{}",
+            &error[..200.min(error.len())]
+        );
+        let ndjson = format!("{{\"a\":\"1\"}}\n{{\"a\":\"{giant}\"}}\n");
+        assert!(failure("a.ndjson", ndjson.as_bytes()).contains("a row is over 64 MiB"));
+        let array = format!("[{}{{}}]", "{},".repeat(6 << 20));
+        assert!(failure("a.json", array.as_bytes()).contains("send a larger file as NDJSON"));
+    }
+
+    #[test]
+    fn csv_rows_are_numbered_by_the_files_own_lines() {
+        let title_crlf = gbk("南海区人口表,,\r\n甲,乙\r\nr3,x\r\nr4,y\r\n");
+        assert_eq!(lines("a.csv", &title_crlf), (2, vec![3, 4]));
+        let bom_blank = "\u{feff}标题\n\n甲,乙\nr4,x\n\n\nr7,y".as_bytes();
+        assert_eq!(lines("a.csv", bom_blank), (3, vec![4, 7]));
+        let blank_crlf = gbk("甲,乙\r\n\r\n\r\nr4,x\r\n\r\nr6,y\r\n\r\n");
+        assert_eq!(lines("a.csv", &blank_crlf), (1, vec![4, 6]));
+        let cr = "甲,乙\rr2,x\r\rr4,y\r".as_bytes();
+        assert_eq!(lines("a.csv", cr), (1, vec![2, 4]));
+    }
+
+    #[test]
+    fn a_record_spanning_lines_is_on_the_line_it_starts() {
+        let text = gbk("标题,,\r\n甲,乙\r\n\"r3\r\n续\r\n\",x\r\nr6,\"y\n\"\nr8,z\n");
+        let (header, rows) = read("a.csv", &text);
+        assert_eq!(header, 2);
+        assert_eq!(
+            rows,
+            vec![
+                (3, "r3\r\n续\r\n".to_string()),
+                (6, "r6".to_string()),
+                (8, "r8".to_string())
+            ]
+        );
+    }
+
+    /// A CSV file from title rows, blank lines, records spanning lines and a line ending,
+    /// with the header's line and each record's line.
+    fn csv_file(
+        titles: usize,
+        rows: &[(usize, bool)],
+        ending: &str,
+        bom: bool,
+    ) -> (String, u64, Vec<u64>) {
+        let mut text = String::from(if bom { "\u{feff}" } else { "" });
+        let mut line = 1;
+        for t in 0..titles {
+            text += &format!("标题{t},,{ending}");
+            line += 1;
+        }
+        text += &format!("甲,乙,丙{ending}");
+        let header = line;
+        let mut starts = Vec::new();
+        for (i, (blank, spans)) in rows.iter().enumerate() {
+            text += &ending.repeat(*blank);
+            line += 1 + *blank as u64;
+            starts.push(line);
+            if *spans {
+                text += &format!("r{i},\"第一行{ending}第二行\",x{ending}");
+                line += 1;
+            } else {
+                text += &format!("r{i},值,x{ending}");
+            }
+        }
+        (text, header, starts)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn csv_lines_survive_titles_blank_lines_and_spanning_records(
+            titles in 0usize..4,
+            rows in proptest::collection::vec((0usize..3, any::<bool>()), 1..30),
+            ending in prop::sample::select(vec!["\n", "\r\n"]),
+            encoding in 0..3,
+        ) {
+            let (text, header, starts) = csv_file(titles, &rows, ending, encoding == 1);
+            let bytes = if encoding == 2 { gbk(&text) } else { text.into_bytes() };
+            prop_assert_eq!(lines("a.csv", &bytes), (header, starts));
+        }
+    }
+
+    #[test]
+    fn sheet_rows_keep_the_sheets_numbers() {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        let cells = [
+            (0, 0, "标题"),
+            (2, 0, "甲"),
+            (2, 1, "乙"),
+            (3, 0, "r4"),
+            (5, 0, "r6"),
+        ];
+        for (row, col, text) in cells {
+            sheet.write_string(row, col, text).unwrap();
+        }
+        let bytes = book.save_to_buffer().unwrap();
+        assert_eq!(lines("a.xlsx", &bytes), (3, vec![4, 6]));
+    }
+
+    #[test]
+    fn json_rows_are_on_the_line_their_object_starts() {
+        let array = "\n\n[\n  {\"a\": \"x\"},\n  {\n    \"甲\": \"y\"\n  }, {\"a\": \"z\"}\n]";
+        assert_eq!(lines("a.json", array.as_bytes()).1, vec![4, 5, 7]);
+        let ndjson = "{\"a\":\"x\"}\r\n\r\nnot json\n{\"a\":\"y\"}\n";
+        assert_eq!(lines("a.ndjson", ndjson.as_bytes()).1, vec![1, 3, 4]);
+        let long_blank = "\n".repeat(20_000) + "{\"a\":\"x\"}\n";
+        assert_eq!(lines("a.ndjson", long_blank.as_bytes()).1, vec![20_001]);
+    }
+
+    #[test]
+    fn parquet_rows_are_numbered_from_one() {
+        let column = Arc::new(StringArray::from(vec!["x", "y", "z"]));
+        let batch = RecordBatch::try_from_iter([("a", column as _)]).unwrap();
+        let mut bytes = Vec::new();
+        let mut writer =
+            deltalake::parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        assert_eq!(lines("a.parquet", &bytes), (0, vec![1, 2, 3]));
+    }
 }

@@ -48,7 +48,8 @@ pub enum QuarantineCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write the quarantined rows as CSV to correct in Excel and load with `ingest --resubmit`.
+    /// Write the quarantined rows as CSV, with their reasons and lines in the original file,
+    /// to correct in Excel and load with `ingest --resubmit`.
     Export {
         resource: String,
         #[arg(long)]
@@ -228,7 +229,7 @@ pub async fn quarantine(data_dir: &Path, command: QuarantineCommand) -> Result<(
                 let labels = header.get_or_insert_with(|| {
                     let labels: Vec<String> = object.keys().cloned().collect();
                     let mut row = labels.clone();
-                    row.push("隔离原因".into());
+                    row.extend(["隔离原因".into(), "原文件行号".into()]);
                     let _ = writer.write_record(&row);
                     labels
                 });
@@ -250,6 +251,7 @@ pub async fn quarantine(data_dir: &Path, command: QuarantineCommand) -> Result<(
                         .collect::<Vec<_>>()
                         .join("; "),
                 );
+                row.push(e.line.to_string());
                 writer.write_record(&row)?;
             }
             writer.flush()?;

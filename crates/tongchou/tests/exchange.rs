@@ -204,6 +204,56 @@ fn cli_ingest_quarantine_subscribe_and_pull() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("the table is unchanged"));
 }
 
+/// Issue 26, item 3: a quarantined row's line is its line in the file (title row, header
+/// and blank lines counted), in a GBK export with Windows line endings.
+#[test]
+fn quarantined_rows_carry_their_line_in_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, district) = catalog_only(tmp.path());
+    let (code, export) = code_of(&district, "户籍人口信息");
+    let text = encoding_rs::GB18030
+        .decode(&std::fs::read(&export).unwrap())
+        .0
+        .into_owned();
+    let mut rows: Vec<String> = text.lines().take(4).map(str::to_string).collect();
+    rows[2].replace_range(..18, "110105194912310021");
+    let lines = [
+        "南海区户籍人口信息表,,,",
+        &rows[0],
+        &rows[1],
+        "",
+        &rows[2],
+        &rows[3],
+    ];
+    let file = tmp.path().join("户籍人口信息.csv");
+    std::fs::write(&file, encoding_rs::GB18030.encode(&lines.join("\r\n")).0).unwrap();
+
+    let report = ok_json(&data, &["ingest", &code, file.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        (
+            report["header_row"].as_u64(),
+            report["quarantined"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    let entries = ok_json(&data, &["quarantine", "list", &code, "--json"]);
+    assert_eq!(entries[0]["line"], 5, "{entries}");
+    let fixed = tmp.path().join("fixed.csv");
+    tongchou_ok(
+        &data,
+        &[
+            "quarantine",
+            "export",
+            &code,
+            "--out",
+            fixed.to_str().unwrap(),
+        ],
+    );
+    let exported = std::fs::read_to_string(&fixed).unwrap();
+    let row = exported.lines().nth(1).unwrap();
+    assert!(row.ends_with(",5"), "{exported}");
+}
+
 /// A long load killed with SIGKILL at random moments leaves the table at the previous
 /// version or at the new one, readable, never in between.
 #[test]
