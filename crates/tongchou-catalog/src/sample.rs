@@ -138,17 +138,16 @@ fn read_workbook(
     };
     let mut workbook = sheet::open(name, Cursor::new(bytes), &limits)?;
     let name = sheet::choose(&workbook, sheet)?;
-    let rows = sheet::rows(&mut workbook, &name, &limits)?
-        .take(max_rows + 20)
-        .map(|row| {
-            row.map(|(number, values)| {
-                (
-                    number as usize,
-                    values.iter().map(|v| sample_value(v)).collect(),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (mut rows, mut bytes) = (Vec::new(), 0);
+    for row in sheet::rows(&mut workbook, &name, &limits)?.take(max_rows + 20) {
+        let (number, values) = row?;
+        let values: Vec<String> = values.iter().map(|v| sample_value(v)).collect();
+        bytes += values.iter().map(String::len).sum::<usize>();
+        rows.push((number as usize, values));
+        if bytes > MAX_SAMPLE_BYTES {
+            break; // a sample is the first rows, as for CSV
+        }
+    }
     let mut sample = split_header(rows, max_rows)?;
     sample.sheet = Some(name);
     Ok(sample)

@@ -20,6 +20,8 @@ pub struct SheetLimits {
     pub max_sheet_bytes: u64,
     /// Filled cells read from one sheet.
     pub max_cells: u64,
+    /// The text of one row (a shared string counts each time a cell uses it).
+    pub max_row_bytes: usize,
 }
 
 impl Default for SheetLimits {
@@ -30,6 +32,7 @@ impl Default for SheetLimits {
             max_part_bytes: 256 << 20,
             max_sheet_bytes: 4 << 30,
             max_cells: 200_000_000,
+            max_row_bytes: 16 << 20,
         }
     }
 }
@@ -60,6 +63,8 @@ pub enum SheetError {
         "the workbook part {0} has a text of over {1} bytes; a cell holds at most 32,767 characters"
     )]
     LongText(String, usize),
+    #[error("row {0} holds over {1} bytes of text; no row of a department file is that long")]
+    LongRow(u32, usize),
 }
 
 /// Whether a file name is a workbook (which [`open`] reads or refuses with a reason).
@@ -244,21 +249,27 @@ impl<RS: Read + Seek> Rows<'_, RS> {
             return Err(SheetError::OutOfOrder(cell_name(row, col)));
         }
         self.last_row = Some(row);
-        let mut values = Vec::new();
+        let (mut values, mut bytes) = (Vec::new(), 0usize);
+        let max = self.limits.max_row_bytes;
         let mut put = |col: u32, text: String| {
+            bytes += text.len();
+            if bytes > max {
+                return Err(SheetError::LongRow(row + 1, max));
+            }
             let col = col as usize;
             if values.len() <= col {
                 values.resize(col + 1, String::new());
             }
             values[col] = text;
+            Ok(())
         };
-        put(col, text);
+        put(col, text)?;
         while let Some((next_row, col, text)) = self.next_cell()? {
             if next_row != row {
                 self.ahead = Some((next_row, col, text));
                 break;
             }
-            put(col, text);
+            put(col, text)?;
         }
         Ok(Some((row + 1, values)))
     }

@@ -28,6 +28,7 @@ const LIMITS: SheetLimits = SheetLimits {
     max_part_bytes: 64 << 20,
     max_sheet_bytes: 512 << 20,
     max_cells: 2_000_000,
+    max_row_bytes: 1 << 20,
 };
 
 const RESOURCE_COLUMNS: [(&str, &str, bool); 21] = [

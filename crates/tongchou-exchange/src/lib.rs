@@ -143,8 +143,18 @@ pub struct Load<'a> {
 /// the index grows as it goes.
 const MAX_EXPECTED_ROWS: usize = 16 << 20;
 
-/// Rows per chunk handed from the reading thread to the checking threads.
+/// Rows per chunk handed from the reading thread to the checking threads, and the bytes
+/// that end a chunk sooner (rows may be long: what is in flight stays bounded).
 const CHUNK_ROWS: usize = 4096;
+const CHUNK_BYTES: usize = 16 << 20;
+/// A batch is written at this many bytes of rows, if it has not reached `BATCH_ROWS`.
+const BATCH_BYTES: usize = 64 << 20;
+/// A reused row buffer that grew past this is given back, not kept for the next row.
+const KEPT_ROW_BYTES: usize = 1 << 20;
+
+fn chunk_bytes(chunk: &[(u64, reader::Row)]) -> usize {
+    chunk.iter().map(|(_, row)| row.as_slice().len()).sum()
+}
 
 type Chunk = Result<Vec<(u64, reader::Row)>, ExchangeError>;
 
@@ -166,14 +176,20 @@ fn read_ahead(
                 let mut chunk = returned
                     .try_recv()
                     .unwrap_or_else(|_| Vec::with_capacity(CHUNK_ROWS));
-                let mut filled = 0;
-                while filled < CHUNK_ROWS {
+                for (_, row) in chunk.iter_mut() {
+                    if row.as_slice().len() > KEPT_ROW_BYTES {
+                        *row = reader::Row::new();
+                    }
+                }
+                let (mut filled, mut bytes) = (0, 0);
+                while filled < CHUNK_ROWS && bytes < CHUNK_BYTES {
                     if filled == chunk.len() {
                         chunk.push((0, reader::Row::new()));
                     }
                     match rows.next_into(&mut chunk[filled].1) {
                         Some(Ok(line)) => {
                             chunk[filled].0 = line;
+                            bytes += chunk[filled].1.as_slice().len();
                             filled += 1;
                         }
                         Some(Err(e)) => {
@@ -184,7 +200,7 @@ fn read_ahead(
                     }
                 }
                 chunk.truncate(filled);
-                let last = filled < CHUNK_ROWS;
+                let last = filled < CHUNK_ROWS && bytes < CHUNK_BYTES;
                 if (filled > 0 && sender.send(Ok(chunk)).is_err()) || last {
                     return;
                 }
@@ -249,6 +265,7 @@ pub async fn ingest(
             ))));
         };
         let (chunks, spent) = read_ahead(source.rows);
+        let mut pending_bytes = 0;
         for chunk in chunks {
             let rows = match chunk {
                 Ok(rows) => rows,
@@ -258,8 +275,10 @@ pub async fn ingest(
                 }
             };
             loader.push_chunk(&rows);
+            pending_bytes += chunk_bytes(&rows);
             let _ = spent.send(rows);
-            if loader.pending() >= BATCH_ROWS {
+            if loader.pending() >= BATCH_ROWS || pending_bytes >= BATCH_BYTES {
+                pending_bytes = 0;
                 progress(loader.tally.rows_read);
                 if sender.blocking_send(Ok(loader.batch())).is_err() {
                     return Err(ExchangeError::Table("the table writer stopped".into()));

@@ -219,6 +219,17 @@ pub struct Tally {
     pub by_rule: BTreeMap<String, u64>,
 }
 
+/// A quarantined value is kept up to this many characters (a cell holds at most 32,767;
+/// a longer value is cut, marked, so a page or an export of the quarantine stays small).
+pub const QUARANTINE_VALUE_CHARS: usize = 32_767;
+
+fn kept_in_quarantine(value: String) -> String {
+    match value.char_indices().nth(QUARANTINE_VALUE_CHARS) {
+        Some((end, _)) => format!("{}…[{} bytes in the file]", &value[..end], value.len()),
+        None => value,
+    }
+}
+
 /// Builds batches from rows; keeps quarantined rows aside.
 pub struct Loader {
     fields: Vec<Field>,
@@ -652,7 +663,7 @@ impl Loader {
                 .labels
                 .iter()
                 .cloned()
-                .zip(row.iter().map(lossy))
+                .zip(row.iter().map(|v| kept_in_quarantine(lossy(v))))
                 .collect();
             self.quarantine.push(Quarantined {
                 line,

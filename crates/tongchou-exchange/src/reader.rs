@@ -113,7 +113,7 @@ where
 
 /// A row is held whole while it is read: a longer one (one giant field, an object on one
 /// line) fails the load instead of taking the server's memory.
-pub const MAX_ROW_BYTES: u64 = 64 << 20;
+pub const MAX_ROW_BYTES: u64 = 16 << 20;
 
 /// A JSON array is read whole (to number its objects by their lines); larger files are
 /// sent as NDJSON, which is streamed.
@@ -325,7 +325,7 @@ fn csv_rows_estimate(path: &Path, first: &[(u64, Row)]) -> Option<usize> {
 /// A sheet's rows, streamed by a thread that owns the workbook (its cell reader borrows
 /// it) through a short queue, so a long sheet is never held whole.
 fn xlsx_source(path: &Path, options: &ReadOptions) -> Result<Source, ExchangeError> {
-    let (sender, receiver) = std::sync::mpsc::sync_channel(1_024);
+    let (sender, receiver) = std::sync::mpsc::sync_channel(64);
     let (file, sheet) = (path.to_path_buf(), options.sheet.clone());
     std::thread::spawn(move || {
         let send = |row| sender.send(row).is_ok();
@@ -363,7 +363,10 @@ fn send_sheet(
 ) -> Result<(), SheetError> {
     let file = File::open(path).map_err(|e| SheetError::Unreadable(e.to_string()))?;
     let name = path.to_string_lossy();
-    let limits = SheetLimits::default();
+    let limits = SheetLimits {
+        max_row_bytes: MAX_ROW_BYTES as usize,
+        ..SheetLimits::default()
+    };
     let mut workbook = tongchou_catalog::sheet::open(&name, BufReader::new(file), &limits)?;
     let sheet = tongchou_catalog::sheet::choose(&workbook, sheet)?;
     let rows = tongchou_catalog::sheet::rows(&mut workbook, &sheet, &limits)?;
@@ -637,7 +640,7 @@ mod tests {
             &error[..200.min(error.len())]
         );
         let ndjson = format!("{{\"a\":\"1\"}}\n{{\"a\":\"{giant}\"}}\n");
-        assert!(failure("a.ndjson", ndjson.as_bytes()).contains("a row is over 64 MiB"));
+        assert!(failure("a.ndjson", ndjson.as_bytes()).contains("a row is over 16 MiB"));
         let array = format!("[{}{{}}]", "{},".repeat(6 << 20));
         assert!(failure("a.json", array.as_bytes()).contains("send a larger file as NDJSON"));
     }

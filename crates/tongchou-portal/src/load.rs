@@ -267,7 +267,10 @@ pub async fn workbook(State(s): Shared, viewer: Viewer, form: Multipart) -> Resp
     let bytes = upload.bytes(&s).await;
     drop(upload);
     let (outcome, status) = match bytes {
-        Ok((_, bytes)) => register_batch(&s, &viewer, Batch::from_workbook(&bytes)).await,
+        Ok((_, bytes)) => {
+            let batch = tongchou_server::blocking(move || Batch::from_workbook(&bytes)).await;
+            register_batch(&s, &viewer, batch).await
+        }
         Err(e) => (notice(false, &e), StatusCode::BAD_REQUEST),
     };
     load_page(&s, &viewer, outcome, status).await
@@ -306,9 +309,16 @@ pub async fn sample(State(s): Shared, viewer: Viewer, form: Multipart) -> Respon
     let name = upload.fields.get("name").cloned().unwrap_or_default();
     let bytes = upload.bytes(&s).await;
     drop(upload);
-    let sample = bytes.and_then(|(file, bytes)| {
-        tongchou_catalog::sample::read(&file, &bytes, None, SAMPLE_ROWS).map_err(|e| e.to_string())
-    });
+    let sample = match bytes {
+        Ok((file, bytes)) => {
+            tongchou_server::blocking(move || {
+                tongchou_catalog::sample::read(&file, &bytes, None, SAMPLE_ROWS)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
     let sample = match sample {
         Ok(s) => s,
         Err(e) => {

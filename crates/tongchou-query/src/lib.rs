@@ -145,6 +145,8 @@ pub struct Limits {
     pub value_bytes: usize,
     /// The most one call of a function may build over a batch of rows.
     pub batch_bytes: usize,
+    /// The most an answer may hold: it is held whole until it is delivered.
+    pub result_bytes: usize,
 }
 
 impl Default for Limits {
@@ -155,6 +157,7 @@ impl Default for Limits {
             memory_bytes: 1 << 30,
             value_bytes: 64 << 20,
             batch_bytes: 256 << 20,
+            result_bytes: 256 << 20,
         }
     }
 }
@@ -520,7 +523,12 @@ impl Engine {
         capped: bool,
     ) -> Result<Answer, QueryError> {
         let (prepared, state, limits) = self.session(user, purpose).await?;
-        let max_rows = if capped { limits.max_rows } else { u64::MAX };
+        // Deliveries (pulls) are bulk: written out as they come, not held as an answer.
+        let (max_rows, max_bytes) = if capped {
+            (limits.max_rows, limits.result_bytes)
+        } else {
+            (u64::MAX, usize::MAX)
+        };
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
             .with_object_store_registry(self.objects.clone())
@@ -541,19 +549,36 @@ impl Engine {
                     .with_runtime(runtime),
             );
             let mut stream = execute_stream(physical, task)?;
-            let (mut batches, mut rows) = (Vec::new(), 0u64);
+            let (mut batches, mut rows, mut bytes) = (Vec::new(), 0u64, 0usize);
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(|e| QueryError::from(e).without_values())?;
                 rows += batch.num_rows() as u64;
+                bytes += batch.get_array_memory_size();
                 if rows > max_rows {
                     return Err(QueryError::TooManyRows(max_rows));
+                }
+                if bytes > max_bytes {
+                    return Err(QueryError::Exhausted(format!(
+                        "the answer holds over {} MiB; narrow it (fewer or shorter columns, WHERE, LIMIT)",
+                        limits.result_bytes >> 20
+                    )));
                 }
                 batches.push(batch);
             }
             Ok((plan, read, batches, rows))
-        })
-        .await
-        .map_err(|_| QueryError::Timeout(limits.timeout.as_secs()))??;
+        });
+        // A panic inside the engine (an Arrow buffer past its offsets, say) fails this
+        // statement, recorded like any failure, instead of the connection that sent it.
+        let collected = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(collected))
+            .await
+            .map_err(|panic| {
+                QueryError::Sql(format!(
+                    "the engine could not run this statement: {}",
+                    panic_text(&panic)
+                ))
+                .without_values()
+            })?
+            .map_err(|_| QueryError::Timeout(limits.timeout.as_secs()))??;
         let (plan, read, batches, rows) = collected;
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let reads = read
@@ -756,4 +781,13 @@ mod error_tests {
         assert_eq!(unquoted("no quotes"), "no quotes");
         assert_eq!(unquoted("a 'b' c 'unterminated"), "a '…' c '");
     }
+}
+
+/// What a panic said, when it said it as text.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "it failed inside".into())
 }

@@ -36,6 +36,8 @@ pub struct Overrides {
     pub value_mb: Option<usize>,
     /// What one function call may build over a batch.
     pub batch_mb: Option<usize>,
+    /// What an answer may hold.
+    pub result_mb: Option<usize>,
 }
 
 impl Limits {
@@ -49,6 +51,7 @@ impl Limits {
             memory_bytes: mebibytes(by.memory_mb, self.memory_bytes),
             value_bytes: mebibytes(by.value_mb, self.value_bytes),
             batch_bytes: mebibytes(by.batch_mb, self.batch_bytes),
+            result_bytes: mebibytes(by.result_mb, self.result_bytes),
         }
     }
 }

@@ -132,6 +132,29 @@ async fn an_aggregate_of_long_strings_is_held_in_the_pool() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_too_big_to_hold_is_refused() {
+    let (_dir, engine) = engine().await;
+    // Each value is a constant under the value limit; together they are 300 MB.
+    let message = refusal(
+        &engine,
+        "SELECT repeat('x', 1000000) FROM generate_series(1, 300)",
+    )
+    .await;
+    assert!(
+        message.contains("the answer holds over 256 MiB"),
+        "{message}"
+    );
+    assert_eq!(
+        answer(
+            &engine,
+            "SELECT count(*) FROM (SELECT repeat('x', 1000) FROM generate_series(1, 300))"
+        )
+        .await,
+        "300"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordinary_calls_answer_as_before() {
     let (_tmp, engine) = engine().await;
     for (sql, want) in [

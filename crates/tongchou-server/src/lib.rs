@@ -39,7 +39,7 @@ pub use audit::{ErrorText, Traced};
 pub use auth::{
     Authenticated, Caller, ClientAddress, SESSION_COOKIE, cookie, credential, cross_site,
 };
-pub use limits::{ServerLimits, Upload, field_text, store_upload};
+pub use limits::{ServerLimits, Upload, blocking, field_text, store_upload};
 pub use query::status_of;
 
 /// Shared state of a running server.
@@ -74,6 +74,7 @@ impl AppState {
             tongchou_query::Engine::open(dir.clone(), policy.clone(), audit.subject_key().clone())
                 .map_err(|e| e.to_string())?;
         let limits = ServerLimits::read(&dir.config_dir())?;
+        limits::clear_leftover_uploads(&dir.root().join("uploads"));
         // Kept tables and their masked views take half the ceiling; statements the rest.
         query.keep_tables_within(limits.cache_bytes());
         Ok(AppState {
@@ -587,7 +588,8 @@ async fn register_workbook(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
     caller.require(Scope::Write)?;
-    register_batch(&s, &caller, Batch::from_workbook(&body)).await
+    let batch = blocking(move || Batch::from_workbook(&body)).await;
+    register_batch(&s, &caller, batch).await
 }
 
 /// Proposes fields and detects personal data in a sample file (the request body).
@@ -595,7 +597,9 @@ async fn register_workbook(
 async fn infer(caller: Caller, Query(p): Query<InferParams>, body: Bytes) -> ApiResult<Inference> {
     caller.require(Scope::Read)?;
     let rows = p.rows.unwrap_or(10_000).min(100_000);
-    let sample = tongchou_catalog::sample::read(&p.name, &body, p.sheet.as_deref(), rows)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let sample =
+        blocking(move || tongchou_catalog::sample::read(&p.name, &body, p.sheet.as_deref(), rows))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok(Json(tongchou_catalog::infer::infer(&sample)))
 }

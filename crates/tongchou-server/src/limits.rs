@@ -130,6 +130,15 @@ pub async fn bound_body(State(s): State<Arc<AppState>>, request: Request, next: 
     next.run(request).await
 }
 
+/// Runs CPU-heavy reading (a workbook, a sample) off the server's async workers, so that
+/// one request's parsing never keeps `/healthz` and everyone else waiting.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// The resident memory of this process, where the system tells it.
 pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -187,6 +196,19 @@ impl Upload {
             return Err(too_large(&self.name, limit as u64));
         }
         tokio::fs::read(&self.path).await.map_err(not_stored)
+    }
+}
+
+/// Removes what requests of an earlier run left in `uploads/` (a server killed mid-upload
+/// cannot remove its own): every upload belongs to one request of a running server.
+pub fn clear_leftover_uploads(uploads: &Path) {
+    let Ok(entries) = std::fs::read_dir(uploads) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("upload-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -298,6 +298,35 @@ fn corner_workbook() -> Vec<u8> {
 }
 
 /// A POST on a connection of its own (a pooled one may have been closed by a refusal).
+/// A workbook whose one shared string is `text`, used by `cells` cells of its second row
+/// (a writer refuses a text longer than a cell, so it is put in by hand).
+fn shared_string_workbook(text: &str, cells: u16) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.write_string(0, 0, "姓名").unwrap();
+    sheet.write_string(0, 1, "备注").unwrap();
+    for col in 0..cells {
+        sheet.write_string(1, col, "MARK").unwrap();
+    }
+    let bytes = book.save_to_buffer().unwrap();
+    let mut from = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut to = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..from.len() {
+        let mut entry = from.by_index(i).unwrap();
+        let mut content = String::new();
+        entry.read_to_string(&mut content).unwrap();
+        to.start_file(
+            entry.name().unwrap().to_string(),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        to.write_all(content.replace("MARK", text).as_bytes())
+            .unwrap();
+    }
+    to.finish().unwrap().into_inner()
+}
+
 fn post_bytes(url: &str, auth: &str, body: &[u8]) -> (u16, String) {
     let mut r = common::plain_agent()
         .post(url)
@@ -367,6 +396,17 @@ fn one_request_cannot_take_the_server_down() {
     );
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("XFD1048576"), "{text}");
+    assert!(healthy());
+
+    // A cell's text past what a cell holds, and a long text shared by many cells.
+    for (text, cells) in [("长".repeat(2 << 20), 1), ("长".repeat(30_000), 300)] {
+        let (status, text) = post_bytes(
+            &format!("{base}/api/catalog/infer?name=a.xlsx"),
+            &read_only,
+            &shared_string_workbook(&text, cells),
+        );
+        assert_eq!(status, 400, "{text}");
+    }
     assert!(healthy());
 
     // 6. A sample of four million columns, a batch too big to parse, a read-only
@@ -508,6 +548,9 @@ fn a_statement_that_would_build_gigabytes_is_refused_and_the_server_answers_on()
     assert!((400..500).contains(&status), "{status} {text}");
     assert!(text.contains("repeat would build"), "{text}");
     assert!(resident < 2 << 30, "{resident}");
+    let (status, text) = query("SELECT repeat('x', 1000000) FROM generate_series(1, 300)");
+    assert_eq!(status, 413, "an answer too big to hold: {text}");
+    assert!(text.contains("the answer holds over 256 MiB"), "{text}");
     assert_eq!(
         query("SELECT repeat('ab', 3) AS r"),
         (200, "r\nababab\n".into())
