@@ -765,6 +765,15 @@ pub(crate) fn resources_read(plan: &LogicalPlan) -> Vec<String> {
     codes
 }
 
+/// What a panic said, when it said it as text.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "it failed inside".into())
+}
+
 #[cfg(test)]
 mod error_tests {
     use super::*;
@@ -781,13 +790,4 @@ mod error_tests {
         assert_eq!(unquoted("no quotes"), "no quotes");
         assert_eq!(unquoted("a 'b' c 'unterminated"), "a '…' c '");
     }
-}
-
-/// What a panic said, when it said it as text.
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "it failed inside".into())
 }
