@@ -635,7 +635,7 @@ mod tests {
         let csv = format!("甲,乙\nr2,ok\nr3,\"{giant}\"\n");
         let error = failure("a.csv", csv.as_bytes());
         assert!(
-            error.contains("a row is over 64 MiB"),
+            error.contains("a row is over 16 MiB"),
             "{}",
             &error[..200.min(error.len())]
         );
