@@ -577,8 +577,8 @@ mod tests {
         .unwrap()
     }
 
-    /// The header's line and each row's (line, first value), of `bytes` read as file `name`.
-    fn read(name: &str, bytes: &[u8]) -> (u64, Vec<(u64, String)>) {
+    /// `bytes` opened as file `name`, in a directory kept while the file is read.
+    fn opened(name: &str, bytes: &[u8]) -> (tempfile::TempDir, Result<Source, ExchangeError>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -587,7 +587,14 @@ mod tests {
             sheet: None,
             header_row: None,
         };
-        let mut source = open(&path, &resource(), &options).unwrap();
+        let source = open(&path, &resource(), &options);
+        (dir, source)
+    }
+
+    /// The header's line and each row's (line, first value), of `bytes` read as file `name`.
+    fn read(name: &str, bytes: &[u8]) -> (u64, Vec<(u64, String)>) {
+        let (_dir, source) = opened(name, bytes);
+        let mut source = source.unwrap();
         let mut row = Row::new();
         let mut rows = Vec::new();
         while let Some(line) = source.rows.next_into(&mut row) {
@@ -607,15 +614,8 @@ mod tests {
 
     /// The error that ends reading `bytes` as file `name`, from opening or from a row.
     fn failure(name: &str, bytes: &[u8]) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        let options = ReadOptions {
-            encoding: Encoding::Auto,
-            sheet: None,
-            header_row: None,
-        };
-        let mut source = match open(&path, &resource(), &options) {
+        let (_dir, source) = opened(name, bytes);
+        let mut source = match source {
             Ok(source) => source,
             Err(e) => return e.to_string(),
         };
