@@ -147,6 +147,20 @@ pub fn resident_bytes() -> Option<u64> {
     Some(kb << 10)
 }
 
+/// The resident memory as last sampled: `/proc` is read at most every 50 ms, not on
+/// every request.
+fn recent_resident_bytes() -> Option<u64> {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static SAMPLED_AT_MS: AtomicU64 = AtomicU64::new(0);
+    static HELD: AtomicU64 = AtomicU64::new(0);
+    let now = jiff::Timestamp::now().as_millisecond() as u64;
+    if now.saturating_sub(SAMPLED_AT_MS.load(Relaxed)) >= 50 {
+        SAMPLED_AT_MS.store(now, Relaxed);
+        HELD.store(resident_bytes()?, Relaxed);
+    }
+    Some(HELD.load(Relaxed))
+}
+
 /// Refuses new requests while the process holds more than its ceiling, so that the
 /// requests already running finish (or fail by their own bounds) and memory comes back;
 /// `/healthz` always answers.
@@ -156,7 +170,7 @@ pub async fn memory_ceiling(
     next: Next,
 ) -> Response {
     let ceiling = s.limits.memory_mb << 20;
-    match resident_bytes() {
+    match recent_resident_bytes() {
         Some(held) if held > ceiling && request.uri().path() != "/healthz" => {
             let mut refusal = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
