@@ -9,6 +9,8 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use utoipa::ToSchema;
 
+use tongchou_ledger::entry::china_moment;
+
 use crate::{Audit, AuditError, DENIED, Entry, SUBJECT_BYTES};
 
 /// Entries copied per transaction while catching up.
@@ -52,10 +54,17 @@ pub async fn catch_up(audit: &Audit) -> Result<u64, AuditError> {
     Ok(len - start.min(len))
 }
 
+/// An entry's time in milliseconds since 1970, the order of the index; 0 when unreadable.
+fn at_of(time: &str) -> i64 {
+    china_moment(time).map_or(0, |t| t.as_millisecond())
+}
+
 async fn insert(tx: &mut sqlx::SqliteConnection, seq: i64, e: &Entry) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT OR REPLACE INTO ledger_entries (seq, time, kind, front_door, user, unit, purpose, outcome, rows, subjects) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    let at = at_of(&e.time);
+    sqlx::query("INSERT OR REPLACE INTO ledger_entries (seq, time, at, kind, front_door, user, unit, purpose, outcome, rows, subjects) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(seq)
         .bind(&e.time)
+        .bind(at)
         .bind(&e.kind)
         .bind(&e.front_door)
         .bind(&e.user)
@@ -74,9 +83,18 @@ async fn insert(tx: &mut sqlx::SqliteConnection, seq: i64, e: &Entry) -> Result<
             .await?;
     }
     for r in &e.resources {
-        sqlx::query("INSERT OR IGNORE INTO ledger_entry_resources (resource, seq) VALUES (?, ?)")
-            .bind(r)
+        sqlx::query(
+            "INSERT OR IGNORE INTO ledger_entry_resources (resource, at, seq) VALUES (?, ?, ?)",
+        )
+        .bind(r)
+        .bind(at)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT OR IGNORE INTO ledger_entry_providers (provider, at, seq) SELECT unit, ?, ? FROM resources WHERE code = ?")
+            .bind(at)
             .bind(seq)
+            .bind(r)
             .execute(&mut *tx)
             .await?;
     }
@@ -106,7 +124,7 @@ pub struct Listed {
 }
 
 /// What to list; every field narrows.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::IntoParams)]
 pub struct Filter {
     pub user: Option<String>,
     pub unit: Option<String>,
@@ -121,10 +139,12 @@ pub struct Filter {
     pub until: Option<String>,
     /// Only the uses of resources of this providing unit.
     pub provider: Option<String>,
+    /// Entries listed after this one (the last `seq` of the page before): the next page.
+    pub before: Option<i64>,
     pub limit: Option<i64>,
 }
 
-const LISTED_COLUMNS: &str = "SELECT e.seq, e.time, e.kind, e.front_door, e.user, e.unit, e.purpose, e.outcome, e.rows, (SELECT json_group_array(resource) FROM ledger_entry_resources r WHERE r.seq = e.seq) AS resources FROM ledger_entries e";
+const LISTED_COLUMNS: &str = "SELECT e.seq, e.time, e.kind, e.front_door, e.user, e.unit, e.purpose, e.outcome, e.rows, (SELECT json_group_array(resource) FROM ledger_entry_resources r WHERE r.seq = e.seq) AS resources FROM ";
 
 fn listed(row: &sqlx::sqlite::SqliteRow) -> Listed {
     Listed {
@@ -141,8 +161,102 @@ fn listed(row: &sqlx::sqlite::SqliteRow) -> Listed {
     }
 }
 
-fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &Filter) {
-    q.push(" WHERE 1 = 1");
+/// A filter made ready for SQL: its times in milliseconds and the place a page goes on from.
+struct Bounds {
+    since: Option<i64>,
+    until: Option<i64>,
+    after: Option<(i64, i64)>,
+}
+
+fn moment(name: &str, text: &Option<String>) -> Result<Option<i64>, AuditError> {
+    text.as_deref()
+        .map(|t| {
+            china_moment(t).map(|at| at.as_millisecond()).ok_or_else(|| {
+                AuditError::Filter(format!(
+                    "{name} '{t}' is not a day or a time: write 2026-11-27, 2026-11-27 18:00 or an RFC 3339 time"
+                ))
+            })
+        })
+        .transpose()
+}
+
+async fn bounds(audit: &Audit, f: &Filter) -> Result<Bounds, AuditError> {
+    let after = match f.before {
+        None => None,
+        Some(seq) => Some(
+            sqlx::query_scalar::<_, i64>("SELECT at FROM ledger_entries WHERE seq = ?")
+                .bind(seq)
+                .fetch_optional(audit.dir().metadata())
+                .await?
+                .map(|at| (at, seq))
+                .ok_or_else(|| {
+                    AuditError::Filter(format!(
+                        "before {seq}: the ledger has no entry {seq} to go on from"
+                    ))
+                })?,
+        ),
+    };
+    Ok(Bounds {
+        since: moment("since", &f.since)?,
+        until: moment("until", &f.until)?,
+        after,
+    })
+}
+
+/// Which index a listing walks, newest first: a resource's own, a providing unit's own
+/// (a steward's page without gathering every resource of the unit), or the entries' (SQLite
+/// picks among user, unit, purpose, kind, outcome and time). A user or unit narrows more
+/// than a providing unit does, so with one of them the entries' index leads.
+#[derive(PartialEq)]
+enum Driver {
+    Resource,
+    Provider,
+    Entries,
+}
+
+fn driver_of(f: &Filter) -> Driver {
+    if f.resource.is_some() {
+        Driver::Resource
+    } else if f.provider.is_some() && f.user.is_none() && f.unit.is_none() {
+        Driver::Provider
+    } else {
+        Driver::Entries
+    }
+}
+
+/// The table alias whose (at, seq) orders the listing.
+fn order_of(f: &Filter) -> &'static str {
+    match driver_of(f) {
+        Driver::Entries => "e",
+        Driver::Resource | Driver::Provider => "d",
+    }
+}
+
+/// The entries a filter selects, joined in the order of the index that leads (see
+/// [`Driver`]), so that a page stops after its last row.
+fn push_selection(q: &mut QueryBuilder<Sqlite>, f: &Filter, b: &Bounds) {
+    let driver = driver_of(f);
+    match (&driver, &f.resource, &f.provider) {
+        (Driver::Resource, Some(r), _) => {
+            q.push("ledger_entry_resources d CROSS JOIN ledger_entries e ON e.seq = d.seq WHERE d.resource = ")
+                .push_bind(r.clone());
+        }
+        (Driver::Provider, _, Some(p)) => {
+            q.push("ledger_entry_providers d CROSS JOIN ledger_entries e ON e.seq = d.seq WHERE d.provider = ")
+                .push_bind(p.clone());
+        }
+        _ => {
+            q.push("ledger_entries e WHERE 1 = 1");
+        }
+    }
+    let order = order_of(f);
+    if let Some(p) = f.provider.as_ref().filter(|_| driver != Driver::Provider) {
+        q.push(" AND EXISTS (SELECT 1 FROM ledger_entry_providers p WHERE p.provider = ")
+            .push_bind(p.clone())
+            .push(format_args!(
+                " AND p.at = {order}.at AND p.seq = {order}.seq)"
+            ));
+    }
     let columns = [
         ("e.user", &f.user),
         ("e.unit", &f.unit),
@@ -156,33 +270,42 @@ fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &Filter) {
                 .push_bind(v.clone());
         }
     }
-    if let Some(since) = &f.since {
-        q.push(" AND e.time >= ").push_bind(since.clone());
+    if let Some(since) = b.since {
+        q.push(format_args!(" AND {order}.at >= ")).push_bind(since);
     }
-    if let Some(until) = &f.until {
-        q.push(" AND e.time < ").push_bind(until.clone());
+    if let Some(until) = b.until {
+        q.push(format_args!(" AND {order}.at < ")).push_bind(until);
     }
-    if let Some(r) = &f.resource {
-        q.push(" AND e.seq IN (SELECT seq FROM ledger_entry_resources WHERE resource = ")
-            .push_bind(r.clone())
-            .push(")");
-    }
-    if let Some(p) = &f.provider {
-        q.push(" AND e.seq IN (SELECT er.seq FROM ledger_entry_resources er JOIN resources rs ON rs.code = er.resource WHERE rs.unit = ")
-            .push_bind(p.clone())
+    if let Some((at, seq)) = b.after {
+        q.push(format_args!(" AND ({order}.at, {order}.seq) < ("))
+            .push_bind(at)
+            .push(", ")
+            .push_bind(seq)
             .push(")");
     }
 }
 
-/// Entries matching `filter`, newest first.
+/// Entries matching `filter`, newest first (by time, then by place in the ledger), at most
+/// `limit` (100 unless asked, 100,000 at most); `before` goes on after a page.
 pub async fn search(audit: &Audit, filter: &Filter) -> Result<Vec<Listed>, AuditError> {
     catch_up(audit).await?;
-    let mut q = QueryBuilder::<Sqlite>::new(LISTED_COLUMNS);
-    push_filter(&mut q, filter);
-    q.push(" ORDER BY e.seq DESC LIMIT ")
-        .push_bind(filter.limit.unwrap_or(100).clamp(1, 100_000));
-    let rows = q.build().fetch_all(audit.dir().metadata()).await?;
+    let b = bounds(audit, filter).await?;
+    let rows = listing("", filter, &b)
+        .build()
+        .fetch_all(audit.dir().metadata())
+        .await?;
     Ok(rows.iter().map(listed).collect())
+}
+
+fn listing(prefix: &str, filter: &Filter, b: &Bounds) -> QueryBuilder<Sqlite> {
+    let order = order_of(filter);
+    let mut q = QueryBuilder::<Sqlite>::new(format!("{prefix}{LISTED_COLUMNS}"));
+    push_selection(&mut q, filter, b);
+    q.push(format_args!(
+        " ORDER BY {order}.at DESC, {order}.seq DESC LIMIT "
+    ))
+    .push_bind(filter.limit.unwrap_or(100).clamp(1, 100_000));
+    q
 }
 
 /// Every recorded access that touched the person or enterprise with this ID, oldest first:
@@ -255,12 +378,13 @@ pub struct Usage {
 
 pub async fn usage(audit: &Audit, filter: &Filter) -> Result<Vec<Usage>, AuditError> {
     catch_up(audit).await?;
+    let b = bounds(audit, filter).await?;
     let mut q = QueryBuilder::<Sqlite>::new(
         "SELECT e.unit, e.purpose, count(*) AS entries, sum(e.outcome = ",
     );
     q.push_bind(DENIED)
-        .push(") AS denied, COALESCE(sum(e.rows), 0) AS rows, sum(e.subjects) AS subjects FROM ledger_entries e");
-    push_filter(&mut q, filter);
+        .push(") AS denied, COALESCE(sum(e.rows), 0) AS rows, sum(e.subjects) AS subjects FROM ");
+    push_selection(&mut q, filter, &b);
     q.push(" AND ")
         .push(USES)
         .push(" GROUP BY e.unit, e.purpose ORDER BY entries DESC");
@@ -298,13 +422,14 @@ pub async fn unusual(
     floor: i64,
 ) -> Result<Vec<Unusual>, AuditError> {
     catch_up(audit).await?;
+    let b = bounds(audit, filter).await?;
     let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT e.user, e.unit, count(DISTINCT s.subject) AS subjects FROM ledger_entries e LEFT JOIN ledger_subjects s ON s.seq = e.seq",
+        "SELECT e.user, e.unit, count(DISTINCT s.subject) AS subjects FROM (SELECT e.seq, e.user, e.unit FROM ",
     );
-    push_filter(&mut q, filter);
+    push_selection(&mut q, filter, &b);
     q.push(" AND e.user IS NOT NULL AND ")
         .push(USES)
-        .push(" GROUP BY e.user, e.unit");
+        .push(") e LEFT JOIN ledger_subjects s ON s.seq = e.seq GROUP BY e.user, e.unit");
     let rows = q.build().fetch_all(audit.dir().metadata()).await?;
     let readers: Vec<(String, Option<String>, i64)> = rows
         .iter()
@@ -431,6 +556,266 @@ mod tests {
             .unwrap();
         let err = subject(&audit, ids[1]).await.unwrap_err().to_string();
         assert!(err.contains("changed beside the ledger"), "{err}");
+    }
+
+    async fn audit_with_two_providers() -> (tempfile::TempDir, Audit) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tongchou_store::DataDir::init(&tmp.path().join("d"))
+            .await
+            .unwrap();
+        for (i, unit) in ["U1", "U2"].iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO units (code, name, slug, seq, created_at) VALUES (?, ?, ?, ?, '')",
+            )
+            .bind(unit)
+            .bind(format!("单位{i}"))
+            .bind(unit.to_lowercase())
+            .bind(i as i64)
+            .execute(dir.metadata())
+            .await
+            .unwrap();
+        }
+        for (code, unit) in [("R1", "U1"), ("R2", "U1"), ("R3", "U2")] {
+            sqlx::query("INSERT INTO resources (code, unit, name, share_type, open_type, update_cycle, field_count, version, body, registered_at, updated_at) VALUES (?, ?, ?, '', '', '', 0, 1, '{}', '', '')")
+                .bind(code)
+                .bind(unit)
+                .bind(code)
+                .execute(dir.metadata())
+                .await
+                .unwrap();
+        }
+        let audit = Audit::open(&dir).await.unwrap();
+        (tmp, audit)
+    }
+
+    /// 60 entries over three days; every fifth carries a time 2.5 hours older than its
+    /// neighbours' (an event recorded late, from the outbox).
+    fn planted(i: i64) -> Entry {
+        let start = jiff::Timestamp::from_second(1_795_000_000).unwrap();
+        let late = if i % 5 == 4 { 9_000_000 } else { 0 };
+        let mut e = Entry::new(
+            ["statement", "pull", "sign_in"][i as usize % 3],
+            "rest",
+            crate::ALLOWED,
+        );
+        e.time = tongchou_ledger::entry::china_time(
+            jiff::Timestamp::from_millisecond(start.as_millisecond() + i * 4_000_000 - late)
+                .unwrap(),
+        );
+        e.user = Some(format!("user{}", i % 4));
+        e.resources = match i % 4 {
+            0 => vec!["R1".into()],
+            1 => vec!["R2".into(), "R3".into()],
+            2 => vec!["R3".into()],
+            _ => vec![],
+        };
+        e
+    }
+
+    fn provider_of(resource: &str) -> &str {
+        if resource == "R3" { "U2" } else { "U1" }
+    }
+
+    /// What a filter should list, worked out from the entries themselves.
+    fn expected(entries: &[(i64, Entry)], f: &Filter) -> Vec<i64> {
+        let at = |e: &Entry| at_of(&e.time);
+        let since = f
+            .since
+            .as_deref()
+            .map(|t| china_moment(t).unwrap().as_millisecond());
+        let until = f
+            .until
+            .as_deref()
+            .map(|t| china_moment(t).unwrap().as_millisecond());
+        let mut found: Vec<&(i64, Entry)> = entries
+            .iter()
+            .filter(|(_, e)| f.user.as_ref().is_none_or(|u| e.user.as_ref() == Some(u)))
+            .filter(|(_, e)| f.kind.as_ref().is_none_or(|k| &e.kind == k))
+            .filter(|(_, e)| f.resource.as_ref().is_none_or(|r| e.resources.contains(r)))
+            .filter(|(_, e)| {
+                f.provider
+                    .as_ref()
+                    .is_none_or(|p| e.resources.iter().any(|r| provider_of(r) == p))
+            })
+            .filter(|(_, e)| since.is_none_or(|s| at(e) >= s) && until.is_none_or(|u| at(e) < u))
+            .collect();
+        found.sort_by_key(|(seq, e)| std::cmp::Reverse((at(e), *seq)));
+        found.iter().map(|(seq, _)| *seq).collect()
+    }
+
+    /// Every filter, read a page of 7 at a time with `before`, lists exactly the entries
+    /// it selects, newest first, each once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_walked_with_before_list_each_selected_entry_once_newest_first() {
+        let (_tmp, audit) = audit_with_two_providers().await;
+        let mut entries = Vec::new();
+        for i in 0..60 {
+            let e = planted(i);
+            let seq = audit.record(&e).await.unwrap() as i64;
+            entries.push((seq, e));
+        }
+        let day = |d: &str| Some(d.to_string());
+        let filters = [
+            Filter::default(),
+            Filter {
+                user: day("user1"),
+                ..Filter::default()
+            },
+            Filter {
+                kind: day("pull"),
+                ..Filter::default()
+            },
+            Filter {
+                resource: day("R3"),
+                ..Filter::default()
+            },
+            Filter {
+                provider: day("U1"),
+                ..Filter::default()
+            },
+            Filter {
+                provider: day("U2"),
+                resource: day("R2"),
+                ..Filter::default()
+            },
+            Filter {
+                provider: day("U1"),
+                user: day("user0"),
+                ..Filter::default()
+            },
+            Filter {
+                since: day("2026-11-19"),
+                until: day("2026-11-20 12:00"),
+                ..Filter::default()
+            },
+            Filter {
+                resource: day("R1"),
+                since: day("2026-11-19T06:00:00+08:00"),
+                ..Filter::default()
+            },
+        ];
+        for filter in filters {
+            let mut walked = Vec::new();
+            let mut page = Filter {
+                limit: Some(7),
+                ..filter.clone()
+            };
+            loop {
+                let got = search(&audit, &page).await.unwrap();
+                walked.extend(got.iter().map(|e| e.seq));
+                match got.last() {
+                    Some(last) if got.len() == 7 => page.before = Some(last.seq),
+                    _ => break,
+                }
+            }
+            walked.retain(|&seq| seq != 0); // the ledger's start, recorded now
+            let want = expected(&entries, &filter);
+            assert!(!want.is_empty(), "{filter:?} selects something");
+            assert_eq!(walked, want, "{filter:?}");
+        }
+        let err = search(
+            &audit,
+            &Filter {
+                since: day("last week"),
+                ..Filter::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, AuditError::Filter(_)) && err.to_string().contains("2026-11-27"),
+            "{err}"
+        );
+        let err = search(
+            &audit,
+            &Filter {
+                before: Some(10_000),
+                ..Filter::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("no entry 10000"), "{err}");
+    }
+
+    /// No page reads the whole index: every filter is served by an index in the order of
+    /// the listing (no sort of what it found, no scan of a table without an index).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_filter_pages_by_an_index_without_sorting() {
+        let (_tmp, audit) = audit_with_two_providers().await;
+        let some = |v: &str| Some(v.to_string());
+        let b = Bounds {
+            since: Some(1),
+            until: Some(2),
+            after: Some((1, 1)),
+        };
+        let unbounded = Bounds {
+            since: None,
+            until: None,
+            after: None,
+        };
+        let filters = [
+            Filter::default(),
+            Filter {
+                user: some("u"),
+                ..Filter::default()
+            },
+            Filter {
+                unit: some("U1"),
+                ..Filter::default()
+            },
+            Filter {
+                purpose: some("p"),
+                ..Filter::default()
+            },
+            Filter {
+                kind: some("pull"),
+                ..Filter::default()
+            },
+            Filter {
+                outcome: some("denied"),
+                ..Filter::default()
+            },
+            Filter {
+                resource: some("R1"),
+                ..Filter::default()
+            },
+            Filter {
+                provider: some("U1"),
+                ..Filter::default()
+            },
+            Filter {
+                provider: some("U1"),
+                resource: some("R1"),
+                user: some("u"),
+                ..Filter::default()
+            },
+            Filter {
+                user: some("u"),
+                kind: some("pull"),
+                outcome: some("allowed"),
+                ..Filter::default()
+            },
+        ];
+        for f in &filters {
+            for bounds in [&b, &unbounded] {
+                let plan: Vec<String> = listing("EXPLAIN QUERY PLAN ", f, bounds)
+                    .build()
+                    .fetch_all(audit.dir().metadata())
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>("detail"))
+                    .collect();
+                for step in &plan {
+                    let full_scan = step.starts_with("SCAN") && !step.contains("INDEX");
+                    assert!(
+                        !full_scan && !step.contains("TEMP B-TREE"),
+                        "{f:?}: {plan:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

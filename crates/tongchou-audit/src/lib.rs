@@ -36,6 +36,10 @@ pub enum AuditError {
     Settings(String),
     #[error("a subject set beside the ledger: {0}")]
     SubjectSet(String),
+    /// A search the caller asked for wrongly (a time that is not one, a page after an
+    /// entry that does not exist).
+    #[error("{0}")]
+    Filter(String),
 }
 
 /// `config/ledger.toml`.

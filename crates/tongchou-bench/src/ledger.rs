@@ -176,7 +176,7 @@ fn proofs(dir: &Path, size: u64) -> Result<()> {
     Ok(())
 }
 
-fn dir_bytes(dir: &Path) -> Result<u64> {
+pub(crate) fn dir_bytes(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for item in std::fs::read_dir(dir)? {
         total += item?.metadata()?.len();

@@ -11,6 +11,7 @@ mod access;
 mod audit_overhead;
 mod exchange;
 mod ledger;
+mod ledger_growth;
 mod machine_costs;
 mod pg_lookup;
 mod portal;
@@ -357,8 +358,17 @@ fn main() -> Result<()> {
             let _ = std::fs::remove_dir_all(&work);
             result
         }
+        Some("ledger-growth") => {
+            let entries = args
+                .get(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(50_000_000);
+            let work = work_dir(&args, 3, "tongchou-bench-ledger-growth");
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            runtime.block_on(ledger_growth::run(&work, entries))
+        }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | wire-overhead [WORK_DIR] [ROUNDS] | machine-costs [DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | ledger-growth [ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | wire-overhead [WORK_DIR] [ROUNDS] | machine-costs [DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
         ),
     }
 }

@@ -5,6 +5,7 @@
 //! config/ledger-verifiers     every verifier key the ledger has used, oldest first
 //! config/ledger-subject.key   the key of the subject hashes (0600)
 //! ledger/checkpoints.log      signed checkpoints, as records like the entries'
+//! ledger/checkpoints.last     where the newest checkpoint starts and ends (derived)
 //! ```
 //!
 //! Entry 0 names the first key; a key rotation is itself an entry, covered by a checkpoint
@@ -27,6 +28,10 @@ pub const SIGNING_KEY_FILE: &str = "ledger-signing.key";
 pub const VERIFIERS_FILE: &str = "ledger-verifiers";
 pub const SUBJECT_KEY_FILE: &str = "ledger-subject.key";
 pub const CHECKPOINTS_FILE: &str = "checkpoints.log";
+/// Where the newest checkpoint is in the checkpoint log, so that opening and signing read
+/// one record, not the whole log. Derived: checked against the log each time, and found
+/// again by a scan when missing or wrong.
+pub const LAST_CHECKPOINT_FILE: &str = "checkpoints.last";
 pub const INCLUSION_FORMAT: &str = "tongchou-inclusion-proof/1";
 pub const CONSISTENCY_FORMAT: &str = "tongchou-consistency-proof/1";
 
@@ -129,13 +134,7 @@ pub fn read_checkpoint_log(ledger_dir: &Path) -> Result<CheckpointLog> {
     let mut reader = SegmentReader::open(&path, 0)?.at_most(MAX_NOTE_BYTES);
     while let Some(found) = reader.next_found()? {
         match found {
-            Found::Record { entry, .. } => {
-                log.notes.push(String::from_utf8(entry).map_err(|_| {
-                    LedgerError::Damaged(format!(
-                        "{CHECKPOINTS_FILE}: a checkpoint that is not text"
-                    ))
-                })?)
-            }
+            Found::Record { entry, .. } => log.notes.push(note_text(entry)?),
             Found::Torn { offset, bytes } => log.torn = Some((offset, bytes)),
             Found::Damaged { offset, why } => {
                 return Err(LedgerError::Damaged(format!(
@@ -151,6 +150,81 @@ pub fn read_checkpoint_log(ledger_dir: &Path) -> Result<CheckpointLog> {
 /// never handed out.
 pub fn read_checkpoints(ledger_dir: &Path) -> Result<Vec<String>> {
     Ok(read_checkpoint_log(ledger_dir)?.notes)
+}
+
+/// The newest checkpoint in the log, where it starts and where whole records end, and
+/// bytes after them that are not a whole record.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CheckpointTail {
+    pub last: Option<String>,
+    pub at: u64,
+    pub end: u64,
+    pub torn: Option<(u64, u64)>,
+}
+
+fn note_text(entry: Vec<u8>) -> Result<String> {
+    String::from_utf8(entry).map_err(|_| {
+        LedgerError::Damaged(format!("{CHECKPOINTS_FILE}: a checkpoint that is not text"))
+    })
+}
+
+/// The newest checkpoint, read from where `checkpoints.last` says it is (checked: a whole
+/// record that ends there) and any records after it; the whole log only when the
+/// remembered place is missing or wrong. Damage before the newest checkpoint is
+/// `ledger verify`'s to find.
+pub fn read_checkpoint_tail(ledger_dir: &Path) -> Result<CheckpointTail> {
+    let path = ledger_dir.join(CHECKPOINTS_FILE);
+    if !path.exists() {
+        return Ok(CheckpointTail::default());
+    }
+    let remembered = remembered_tail(ledger_dir, &path).unwrap_or_default();
+    let mut tail = remembered.clone();
+    let mut reader = SegmentReader::open(&path, tail.end)?.at_most(MAX_NOTE_BYTES);
+    while let Some(found) = reader.next_found()? {
+        match found {
+            Found::Record { offset, entry, .. } => {
+                tail.last = Some(note_text(entry)?);
+                tail.at = offset;
+                tail.end = reader.offset();
+            }
+            Found::Torn { offset, bytes } => tail.torn = Some((offset, bytes)),
+            Found::Damaged { offset, why } => {
+                return Err(LedgerError::Damaged(format!(
+                    "{CHECKPOINTS_FILE} at byte {offset}: {why}"
+                )));
+            }
+        }
+    }
+    if tail.end != remembered.end {
+        remember_tail(ledger_dir, tail.at, tail.end);
+    }
+    Ok(tail)
+}
+
+fn remembered_tail(ledger_dir: &Path, path: &Path) -> Option<CheckpointTail> {
+    let text = std::fs::read_to_string(ledger_dir.join(LAST_CHECKPOINT_FILE)).ok()?;
+    let (at, end) = text.trim().split_once(' ')?;
+    let (at, end): (u64, u64) = (at.parse().ok()?, end.parse().ok()?);
+    let mut reader = SegmentReader::open(path, at).ok()?.at_most(MAX_NOTE_BYTES);
+    match reader.next_found().ok()?? {
+        Found::Record { entry, .. } if reader.offset() == end => Some(CheckpointTail {
+            last: Some(String::from_utf8(entry).ok()?),
+            at,
+            end,
+            torn: None,
+        }),
+        _ => None,
+    }
+}
+
+/// Notes where the newest checkpoint is. Not synced: a place lost in a crash is found
+/// again by a scan.
+fn remember_tail(ledger_dir: &Path, at: u64, end: u64) {
+    let path = ledger_dir.join(LAST_CHECKPOINT_FILE);
+    let staged = path.with_extension("last.tmp");
+    if std::fs::write(&staged, format!("{at} {end}\n")).is_ok() {
+        let _ = std::fs::rename(&staged, &path);
+    }
 }
 
 impl Ledger {
@@ -172,8 +246,8 @@ impl Ledger {
             subject_key,
             damage: None,
         };
-        let checkpoints = read_checkpoint_log(ledger.log.dir())?;
-        ledger.damage = ledger.find_damage(&checkpoints.notes)?;
+        let checkpoints = read_checkpoint_tail(ledger.log.dir())?;
+        ledger.damage = ledger.find_damage(checkpoints.last.as_deref())?;
         if ledger.damage.is_some() {
             return Ok(ledger);
         }
@@ -209,7 +283,7 @@ impl Ledger {
     /// returns how many bytes it moved.
     fn set_aside_torn_checkpoint(&mut self) -> Result<Option<u64>> {
         let moved = self.log.exclusively(|dir| {
-            let torn = read_checkpoint_log(dir)
+            let torn = read_checkpoint_tail(dir)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
                 .torn;
             torn.map(|(offset, _)| log::set_aside(dir, &dir.join(CHECKPOINTS_FILE), offset))
@@ -220,11 +294,11 @@ impl Ledger {
 
     /// What stops appends: damage the log found, entries fewer than a checkpoint counted,
     /// or a log emptied under an existing key.
-    fn find_damage(&self, checkpoints: &[String]) -> Result<Option<String>> {
+    fn find_damage(&self, last_checkpoint: Option<&str>) -> Result<Option<String>> {
         if let Some(d) = self.log.damage() {
             return Ok(Some(d.to_string()));
         }
-        if let Some(last) = checkpoints.last() {
+        if let Some(last) = last_checkpoint {
             let counted = Checkpoint::read_unverified(last)?.size;
             if counted > self.log.len() {
                 return Ok(Some(format!(
@@ -302,11 +376,10 @@ impl Ledger {
     /// Signs a checkpoint of the log as it is now (unless the newest one already covers it).
     pub fn checkpoint(&mut self) -> Result<String> {
         self.log.refresh()?;
-        let notes = read_checkpoints(self.log.dir())?;
-        if let Some(last) = notes.last()
-            && Checkpoint::read_unverified(last)?.size == self.log.len()
+        if let Some(last) = self.last_checkpoint()?
+            && Checkpoint::read_unverified(&last)?.size == self.log.len()
         {
-            return Ok(last.clone());
+            return Ok(last);
         }
         self.sign_checkpoint()
     }
@@ -340,11 +413,18 @@ impl Ledger {
             .open(self.log.dir().join(CHECKPOINTS_FILE))?;
         file.write_all(&record)?;
         file.sync_data()?;
+        let end = io::Seek::stream_position(&mut file)?;
+        remember_tail(self.log.dir(), end - record.len() as u64, end);
         Ok(note)
     }
 
     pub fn checkpoints(&self) -> Result<Vec<String>> {
         read_checkpoints(self.log.dir())
+    }
+
+    /// The newest signed checkpoint, read without the ones before it.
+    pub fn last_checkpoint(&self) -> Result<Option<String>> {
+        Ok(read_checkpoint_tail(self.log.dir())?.last)
     }
 
     pub fn verifier(&self) -> Option<NoteVerifier> {
@@ -380,7 +460,7 @@ impl Ledger {
 
     /// The newest checkpoint, signing one first when the log has grown past it.
     fn covering_checkpoint(&mut self, size_at_least: u64) -> Result<(String, Checkpoint)> {
-        let mut note = self.checkpoints()?.pop();
+        let mut note = self.last_checkpoint()?;
         let too_old = match &note {
             Some(n) => Checkpoint::read_unverified(n)?.size < size_at_least,
             None => true,
@@ -487,5 +567,116 @@ fn load_or_create_subject_key(config: &Path) -> Result<SubjectKey> {
             }
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ledger_with_checkpoints(n: usize) -> (tempfile::TempDir, Ledger) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(
+            &tmp.path().join("ledger"),
+            &tmp.path().join("config"),
+            "test/ledger",
+        )
+        .unwrap();
+        for _ in 0..n {
+            ledger
+                .append(&[Entry::new("statement", "rest", ALLOWED).to_bytes()])
+                .unwrap();
+            ledger.checkpoint().unwrap();
+        }
+        (tmp, ledger)
+    }
+
+    fn reopen(tmp: &tempfile::TempDir) -> Result<Ledger> {
+        Ledger::open(
+            &tmp.path().join("ledger"),
+            &tmp.path().join("config"),
+            "test/ledger",
+        )
+    }
+
+    /// Opening reads the newest checkpoint where it was noted, not the log before it: a
+    /// changed old checkpoint does not slow or stop the open (verify names it), and once
+    /// the note is gone the scan that replaces it finds the change.
+    #[test]
+    fn opening_reads_only_the_newest_checkpoint() {
+        let (tmp, ledger) = ledger_with_checkpoints(5);
+        let newest = ledger.last_checkpoint().unwrap().unwrap();
+        drop(ledger);
+        let dir = tmp.path().join("ledger");
+        let path = dir.join(CHECKPOINTS_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[12] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let ledger = reopen(&tmp).unwrap();
+        assert_eq!(ledger.last_checkpoint().unwrap().unwrap(), newest);
+        drop(ledger);
+        std::fs::remove_file(dir.join(LAST_CHECKPOINT_FILE)).unwrap();
+        let err = reopen(&tmp).err().unwrap().to_string();
+        assert!(err.contains("checkpoints.log at byte 0"), "{err}");
+    }
+
+    /// Opening trusts the tree files up to what a checkpoint made durable: they are not
+    /// cut and rebuilt from the entries (which made every open read the whole log).
+    #[test]
+    fn opening_leaves_the_tree_files_as_they_are() {
+        let (tmp, ledger) = ledger_with_checkpoints(40);
+        drop(ledger);
+        let tree = tmp.path().join("ledger").join(crate::tree_store::TREE_DIR);
+        let stamps = || {
+            // An empty level above the top may be created; it holds nothing.
+            let mut files: Vec<_> = std::fs::read_dir(&tree)
+                .unwrap()
+                .filter(|f| f.as_ref().unwrap().metadata().unwrap().len() > 0)
+                .map(|f| {
+                    let f = f.unwrap();
+                    let meta = f.metadata().unwrap();
+                    (f.file_name(), meta.len(), meta.modified().unwrap())
+                })
+                .collect();
+            files.sort();
+            files
+        };
+        let before = stamps();
+        assert!(before.len() > 5 && before[0].1 == 41 * 32, "{before:?}");
+        let ledger = reopen(&tmp).unwrap();
+        assert_eq!(ledger.len(), 41);
+        assert_eq!(stamps(), before);
+    }
+
+    /// A checkpoint another process signed after the note (the note lost in a crash) is
+    /// still the newest: the read goes on from the noted place.
+    #[test]
+    fn a_checkpoint_after_the_noted_one_is_found() {
+        let (tmp, mut ledger) = ledger_with_checkpoints(3);
+        let dir = tmp.path().join("ledger");
+        let noted = std::fs::read(dir.join(LAST_CHECKPOINT_FILE)).unwrap();
+        ledger
+            .append(&[Entry::new("statement", "rest", ALLOWED).to_bytes()])
+            .unwrap();
+        let newest = ledger.checkpoint().unwrap();
+        std::fs::write(dir.join(LAST_CHECKPOINT_FILE), noted).unwrap();
+        assert_eq!(read_checkpoint_tail(&dir).unwrap().last.unwrap(), newest);
+        assert_eq!(ledger.checkpoint().unwrap(), newest, "not signed again");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever the note says, the newest checkpoint read is the scan's.
+        #[test]
+        fn any_note_gives_the_scans_newest_checkpoint(at in 0u64..2000, end in 0u64..2000, garbage in any::<bool>()) {
+            let (tmp, ledger) = ledger_with_checkpoints(4);
+            let dir = tmp.path().join("ledger");
+            let note = if garbage { format!("{at}") } else { format!("{at} {end}\n") };
+            std::fs::write(dir.join(LAST_CHECKPOINT_FILE), note).unwrap();
+            let scanned = read_checkpoints(&dir).unwrap().pop();
+            prop_assert_eq!(read_checkpoint_tail(&dir).unwrap().last, scanned);
+            drop(ledger);
+        }
     }
 }

@@ -82,7 +82,7 @@ impl Log {
             .open(dir.join(INDEX_FILE))?;
         lock.lock()?;
         let opened = (|| {
-            let tree = TreeStore::open(dir, 0)?;
+            let tree = TreeStore::unopened(dir);
             let mut log = Log {
                 dir: dir.to_path_buf(),
                 lock: lock.try_clone()?,

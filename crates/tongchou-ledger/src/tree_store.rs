@@ -30,6 +30,17 @@ pub struct TreeStore {
 }
 
 impl TreeStore {
+    /// A store not yet read from disk, to be replaced by [`TreeStore::open`]; it touches
+    /// no file (opening with a limit of 0 would cut every level to nothing).
+    pub fn unopened(ledger_dir: &Path) -> TreeStore {
+        TreeStore {
+            dir: ledger_dir.join(TREE_DIR),
+            levels: Vec::new(),
+            size: 0,
+            edge: Vec::new(),
+        }
+    }
+
     /// Opens the level files in `ledger_dir/tree` and cuts them back to a consistent tree of
     /// at most `limit` leaves.
     pub fn open(ledger_dir: &Path, limit: u64) -> io::Result<TreeStore> {

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use tongchou_audit::index::{self, Filter, Listed};
-use tongchou_audit::{ALLOWED, DENIED, Entry};
+use tongchou_audit::{ALLOWED, AuditError, DENIED, Entry};
 use tongchou_model::UserRole;
 use tongchou_server::Traced;
 
@@ -95,6 +95,34 @@ fn cleaned(mut f: Filter) -> Filter {
     f
 }
 
+/// Days of use the summary covers when no start is asked: the summary reads every entry
+/// of its period, so a page that opens by itself must not grow with the years.
+const USAGE_DAYS: i64 = 7;
+
+fn usage_period(filter: &Filter) -> Filter {
+    let mut period = filter.clone();
+    period.before = None;
+    if period.since.is_none() {
+        let start = jiff::Zoned::now()
+            .with_time_zone(jiff::tz::TimeZone::fixed(jiff::tz::offset(8)))
+            .date()
+            .checked_sub(jiff::Span::new().days(USAGE_DAYS))
+            .unwrap_or(jiff::civil::Date::MIN);
+        period.since = Some(start.to_string());
+    }
+    period
+}
+
+/// The link to the next page: the same filter, after the last entry shown.
+fn older_page(asked: &Filter, last: i64) -> String {
+    let mut next = asked.clone();
+    next.before = Some(last);
+    format!(
+        "/ledger?{}",
+        serde_urlencoded::to_string(&next).unwrap_or_default()
+    )
+}
+
 pub async fn page(State(s): Shared, viewer: Viewer, Query(asked): Query<Filter>) -> Response {
     let lang = viewer.lang;
     let asked = cleaned(asked);
@@ -104,21 +132,23 @@ pub async fn page(State(s): Shared, viewer: Viewer, Query(asked): Query<Filter>)
             "The ledger is read by the bureau's admins, and by stewards for their own resources.",
         ));
     };
-    filter.limit = Some(filter.limit.unwrap_or(100).min(1000));
-    let usage = index::usage(&s.audit, &filter).await;
+    filter.limit = Some(filter.limit.unwrap_or(100).clamp(1, 1000));
+    let period = usage_period(&filter);
+    let usage = index::usage(&s.audit, &period).await;
     let entries = index::search(&s.audit, &filter).await;
     let (usage, entries) = match (usage, entries) {
         (Ok(u), Ok(e)) => (u, e),
         (Err(e), _) | (_, Err(e)) => {
-            return refused(
-                &viewer,
-                StatusCode::SERVICE_UNAVAILABLE,
-                title(lang),
-                "/ledger",
-                &e.to_string(),
-            );
+            let status = match e {
+                AuditError::Filter(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return refused(&viewer, status, title(lang), "/ledger", &e.to_string());
         }
     };
+    let older = (entries.len() as i64 == filter.limit.unwrap_or(100))
+        .then(|| entries.last().map(|e| older_page(&asked, e.seq)))
+        .flatten();
     let bureau = viewer.is(UserRole::PlatformAdmin);
     let names = unit_names(&s).await;
     let body = html! {
@@ -140,7 +170,7 @@ pub async fn page(State(s): Shared, viewer: Viewer, Query(asked): Query<Filter>)
             (text_input("until", lang.t("截止日期", "Until"), &asked.until, "date"))
             button type="submit" { (lang.t("筛选", "Filter")) }
         }
-        h2 { (lang.t("按单位和用途统计", "Use by unit and purpose")) }
+        h2 { (lang.t("按单位和用途统计", "Use by unit and purpose")) " (" (lang.t("自 ", "since ")) (period.since.clone().unwrap_or_default()) ")" }
         table {
             thead { tr { th { (lang.t("单位", "Unit")) } th { (lang.t("用途", "Purpose")) } th.num { (lang.t("次数", "Entries")) } th.num { (lang.t("被拒", "Denied")) } th.num { (lang.t("行数", "Rows")) } th.num { (lang.t("涉及对象", "Subjects")) } } }
             tbody { @for u in &usage { tr {
@@ -150,6 +180,7 @@ pub async fn page(State(s): Shared, viewer: Viewer, Query(asked): Query<Filter>)
         }
         h2 { (lang.t("最近的记录", "Newest entries")) " (" (entries.len()) ")" }
         (entries_table(lang, &names, &entries))
+        @if let Some(href) = &older { p { a.older href=(href) { (lang.t("更早的记录 →", "Older entries →")) } } }
         @if bureau {
             h2 { (lang.t("谁查看了此人", "Who looked at this person")) }
             form.inline-form method="get" action="/ledger/subject" {

@@ -13,7 +13,7 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use tongchou_access::Scope;
 use tongchou_audit::index::{self, Filter, Listed, Unusual, Usage};
-use tongchou_audit::{ALLOWED, Entry};
+use tongchou_audit::{ALLOWED, AuditError, Entry};
 use tongchou_model::UserRole;
 use utoipa::{IntoParams, ToSchema};
 
@@ -33,8 +33,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/ledger/checkpoint", get(checkpoint))
 }
 
-fn failed(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+fn failed(e: impl Into<AuditError>) -> ApiError {
+    let e = e.into();
+    let status = match e {
+        AuditError::Filter(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(status, e.to_string())
 }
 
 fn require_bureau(caller: &Caller, what: &str) -> Result<(), ApiError> {

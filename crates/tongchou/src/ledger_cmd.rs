@@ -126,6 +126,9 @@ pub struct FilterArgs {
     /// Only uses of this providing unit's resources.
     #[arg(long)]
     provider: Option<String>,
+    /// The next page: entries listed after this one (the last seq shown).
+    #[arg(long)]
+    before: Option<i64>,
     #[arg(long, default_value_t = 100)]
     limit: i64,
 }
@@ -142,6 +145,7 @@ impl From<FilterArgs> for Filter {
             since: a.since,
             until: a.until,
             provider: a.provider,
+            before: a.before,
             limit: Some(a.limit),
         }
     }
@@ -388,15 +392,9 @@ async fn with_ledger(data_dir: &Path, command: LedgerCommand) -> Result<()> {
             let filter = Filter {
                 since: since.clone(),
                 until: until.clone(),
-                limit: Some(1_000_000),
                 ..Filter::default()
             };
-            let seqs: Vec<u64> = index::search(&audit, &filter)
-                .await?
-                .into_iter()
-                .map(|e| e.seq as u64)
-                .rev()
-                .collect();
+            let seqs = period_entries(&audit, filter).await?;
             let count = seqs.len();
             let export = audit
                 .with_ledger(move |l| {
@@ -409,6 +407,23 @@ async fn with_ledger(data_dir: &Path, command: LedgerCommand) -> Result<()> {
         }
         LedgerCommand::Verify { .. } | LedgerCommand::CheckProof { .. } => unreachable!(),
     }
+}
+
+/// Every entry a filter selects, in ledger order, read page by page.
+async fn period_entries(audit: &Audit, mut filter: Filter) -> Result<Vec<u64>> {
+    const PAGE: i64 = 10_000;
+    filter.limit = Some(PAGE);
+    let mut seqs = Vec::new();
+    loop {
+        let page = index::search(audit, &filter).await?;
+        seqs.extend(page.iter().map(|e| e.seq as u64));
+        match page.last() {
+            Some(last) if page.len() as i64 == PAGE => filter.before = Some(last.seq),
+            _ => break,
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
 }
 
 async fn subject(audit: &Audit, id: &str, json: bool) -> Result<()> {

@@ -473,3 +473,93 @@ fn the_subject_view_answers_for_the_demos_people() {
     assert_eq!(seen[0]["purpose"], "procuratorial_supervision");
     assert!(seen[0]["unit"].is_string() && seen[0]["time"].is_string());
 }
+
+/// The ledger is read a page at a time, newest first: pages walked with `--before` (CLI)
+/// and `before=` (REST) list every entry once, in time order, and say what is wrong with
+/// a time that is not one or a page after an entry that does not exist.
+#[test]
+fn the_ledger_is_read_a_page_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_demo(tmp.path());
+    let all = ok_json(&data, &["ledger", "search", "--limit", "100000", "--json"]);
+    let all: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert!(all.len() > 30, "the demo leaves entries: {}", all.len());
+    let mut walked: Vec<Value> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut args = vec!["ledger", "search", "--limit", "8", "--json"];
+        if let Some(b) = &before {
+            args.extend(["--before", b.as_str()]);
+        }
+        let page = ok_json(&data, &args);
+        let page = page.as_array().unwrap().clone();
+        walked.extend(page.iter().cloned());
+        match page.last() {
+            Some(last) if page.len() == 8 => before = Some(last["seq"].to_string()),
+            _ => break,
+        }
+    }
+    // Later entries of this test (each search is recorded) are not in the pages.
+    let seqs: Vec<i64> = walked.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs[..],
+        all[..],
+        "the pages are the one long list, in order"
+    );
+    let times: Vec<&str> = walked.iter().map(|e| e["time"].as_str().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+
+    let bad = tongchou(&data, &["ledger", "search", "--since", "上周"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("since '上周'") && err.contains("2026-11-27"),
+        "{err}"
+    );
+
+    let admin = bearer(&token(&data, "admin", "read,admin"));
+    let (_server, base) = serve(&data);
+    let http = agent();
+    let (status, first) = get(
+        &http,
+        &format!("{base}/api/ledger/entries?limit=3&outcome=allowed"),
+        &admin,
+    );
+    assert_eq!(status, 200);
+    let first = first.as_array().unwrap();
+    let last = first[2]["seq"].as_i64().unwrap();
+    let (status, next) = get(
+        &http,
+        &format!("{base}/api/ledger/entries?limit=3&outcome=allowed&before={last}"),
+        &admin,
+    );
+    assert_eq!(status, 200);
+    let next = next.as_array().unwrap();
+    assert!(
+        !next.is_empty()
+            && next.iter().all(|e| e["outcome"] == "allowed"
+                && e["time"].as_str() <= first[2]["time"].as_str()
+                && e["seq"] != first[2]["seq"]),
+        "{next:?}"
+    );
+    let (status, err) = get(
+        &http,
+        &format!("{base}/api/ledger/entries?until=tomorrow"),
+        &admin,
+    );
+    assert_eq!(status, 400, "{err}");
+    let (status, err) = get(
+        &http,
+        &format!("{base}/api/ledger/entries?before=99999999"),
+        &admin,
+    );
+    assert_eq!(status, 400);
+    assert!(err.to_string().contains("no entry 99999999"), "{err}");
+}

@@ -526,6 +526,13 @@ async fn a_steward_an_analyst_the_bureau_and_an_inspector_do_their_work_in_the_b
         "the analyst's statement is in the ledger: {ledger}"
     );
     tab.check("ledger").await;
+    let newest = tab.go("/ledger?limit=5").await;
+    let older = tab.click("a.older").await;
+    let (shown, then) = (listed_seqs(&newest), listed_seqs(&older));
+    assert!(
+        shown.len() == 5 && !then.is_empty() && then.iter().all(|s| !shown.contains(s)),
+        "the older page goes on after the last entry shown: {shown:?} then {then:?}"
+    );
     tab.fill("#id", "440605198001011231").await;
     let looked = tab.click("form[action='/ledger/subject'] button").await;
     assert!(
@@ -822,4 +829,18 @@ fn the_portal_keeps_its_doors_shut_and_records_every_page() {
         ledger_search(&data, &["--user", "tax_steward", "--kind", "decision"]);
     assert_eq!(decisions.len(), 1, "{decisions:?}");
     assert_eq!(decisions[0]["front_door"], "portal");
+}
+
+/// The entry numbers of a ledger page's table (its first column).
+fn listed_seqs(page: &str) -> Vec<i64> {
+    page.split("<tr")
+        .filter_map(|row| {
+            row.split("<td>")
+                .nth(1)?
+                .split("</td>")
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
