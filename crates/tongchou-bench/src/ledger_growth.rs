@@ -38,7 +38,11 @@ fn resource_code(r: u64) -> String {
 /// Entry `i` as a front door writes it, without the statement text (≈ 230 bytes).
 fn compact_entry(i: u64) -> Vec<u8> {
     let kind = ["pull", "sign_in", "download", "statement"][(i % 10).min(3) as usize];
-    let outcome = if i.is_multiple_of(50) { DENIED } else { ALLOWED };
+    let outcome = if i.is_multiple_of(50) {
+        DENIED
+    } else {
+        ALLOWED
+    };
     let mut e = Entry::new(kind, ["rest", "pg", "portal"][i as usize % 3], outcome);
     e.time =
         china_time(jiff::Timestamp::from_millisecond(START_MS + i as i64 * SPACING_MS).unwrap());
@@ -58,11 +62,6 @@ fn provider_of(i: u64) -> String {
     unit_code((i * 7) % RESOURCES % UNITS)
 }
 
-fn drop_caches() -> bool {
-    unsafe { libc::sync() };
-    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
-}
-
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
     let out = f();
@@ -78,7 +77,7 @@ pub async fn run(work: &Path, entries: u64) -> Result<()> {
         std::fs::remove_dir_all(work)?;
     }
     std::fs::create_dir_all(work)?;
-    let cold = drop_caches();
+    let cold = crate::drop_caches();
     if !cold {
         println!("(the page cache cannot be dropped here: cold figures are warm)");
     }
@@ -116,7 +115,7 @@ async fn log_phase(root: &Path, entries: u64) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
 
-    drop_caches();
+    crate::drop_caches();
     let started = Instant::now();
     let audit = Audit::open(&dir).await?;
     let cold_open = started.elapsed();
@@ -124,7 +123,7 @@ async fn log_phase(root: &Path, entries: u64) -> Result<()> {
     audit.with_ledger(|l| tongchou_audit::tail(l, 20)).await?;
     let cold_tail = started.elapsed();
     drop(audit);
-    drop_caches();
+    crate::drop_caches();
     let (notes, cold_scan) = timed(|| tongchou_ledger::ledger::read_checkpoint_log(&ledger_dir));
     let notes = notes?.notes.len();
     println!(
@@ -305,7 +304,7 @@ async fn index_phase(root: &Path, entries: u64) -> Result<()> {
     ];
     println!("Searches (a page of 100, `index::search` with its catch-up), cold then 20 warm:");
     for (what, filter) in &searches {
-        drop_caches();
+        crate::drop_caches();
         let started = Instant::now();
         let found = index::search(&audit, filter).await?;
         let cold = started.elapsed();
@@ -343,7 +342,7 @@ async fn index_phase(root: &Path, entries: u64) -> Result<()> {
         ),
     ];
     for (what, filter) in &usage {
-        drop_caches();
+        crate::drop_caches();
         let started = Instant::now();
         index::usage(&audit, filter).await?;
         let cold = started.elapsed();

@@ -281,6 +281,13 @@ fn jiff_today() -> String {
 }
 
 /// The directory argument at `position`, or `default` under the system's temporary directory.
+/// Writes dirty pages out and drops the page cache, so that the next reads come from the
+/// disk; false where that is not allowed (then "cold" figures are warm ones).
+pub(crate) fn drop_caches() -> bool {
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
 fn work_dir(args: &[String], position: usize, default: &str) -> std::path::PathBuf {
     args.get(position)
         .map(std::path::PathBuf::from)

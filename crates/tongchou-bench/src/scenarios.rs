@@ -1,10 +1,17 @@
 //! The seed's scenarios 1, 3 and 6 as SQL on a demo district (the `nanhai` scale for the
-//! record), three ways in one run: governed (the engine every front door uses, as the
-//! granted analyst, ledger entry made durable), the same statement on raw DataFusion over
-//! the same Delta tables (no grant, no masks; DataFusion's defaults and the engine's Parquet
-//! settings, the faster counting), and DuckDB over the same Parquet files (each
-//! table's current files, read by `read_parquet`). Each is run once to warm up, then
-//! `RUNS` times; the median counts.
+//! record), in one run, like with like:
+//!
+//! - warm, from memory: governed (the engine every front door uses, as the granted analyst,
+//!   ledger entry made durable; it keeps small tables decoded and their masked rows), raw
+//!   DataFusion over `MemTable`s of the same tables (no grant, no masks), DuckDB over
+//!   in-memory tables created from the same Parquet files;
+//! - warm, from files: raw DataFusion over the Delta tables (DataFusion's defaults and the
+//!   engine's Parquet settings, the faster counting), DuckDB over the current Parquet files;
+//! - cold: the first statement of a freshly opened engine, session or DuckDB connection
+//!   after the page cache is dropped.
+//!
+//! Warm figures are the median of `RUNS` runs after one to warm up; cold ones the median
+//! of `COLD_RUNS` first statements.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use deltalake::datafusion::catalog::{
-    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider,
+    CatalogProvider, MemTable, MemoryCatalogProvider, MemorySchemaProvider,
 };
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use sqlx::Row;
@@ -24,6 +31,7 @@ use tongchou_query::session::quoted;
 use tongchou_store::DataDir;
 
 const RUNS: usize = 15;
+const COLD_RUNS: usize = 3;
 
 struct Scenario {
     name: &'static str,
@@ -160,8 +168,76 @@ async fn raw_session(dir: &DataDir, scenario: &Scenario, engines: bool) -> Resul
     Ok(ctx)
 }
 
-/// DuckDB's median seconds and rows for `scenario`, over each table's current files.
-async fn duckdb(dir: &DataDir, scenario: &Scenario) -> Result<(f64, u64)> {
+/// A plain DataFusion session over `MemTable`s holding the scenario's tables, decoded once,
+/// in as many partitions as there are cores.
+async fn memory_session(dir: &DataDir, scenario: &Scenario) -> Result<SessionContext> {
+    let files = raw_session(dir, scenario, true).await?;
+    let ctx = SessionContext::new_with_config(
+        SessionConfig::new().with_default_catalog_and_schema("tongchou", "public"),
+    );
+    let catalog = Arc::new(MemoryCatalogProvider::new());
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for (unit, name) in scenario.tables {
+        let schema = match catalog.schema(unit) {
+            Some(schema) => schema,
+            None => {
+                let schema = Arc::new(MemorySchemaProvider::new());
+                catalog.register_schema(unit, schema.clone())?;
+                schema
+            }
+        };
+        let frame = files
+            .table(format!("{}.{}", quoted(unit), quoted(name)))
+            .await?;
+        let arrow_schema = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await?;
+        let mut partitions = vec![Vec::new(); cores];
+        for (i, batch) in batches.into_iter().enumerate() {
+            partitions[i % cores].push(batch);
+        }
+        let table = MemTable::try_new(arrow_schema, partitions)?;
+        schema.register_table(name.to_string(), Arc::new(table))?;
+    }
+    ctx.register_catalog("tongchou", catalog);
+    Ok(ctx)
+}
+
+/// The median of `COLD_RUNS` first statements, each after the page cache is dropped, of a
+/// session made by `fresh` (its making not counted); and its rows.
+async fn cold<S, F, Fut, R, RFut>(mut fresh: F, mut run: R) -> Result<(f64, u64)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<S>>,
+    R: FnMut(S) -> RFut,
+    RFut: std::future::Future<Output = Result<u64>>,
+{
+    let mut seconds = Vec::with_capacity(COLD_RUNS);
+    let mut rows = 0;
+    for _ in 0..COLD_RUNS {
+        crate::drop_caches();
+        let session = fresh().await?;
+        let start = Instant::now();
+        rows = run(session).await?;
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    seconds.sort_by(f64::total_cmp);
+    Ok((seconds[COLD_RUNS / 2], rows))
+}
+
+/// DuckDB's figures for `scenario`, over each table's current files.
+struct Duck {
+    /// Over `read_parquet` views: the first statement (cold when the cache was dropped
+    /// before) and the warm median.
+    files_first: f64,
+    files: f64,
+    /// Over in-memory tables created from the same files: the warm median, and the
+    /// seconds the tables took to create.
+    memory: f64,
+    load: f64,
+    rows: u64,
+}
+
+async fn duckdb(dir: &DataDir, scenario: &Scenario) -> Result<Duck> {
     let mut views = Vec::new();
     for (unit, name) in scenario.tables {
         let table = tongchou_exchange::table::open(&table_of(dir, unit, name).await?)
@@ -181,21 +257,35 @@ async fn duckdb(dir: &DataDir, scenario: &Scenario) -> Result<(f64, u64)> {
     let script = format!(
         r#"
 import duckdb, json, sys, time
-db = duckdb.connect()
-db.execute({views})
 sql = {sql}
-db.execute(sql).fetchall()
-times, rows = [], 0
-for _ in range({RUNS}):
-    start = time.perf_counter()
-    rows = len(db.execute(sql).fetchall())
-    times.append(time.perf_counter() - start)
-times.sort()
-print(json.dumps({{"seconds": times[len(times) // 2], "rows": rows}}))
+def median(db):
+    db.execute(sql).fetchall()
+    times, rows = [], 0
+    for _ in range({RUNS}):
+        start = time.perf_counter()
+        rows = len(db.execute(sql).fetchall())
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2], rows
+files = duckdb.connect()
+files.execute({views})
+start = time.perf_counter()
+files.execute(sql).fetchall()
+files_first = time.perf_counter() - start
+files_median, rows = median(files)
+memory = duckdb.connect()
+start = time.perf_counter()
+memory.execute({tables})
+load = time.perf_counter() - start
+memory_median, memory_rows = median(memory)
+assert rows == memory_rows
+print(json.dumps({{"files_first": files_first, "files": files_median, "memory": memory_median, "load": load, "rows": rows}}))
 "#,
         views = serde_json::to_string(&views.join("\n"))?,
+        tables = serde_json::to_string(&views.join("\n").replace("CREATE VIEW", "CREATE TABLE"))?,
         sql = serde_json::to_string(scenario.sql)?,
     );
+    crate::drop_caches();
     let out = Command::new("python3")
         .args(["-c", &script])
         .output()
@@ -204,10 +294,41 @@ print(json.dumps({{"seconds": times[len(times) // 2], "rows": rows}}))
         bail!("DuckDB: {}", String::from_utf8_lossy(&out.stderr));
     }
     let result: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    Ok((
-        result["seconds"].as_f64().context("seconds")?,
-        result["rows"].as_u64().context("rows")?,
-    ))
+    let number = |key: &str| result[key].as_f64().with_context(|| key.to_string());
+    Ok(Duck {
+        files_first: number("files_first")?,
+        files: number("files")?,
+        memory: number("memory")?,
+        load: number("load")?,
+        rows: result["rows"].as_u64().context("rows")?,
+    })
+}
+
+/// One governed statement as a front door runs it: answer, rendered, entry made durable.
+async fn governed(
+    engine: &Engine,
+    audit: &Audit,
+    unit: &Option<String>,
+    scenario: &Scenario,
+) -> Result<u64> {
+    let answer = engine
+        .run(scenario.user, scenario.purpose, scenario.sql)
+        .await?;
+    let bytes = render(&answer, "arrow")?;
+    let mut entry = Entry::new("statement", "bench", ALLOWED);
+    entry.user = Some(scenario.user.into());
+    entry.unit = unit.clone();
+    entry.purpose = Some(scenario.purpose.into());
+    entry.statement = Some(scenario.sql.into());
+    audit
+        .record(&statement_entry(audit, entry, &answer, &bytes))
+        .await?;
+    Ok(answer.rows)
+}
+
+async fn rows_of(ctx: &SessionContext, sql: &str) -> Result<u64> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
 }
 
 /// Runs the scenarios whose name starts with `only` (all when empty).
@@ -220,65 +341,94 @@ pub async fn run(data: &Path, only: &str) -> Result<()> {
     })?;
     let policy = Arc::new(tongchou_access::Policy::open(dir.clone()).await?);
     let audit = Audit::open(&dir).await?;
-    let engine = Engine::open(dir.clone(), policy.clone(), audit.subject_key().clone())?;
-    println!(
-        "| scenario | rows | governed | raw DataFusion (defaults / engine's settings) | DuckDB | governed ÷ DataFusion | governed ÷ DuckDB |"
-    );
-    println!("|---|---|---|---|---|---|---|");
+    let subject_key = audit.subject_key().clone();
+    let engine = Engine::open(dir.clone(), policy.clone(), subject_key.clone())?;
+    let mut warm_rows = Vec::new();
+    let mut cold_rows = Vec::new();
     for scenario in SCENARIOS.iter().filter(|s| s.name.starts_with(only)) {
         let unit = policy
             .current()
             .await?
             .user(scenario.user)
             .map(|u| u.unit.clone());
-        let (governed, rows) = timed(|| async {
-            let answer = engine
-                .run(scenario.user, scenario.purpose, scenario.sql)
-                .await?;
-            let bytes = render(&answer, "arrow")?;
-            let mut entry = Entry::new("statement", "bench", ALLOWED);
-            entry.user = Some(scenario.user.into());
-            entry.unit = unit.clone();
-            entry.purpose = Some(scenario.purpose.into());
-            entry.statement = Some(scenario.sql.into());
-            audit
-                .record(&statement_entry(&audit, entry, &answer, &bytes))
-                .await?;
-            Ok(answer.rows)
-        })
-        .await
-        .with_context(|| scenario.name)?;
-        let mut raw_times = Vec::new();
-        let mut raw_rows = 0;
+        let (warm, rows) = timed(|| governed(&engine, &audit, &unit, scenario))
+            .await
+            .with_context(|| scenario.name)?;
+        let (first, _) = cold(
+            || async {
+                Ok(Engine::open(
+                    dir.clone(),
+                    policy.clone(),
+                    subject_key.clone(),
+                )?)
+            },
+            |fresh| {
+                let unit = unit.clone();
+                let audit = &audit;
+                async move { governed(&fresh, audit, &unit, scenario).await }
+            },
+        )
+        .await?;
+        let mut file_times = Vec::new();
+        let mut counted = vec![rows];
         for engines in [false, true] {
             let ctx = raw_session(&dir, scenario, engines).await?;
-            let (seconds, rows) = timed(|| async {
-                let batches = ctx.sql(scenario.sql).await?.collect().await?;
-                Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
-            })
-            .await?;
-            raw_times.push(seconds);
-            raw_rows = rows;
+            let (seconds, n) = timed(|| rows_of(&ctx, scenario.sql)).await?;
+            file_times.push(seconds);
+            counted.push(n);
         }
-        // The faster of the two settings is the reference.
-        let raw = raw_times[0].min(raw_times[1]);
-        let (duck, duck_rows) = duckdb(&dir, scenario).await?;
-        if rows != raw_rows || rows != duck_rows {
+        let memory = memory_session(&dir, scenario).await?;
+        let (in_memory, n) = timed(|| rows_of(&memory, scenario.sql)).await?;
+        counted.push(n);
+        let (raw_first, n) = cold(
+            || raw_session(&dir, scenario, true),
+            |ctx| async move { rows_of(&ctx, scenario.sql).await },
+        )
+        .await?;
+        counted.push(n);
+        let duck = duckdb(&dir, scenario).await?;
+        counted.push(duck.rows);
+        if counted.iter().any(|&n| n != rows) {
             bail!(
-                "{}: the engines disagree on rows: governed {rows}, DataFusion {raw_rows}, DuckDB {duck_rows}",
+                "{}: the engines disagree on rows (governed, DataFusion files ×2, MemTable, cold, DuckDB): {counted:?}",
                 scenario.name
             );
         }
-        println!(
-            "| {} | {rows} | {:.3} s | {:.3} s / {:.3} s | {:.3} s | {:.2} | {:.2} |",
+        let files = file_times[0].min(file_times[1]);
+        warm_rows.push(format!(
+            "| {} | {rows} | {warm:.3} s | {in_memory:.3} s | {:.3} s (tables made in {:.1} s) | **{:.2}** | **{:.2}** | {:.3} / {:.3} s | {:.3} s | {:.2} | {:.2} |",
             scenario.name,
-            governed,
-            raw_times[0],
-            raw_times[1],
-            duck,
-            governed / raw,
-            governed / duck
-        );
+            duck.memory,
+            duck.load,
+            warm / in_memory,
+            warm / duck.memory,
+            file_times[0],
+            file_times[1],
+            duck.files,
+            warm / files,
+            warm / duck.files,
+        ));
+        cold_rows.push(format!(
+            "| {} | {first:.3} s | {raw_first:.3} s | {:.3} s | **{:.2}** | **{:.2}** |",
+            scenario.name,
+            duck.files_first,
+            first / raw_first,
+            first / duck.files_first,
+        ));
     }
+    println!("Warm (median of {RUNS} after a warm-up):");
+    println!(
+        "| scenario | rows | governed | DataFusion MemTable | DuckDB in-memory tables | ÷ MemTable | ÷ DuckDB tables | DataFusion over Delta (defaults / engine's) | DuckDB over Parquet | ÷ DataFusion files | ÷ DuckDB files |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    warm_rows.iter().for_each(|r| println!("{r}"));
+    println!(
+        "Cold (first statement of a fresh engine / session / connection, page cache dropped; median of {COLD_RUNS}):"
+    );
+    println!(
+        "| scenario | governed | DataFusion over Delta | DuckDB over Parquet | ÷ DataFusion | ÷ DuckDB |"
+    );
+    println!("|---|---|---|---|---|---|");
+    cold_rows.iter().for_each(|r| println!("{r}"));
     Ok(())
 }
