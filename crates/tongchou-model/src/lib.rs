@@ -246,6 +246,14 @@ pub struct Field {
 }
 
 impl Field {
+    /// The type as people read it: `decimal(18,2)` for decimals, else the type's name.
+    pub fn type_text(&self) -> String {
+        match self.data_type {
+            DataType::Decimal => self.decimal_type().to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// The exact type a decimal field's values are kept in.
     pub fn decimal_type(&self) -> DecimalType {
         match (self.precision, self.scale) {
