@@ -26,17 +26,7 @@ fn arrears_loaded(tmp: &Path) -> (std::path::PathBuf, String, String) {
                    {"name": "amount", "label": "欠费金额", "type": "decimal", "precision": 18, "scale": 2}]}]});
     let file = tmp.join("catalog.json");
     std::fs::write(&file, catalog.to_string()).unwrap();
-    let registered = ok_json(
-        &data,
-        &[
-            "catalog",
-            "register",
-            "--file",
-            file.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    let code = registered["code"].as_str().unwrap().to_string();
+    let code = common::register(&data, &file);
     add_user(&data, STEWARD, &unit.code, "steward", PASSWORD);
     // Ten times 0.10 is where a floating-point sum shows its binary noise.
     let mut rows = String::from("缴费人,欠费金额\n甲,\"1,234.50\"\n乙,0.20\n");
