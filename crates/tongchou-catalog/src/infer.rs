@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use tongchou_ids::{bank_card, citizen_id, credit_code, mobile};
-use tongchou_model::{DataType, Role, Sensitivity};
+use tongchou_model::{DataType, DecimalType, Role, Sensitivity};
 
 use crate::sample::Sample;
 use crate::values;
@@ -20,6 +20,11 @@ pub struct Suggestion {
     pub sensitivity: Sensitivity,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_mask: Option<String>,
+    /// Decimal fields: the digits in all and after the point the sample calls for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<u8>,
     pub required: bool,
     /// Why: which rule matched how many of the sampled values.
     pub reasons: Vec<String>,
@@ -180,7 +185,7 @@ const RULES: [Rule; 13] = [
     Rule {
         what: "decimal number",
         threshold: 0.99,
-        matches: |v| values::parse_decimal(v).is_some(),
+        matches: |v| values::parse_decimal(v).is_ok(),
         data_type: DataType::Decimal,
         role: None,
     },
@@ -298,6 +303,13 @@ fn suggest(label: &str, values: &[&str], index: usize) -> Suggestion {
         reasons.push(format!("label '{label}' names a coordinate"));
     }
     let sensitivity = role.map_or(Sensitivity::Internal, Role::default_sensitivity);
+    let decimal = (data_type == DataType::Decimal).then(|| decimal_type(&filled));
+    if let Some(d) = decimal {
+        reasons.push(format!(
+            "{d}: the sample's places after the point, room for {} digits before it",
+            d.integer_digits()
+        ));
+    }
     Suggestion {
         name: proposed_name(label, role, index),
         label: label.to_string(),
@@ -305,8 +317,27 @@ fn suggest(label: &str, values: &[&str], index: usize) -> Suggestion {
         role,
         sensitivity,
         default_mask: role.and_then(Role::default_mask).map(str::to_string),
+        precision: decimal.map(|d| d.precision),
+        scale: decimal.map(|d| d.scale),
         required: !values.is_empty() && filled.len() == values.len(),
         reasons,
+    }
+}
+
+/// Decimal places as many as the sample writes (`1234.50` keeps its cents); digits in all
+/// at least 18 — a sample is small, next month's amounts may be larger.
+fn decimal_type(values: &[&str]) -> DecimalType {
+    let (integer, scale) = values
+        .iter()
+        .filter_map(|v| values::parse_decimal(v).ok())
+        .fold((0, 0), |(i, s), d| {
+            (d.integer_digits().max(i), d.scale.max(s))
+        });
+    let max = u32::from(DecimalType::MAX_PRECISION);
+    let scale = scale.min(max);
+    DecimalType {
+        precision: (integer + scale).clamp(18, max) as u8,
+        scale: scale as u8,
     }
 }
 
@@ -363,6 +394,10 @@ impl Inference {
                 }
                 if let Some(mask) = &f.default_mask {
                     v["default_mask"] = serde_json::json!(mask);
+                }
+                if let (Some(precision), Some(scale)) = (f.precision, f.scale) {
+                    v["precision"] = serde_json::json!(precision);
+                    v["scale"] = serde_json::json!(scale);
                 }
                 v
             })
@@ -441,6 +476,11 @@ mod tests {
             DataType::String
         );
         assert_eq!(column("金额", &["12.5", "7"]).data_type, DataType::Decimal);
+        let arrears = column("欠费金额", &["1234.50", "0.1", "88"]);
+        assert_eq!((arrears.precision, arrears.scale), (Some(18), Some(2)));
+        let longitude = column("经度", &["113.1234567"]);
+        assert_eq!((longitude.precision, longitude.scale), (Some(18), Some(7)));
+        assert_eq!(column("数量", &["12"]).scale, None);
         assert_eq!(
             column("时间", &["2015-03-02 18:35:00"]).data_type,
             DataType::Timestamp
@@ -465,6 +505,7 @@ mod tests {
         let inference = infer(&sample);
         assert_eq!(inference.fields[1].name, "name_2");
         let mut draft = inference.draft("U1", "测试资源");
+        assert!(draft["fields"][0].get("precision").is_none());
         draft["share_type"] = serde_json::json!("unconditional");
         let r = crate::validate::resource("draft", &draft).unwrap();
         assert_eq!(r.fields.len(), 2);

@@ -5,8 +5,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tongchou_model::{
-    Classification, DataType, Field, OpenType, Resource, Role, Sensitivity, ShareMethod, ShareType,
-    UpdateCycle, is_known_mask,
+    Classification, DataType, DecimalType, Field, OpenType, Resource, Role, Sensitivity,
+    ShareMethod, ShareType, UpdateCycle, is_known_mask,
 };
 
 /// One thing wrong with the input, located as precisely as the input allows.
@@ -55,7 +55,7 @@ const RESOURCE_KEYS: [&str; 19] = [
     "fields",
     "summary",
 ];
-const FIELD_KEYS: [&str; 10] = [
+const FIELD_KEYS: [&str; 12] = [
     "name",
     "label",
     "type",
@@ -66,6 +66,8 @@ const FIELD_KEYS: [&str; 10] = [
     "sensitivity",
     "default_mask",
     "allowed_values",
+    "precision",
+    "scale",
 ];
 
 /// Collects problems for one resource.
@@ -163,6 +165,48 @@ fn flag(c: &mut Checker, obj: &Map<String, Value>, key: &str, field: &str) -> bo
             );
             false
         }
+    }
+}
+
+/// A whole number from 0 to `max`, written as a number or as text (a workbook cell).
+fn small_number(obj: &Map<String, Value>, key: &str, max: u8) -> Result<Option<u8>, String> {
+    let number = match obj.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(v) => v.as_u64(),
+    };
+    number
+        .filter(|n| *n <= u64::from(max))
+        .map(|n| Some(n as u8))
+        .ok_or_else(|| {
+            format!(
+                "{key} must be a whole number from 0 to {max}, found {}",
+                obj[key]
+            )
+        })
+}
+
+/// A decimal field's precision and scale (SQL's `DECIMAL(p, s)`), each optional.
+fn decimal_digits(
+    obj: &Map<String, Value>,
+    data_type: Option<DataType>,
+) -> Result<(Option<u8>, Option<u8>), String> {
+    let max = DecimalType::MAX_PRECISION;
+    let precision = small_number(obj, "precision", max)?;
+    let scale = small_number(obj, "scale", max)?;
+    if precision.is_none() && scale.is_none() {
+        return Ok((None, None));
+    }
+    if data_type.is_some_and(|t| t != DataType::Decimal) {
+        return Err("precision and scale apply only to decimal (数值型) fields".into());
+    }
+    match (precision, scale) {
+        (Some(0), _) => Err(format!("precision must be from 1 to {max}")),
+        (Some(p), Some(s)) if s > p => Err(format!(
+            "scale {s} is more than the precision {p}: a decimal(p,s) keeps s of its p digits after the point"
+        )),
+        _ => Ok((precision, scale)),
     }
 }
 
@@ -318,6 +362,10 @@ fn field(c: &mut Checker, index: usize, value: &Value) -> Option<Field> {
     let required = flag(c, obj, "required", &place);
     let unique = flag(c, obj, "unique", &place);
     let allowed_values = strings(c, obj, "allowed_values");
+    let (precision, scale) = decimal_digits(obj, data_type).unwrap_or_else(|message| {
+        c.problem(Some(&place), message);
+        (None, None)
+    });
     if c.problems.len() > before {
         return None;
     }
@@ -332,6 +380,8 @@ fn field(c: &mut Checker, index: usize, value: &Value) -> Option<Field> {
         sensitivity,
         default_mask,
         allowed_values,
+        precision,
+        scale,
     })
 }
 
@@ -623,6 +673,41 @@ mod tests {
         v["code"] = json!("307001004/000012");
         v["classification"] = json!({"class": 3, "item": 7, "catalog": 1, "subcatalog": 5});
         assert!(messages(&v)[0].contains("does not begin with its classification code 307001005"));
+    }
+
+    #[test]
+    fn decimal_fields_declare_precision_and_scale_within_bounds() {
+        let with = |extra: Value| {
+            let mut v = minimal();
+            let mut field = json!({"name": "amount", "label": "欠费金额", "type": "decimal"});
+            field
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            v["fields"] = json!([field]);
+            v
+        };
+        let r = resource("资源 1", &with(json!({"precision": 18, "scale": "2"}))).unwrap();
+        assert_eq!(r.fields[0].decimal_type().to_string(), "decimal(18,2)");
+        for (extra, expected) in [
+            (
+                json!({"precision": 39}),
+                "precision must be a whole number from 0 to 38",
+            ),
+            (json!({"precision": 0}), "precision must be from 1 to 38"),
+            (
+                json!({"precision": 4, "scale": 6}),
+                "scale 6 is more than the precision 4",
+            ),
+            (json!({"scale": -1}), "scale must be a whole number"),
+            (
+                json!({"type": "string", "scale": 2}),
+                "apply only to decimal",
+            ),
+        ] {
+            let m = messages(&with(extra));
+            assert!(m.iter().any(|s| s.contains(expected)), "{expected}: {m:?}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `2015年6月9日` or `20150609`, timestamps, and yes/no in Chinese or English.
 
 use jiff::civil::{Date, DateTime};
+use tongchou_model::DecimalType;
 
 /// Parses the date forms found in government exports.
 pub fn parse_date(text: &str) -> Option<Date> {
@@ -58,23 +59,110 @@ pub fn parse_integer(text: &str) -> Option<i64> {
     t.parse().ok()
 }
 
-pub fn parse_decimal(text: &str) -> Option<f64> {
-    let t = text.trim();
-    let t: std::borrow::Cow<'_, str> = if t.contains(',') {
-        t.replace(',', "").into()
-    } else {
-        t.into()
-    };
-    if parse_integer(&t).is_none()
-        && t.split('.')
-            .next()
-            .is_some_and(|i| i.len() > 1 && i.starts_with('0'))
-    {
-        return None;
-    }
-    t.parse::<f64>().ok().filter(|f| f.is_finite())
+/// A decimal number exactly as written: `unscaled` × 10^-`scale` (`1234.50` is 123450 and
+/// 2), never through binary floating point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal {
+    pub unscaled: i128,
+    /// Digits after the point as written, trailing zeros included (so `1234.50` keeps its
+    /// cents); 0 for a whole number.
+    pub scale: u32,
 }
 
+/// Why a text is not a [`Decimal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotDecimal {
+    NotANumber,
+    /// More significant digits than 38, the most any decimal field keeps.
+    TooManyDigits,
+}
+
+impl Decimal {
+    /// The value with `scale` digits after the point, if that needs no rounding.
+    pub fn rescaled(self, scale: u32) -> Option<i128> {
+        if scale >= self.scale {
+            self.unscaled
+                .checked_mul(10i128.checked_pow(scale - self.scale)?)
+        } else {
+            let divisor = 10i128.checked_pow(self.scale - scale)?;
+            (self.unscaled % divisor == 0).then(|| self.unscaled / divisor)
+        }
+    }
+
+    /// The value as `decimal`'s unscaled integer, if it fits without rounding.
+    pub fn fit(self, decimal: DecimalType) -> Option<i128> {
+        let value = self.rescaled(u32::from(decimal.scale))?;
+        let limit = 10i128.checked_pow(u32::from(decimal.precision))?;
+        (value.unsigned_abs() < limit.unsigned_abs()).then_some(value)
+    }
+
+    /// Digits before the point (none for `0.5`).
+    pub fn integer_digits(self) -> u32 {
+        10u128.checked_pow(self.scale).map_or(0, |p| {
+            (self.unscaled.unsigned_abs() / p)
+                .checked_ilog10()
+                .map_or(0, |d| d + 1)
+        })
+    }
+}
+
+/// Parses a decimal as departments write it (`1,234.50`, `-0.5`, `.5`, `1.5E3`) exactly.
+/// Whole numbers with leading zeros are codes, not numbers.
+pub fn parse_decimal(text: &str) -> Result<Decimal, NotDecimal> {
+    let t = text.trim();
+    let unsigned = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().map_err(|_| NotDecimal::NotANumber)?),
+        None => (unsigned, 0),
+    };
+    let (grouped, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let integer: std::borrow::Cow<'_, str> = if grouped.contains(',') {
+        grouped.replace(',', "").into()
+    } else {
+        grouped.into()
+    };
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if integer.len() + fraction.len() == 0
+        || grouped.starts_with(',')
+        || !digits(&integer)
+        || !digits(fraction)
+        || (integer.len() > 1 && integer.starts_with('0'))
+    {
+        return Err(NotDecimal::NotANumber);
+    }
+    // Trailing zeros are dropped only when the digits would not fit otherwise.
+    let (fraction, magnitude) = [fraction, fraction.trim_end_matches('0')]
+        .into_iter()
+        .find_map(|f| Some((f, unscaled(&integer, f)?)))
+        .ok_or(NotDecimal::TooManyDigits)?;
+    let value = if t.starts_with('-') {
+        -magnitude
+    } else {
+        magnitude
+    };
+    let scale = fraction.len() as i64 - i64::from(exponent);
+    if let Ok(scale) = u32::try_from(scale) {
+        return Ok(Decimal {
+            unscaled: value,
+            scale,
+        });
+    }
+    u32::try_from(-scale)
+        .ok()
+        .and_then(|places| value.checked_mul(10i128.checked_pow(places)?))
+        .map(|unscaled| Decimal { unscaled, scale: 0 })
+        .ok_or(NotDecimal::TooManyDigits)
+}
+
+/// The digits of `integer` then `fraction` as one number, if they fit.
+fn unscaled(integer: &str, fraction: &str) -> Option<i128> {
+    integer
+        .bytes()
+        .chain(fraction.bytes())
+        .try_fold(0i128, |n, b| {
+            n.checked_mul(10)?.checked_add(i128::from(b - b'0'))
+        })
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,10 +208,65 @@ mod tests {
         assert_eq!(parse_bool("1"), None);
         assert_eq!(parse_integer("0305123"), None);
         assert_eq!(parse_integer("-12"), Some(-12));
-        assert_eq!(parse_decimal("1,234.50"), Some(1234.5));
+        assert_eq!(parse_integer("0305123"), None);
+    }
+
+    fn decimal(unscaled: i128, scale: u32) -> Result<Decimal, NotDecimal> {
+        Ok(Decimal { unscaled, scale })
+    }
+
+    #[test]
+    fn decimals_are_read_exactly_as_written() {
+        assert_eq!(parse_decimal("1,234.50"), decimal(123_450, 2));
+        assert_eq!(parse_decimal(" -0.10 "), decimal(-10, 2));
+        assert_eq!(parse_decimal(".5"), decimal(5, 1));
+        assert_eq!(parse_decimal("7."), decimal(7, 0));
+        assert_eq!(parse_decimal("1.5E3"), decimal(1500, 0));
+        assert_eq!(parse_decimal("25e-4"), decimal(25, 4));
+        for not in [
+            "", "-", ".", "abc", "1.2.3", "0305", "1e", ",5", "NaN", "inf", "1 000",
+        ] {
+            assert_eq!(parse_decimal(not), Err(NotDecimal::NotANumber), "{not}");
+        }
+        let long = format!("1.{}", "0".repeat(60));
+        assert_eq!(parse_decimal(&long), decimal(1, 0));
+        assert_eq!(
+            parse_decimal(&"9".repeat(40)),
+            Err(NotDecimal::TooManyDigits)
+        );
+    }
+
+    #[test]
+    fn a_decimal_fits_a_field_only_without_rounding() {
+        let money = DecimalType {
+            precision: 6,
+            scale: 2,
+        };
+        let fit = |t: &str| parse_decimal(t).unwrap().fit(money);
+        assert_eq!(fit("1234.5"), Some(123_450));
+        assert_eq!(
+            fit("1234.500"),
+            Some(123_450),
+            "trailing zeros lose nothing"
+        );
+        assert_eq!(fit("-9999.99"), Some(-999_999));
+        assert_eq!(fit("1234.505"), None, "a third place would be rounded");
+        assert_eq!(fit("10000"), None, "five digits before the point");
+        assert_eq!(parse_decimal("1234.50").unwrap().integer_digits(), 4);
+        assert_eq!(parse_decimal("0.05").unwrap().integer_digits(), 0);
     }
 
     proptest! {
+        #[test]
+        fn canonical_decimals_read_back_to_their_digits(unscaled in any::<i64>(), scale in 0u32..12) {
+            let digits = unscaled.unsigned_abs().to_string();
+            let digits = format!("{}{digits}", "0".repeat((scale as usize + 1).saturating_sub(digits.len())));
+            let (whole, places) = digits.split_at(digits.len() - scale as usize);
+            let sign = if unscaled < 0 { "-" } else { "" };
+            let text = if scale == 0 { format!("{sign}{whole}") } else { format!("{sign}{whole}.{places}") };
+            prop_assert_eq!(parse_decimal(&text), decimal(i128::from(unscaled), scale));
+        }
+
         #[test]
         fn every_real_date_parses_in_every_style(y in 1900i16..2100, m in 1i8..=12, d in 1i8..=28) {
             let date = Date::new(y, m, d).unwrap();
@@ -134,7 +277,7 @@ mod tests {
 
         #[test]
         fn parsers_never_panic(s in "\\PC{0,30}") {
-            let _ = (parse_date(&s), parse_timestamp(&s), parse_decimal(&s));
+            let _ = (parse_date(&s), parse_timestamp(&s), parse_decimal(&s).map(Decimal::integer_digits));
         }
     }
 }

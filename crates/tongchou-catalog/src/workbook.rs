@@ -55,7 +55,7 @@ const RESOURCE_COLUMNS: [(&str, &str, bool); 21] = [
     ("备注", "", false),
 ];
 
-const FIELD_COLUMNS: [(&str, &str, bool); 11] = [
+const FIELD_COLUMNS: [(&str, &str, bool); 13] = [
     ("资源名称", "resource", true),
     ("信息项名称", "name", true),
     ("中文名称", "label", true),
@@ -67,6 +67,8 @@ const FIELD_COLUMNS: [(&str, &str, bool); 11] = [
     ("敏感级别", "sensitivity", false),
     ("默认脱敏", "default_mask", false),
     ("允许值", "allowed_values", false),
+    ("精度", "precision", false),
+    ("小数位数", "scale", false),
 ];
 
 fn columns<'a>(
@@ -134,6 +136,7 @@ pub fn template() -> Result<Vec<u8>, XlsxError> {
         format!("识别类型: {}", Role::choices()),
         format!("敏感级别: {}", Sensitivity::choices()),
         format!("默认脱敏: {}", tongchou_model::MASKS.join(", ")),
+        format!("数值型的精度（总位数 1–38）和小数位数：如欠费金额 18 和 2（decimal(18,2)，保留到分）；不填则为 {}。", tongchou_model::DecimalType::DEFAULT),
         "多个关联资源代码、标签或允许值用分号（;）分隔。整个工作簿全部通过校验才登记，任何一行有误则都不登记。".into(),
         "Fill one resource per row on 信息资源 and one field per row on 信息项; the workbook registers whole or not at all.".into(),
     ];
@@ -474,6 +477,10 @@ pub fn export(resources: &[Resource]) -> Result<Vec<u8>, XlsxError> {
                         }
                     }
                     "allowed_values" => join_list(&value[key]),
+                    "precision" | "scale" => value[key]
+                        .as_u64()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
                     _ => value[key].as_str().map(str::to_string).unwrap_or_default(),
                 };
                 if !text.is_empty() {

@@ -374,6 +374,8 @@ const FIELD_HEADER: &[&str] = &[
     "识别类型",
     "必填",
     "敏感级别",
+    "精度",
+    "小数位数",
 ];
 
 #[tokio::test]
@@ -419,6 +421,8 @@ async fn a_filled_in_workbook_registers_and_bad_ones_are_reported_by_row() {
                 "",
                 "否",
                 "内部",
+                "18",
+                "2",
             ],
         ],
         None,
@@ -432,6 +436,10 @@ async fn a_filled_in_workbook_registers_and_bad_ones_are_reported_by_row() {
         Some("citizen_id")
     );
     assert_eq!(record.resource.tags, vec!["补贴", "农业"]);
+    assert_eq!(
+        record.resource.fields[1].decimal_type().to_string(),
+        "decimal(18,2)"
+    );
     assert_eq!(
         f.catalog.search(&query("农业 补贴")).await.unwrap()[0].code,
         codes[0]

@@ -244,6 +244,9 @@ pub async fn ingest(
     let schema = loader.schema();
     let table =
         table::open_or_create(&table::table_dir(&dir.tables_dir(), code), &resource).await?;
+    if mode != Mode::Replace {
+        table::check_decimals(&table, &resource)?;
+    }
     let (sender, receiver) = tokio::sync::mpsc::channel::<
         Result<deltalake::arrow::record_batch::RecordBatch, DataFusionError>,
     >(2);

@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringArray,
+    Array, ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Int64Builder, StringArray,
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{
@@ -29,19 +29,24 @@ pub fn arrow_schema(resource: &Resource) -> SchemaRef {
         resource
             .fields
             .iter()
-            .map(|f| {
-                let t = match f.data_type {
-                    DataType::String => ArrowType::Utf8,
-                    DataType::Integer => ArrowType::Int64,
-                    DataType::Decimal => ArrowType::Float64,
-                    DataType::Date => ArrowType::Date32,
-                    DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
-                    DataType::Boolean => ArrowType::Boolean,
-                };
-                ArrowField::new(&f.name, t, true)
-            })
+            .map(|f| ArrowField::new(&f.name, arrow_type(f), true))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// The Arrow type a field's values are kept in.
+pub fn arrow_type(field: &Field) -> ArrowType {
+    match field.data_type {
+        DataType::String => ArrowType::Utf8,
+        DataType::Integer => ArrowType::Int64,
+        DataType::Decimal => {
+            let d = field.decimal_type();
+            ArrowType::Decimal128(d.precision, d.scale as i8)
+        }
+        DataType::Date => ArrowType::Date32,
+        DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
+        DataType::Boolean => ArrowType::Boolean,
+    }
 }
 
 /// One rule a row broke.
@@ -64,7 +69,7 @@ pub struct Quarantined {
 enum Column {
     Text(StringBuilder),
     Integer(Int64Builder),
-    Decimal(Float64Builder),
+    Decimal(Decimal128Builder),
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
     Boolean(BooleanBuilder),
@@ -76,7 +81,8 @@ enum Value<'a> {
     Null,
     Text(&'a str),
     Integer(i64),
-    Decimal(f64),
+    /// Unscaled, at the field's scale.
+    Decimal(i128),
     Date(i32),
     Timestamp(i64),
     Boolean(bool),
@@ -85,11 +91,13 @@ enum Value<'a> {
 impl Column {
     /// A builder with room for `rows` values (and `bytes` of text), so that filling it
     /// does not grow it by copying.
-    fn with_capacity(t: DataType, rows: usize, bytes: usize) -> Column {
-        match t {
+    fn with_capacity(field: &Field, rows: usize, bytes: usize) -> Column {
+        match field.data_type {
             DataType::String => Column::Text(StringBuilder::with_capacity(rows, bytes)),
             DataType::Integer => Column::Integer(Int64Builder::with_capacity(rows)),
-            DataType::Decimal => Column::Decimal(Float64Builder::with_capacity(rows)),
+            DataType::Decimal => Column::Decimal(
+                Decimal128Builder::with_capacity(rows).with_data_type(arrow_type(field)),
+            ),
             DataType::Date => Column::Date(Date32Builder::with_capacity(rows)),
             DataType::Timestamp => {
                 Column::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows))
@@ -99,12 +107,12 @@ impl Column {
     }
 
     /// A builder for the next batch, sized after `built` with some room to spare.
-    fn like(t: DataType, built: &ArrayRef) -> Column {
+    fn like(field: &Field, built: &ArrayRef) -> Column {
         let bytes = built
             .as_any()
             .downcast_ref::<StringArray>()
             .map_or(0, |a| a.values().len());
-        Column::with_capacity(t, built.len() + built.len() / 8, bytes + bytes / 8)
+        Column::with_capacity(field, built.len() + built.len() / 8, bytes + bytes / 8)
     }
 
     fn push(&mut self, v: Value<'_>) {
@@ -140,6 +148,27 @@ fn days_since_epoch(d: jiff::civil::Date) -> i32 {
     (d - jiff::civil::Date::constant(1970, 1, 1)).get_days()
 }
 
+/// A decimal value at the field's scale, exactly; one that would need rounding or more
+/// digits than the field allows is refused, never altered.
+fn decimal(field: &Field, t: &str) -> Result<i128, (&'static str, String)> {
+    let allowed = field.decimal_type();
+    match values::parse_decimal(t) {
+        Err(values::NotDecimal::NotANumber) => Err(("type", format!("'{t}' is not a number"))),
+        parsed => parsed.ok().and_then(|d| d.fit(allowed)).ok_or_else(|| {
+            (
+                "precision",
+                format!(
+                    "{}（{}） '{t}' does not fit {allowed}: at most {} digits before the point and {} after",
+                    field.label,
+                    field.name,
+                    allowed.integer_digits(),
+                    allowed.scale
+                ),
+            )
+        }),
+    }
+}
+
 /// Coerces a text value to the field's type, or says why it cannot.
 fn coerce<'a>(field: &Field, text: &'a str) -> Result<Value<'a>, (&'static str, String)> {
     let t = text.trim();
@@ -157,15 +186,12 @@ fn coerce<'a>(field: &Field, text: &'a str) -> Result<Value<'a>, (&'static str, 
         DataType::String => Value::Text(t),
         DataType::Integer => values::parse_integer(t)
             .or_else(|| {
-                values::parse_decimal(t)
-                    .filter(|f| f.fract() == 0.0)
-                    .map(|f| f as i64)
+                let whole = values::parse_decimal(t).ok()?.rescaled(0)?;
+                i64::try_from(whole).ok()
             })
             .map(Value::Integer)
             .ok_or_else(|| ("type", format!("'{t}' is not a whole number")))?,
-        DataType::Decimal => values::parse_decimal(t)
-            .map(Value::Decimal)
-            .ok_or_else(|| ("type", format!("'{t}' is not a number")))?,
+        DataType::Decimal => Value::Decimal(decimal(field, t)?),
         DataType::Date => values::parse_date(t)
             .map(|d| Value::Date(days_since_epoch(d)))
             .ok_or_else(|| {
@@ -395,7 +421,7 @@ impl Loader {
             columns: resource
                 .fields
                 .iter()
-                .map(|f| Column::with_capacity(f.data_type, 0, 0))
+                .map(|f| Column::with_capacity(f, 0, 0))
                 .collect(),
             scratch: Vec::new(),
             schema: arrow_schema(resource),
@@ -705,7 +731,7 @@ impl Loader {
         self.pending = 0;
         let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
         self.columns = (self.fields.iter().zip(&arrays))
-            .map(|(f, built)| Column::like(f.data_type, built))
+            .map(|(f, built)| Column::like(f, built))
             .collect();
         if let Some(u) = &mut self.upsert {
             arrays.push(Arc::new(u.deletes.finish()));
@@ -716,6 +742,8 @@ impl Loader {
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy;
+
     use super::*;
 
     fn resource() -> Resource {
@@ -937,6 +965,110 @@ mod tests {
             err.to_string().contains("公民身份号码（person_id）"),
             "{err}"
         );
+    }
+
+    fn money(precision: u8, scale: u8) -> Resource {
+        serde_json::from_value(serde_json::json!({"unit": "U", "name": "欠费", "share_type": "unconditional", "open_type": "none", "update_cycle": "daily",
+            "fields": [{"name": "amount", "label": "欠费金额", "type": "decimal", "precision": precision, "scale": scale}]}))
+        .unwrap()
+    }
+
+    /// The values of a load's one decimal column as Arrow writes them (CSV, JSON, tables).
+    fn loaded(resource: &Resource, texts: &[&str]) -> (Vec<String>, Loader) {
+        let mut loader = Loader::new(resource, &labels(&["欠费金额"])).unwrap();
+        let rows: Vec<(u64, Row)> = (texts.iter().enumerate())
+            .map(|(i, t)| (i as u64 + 2, row(&[t])))
+            .collect();
+        loader.push_chunk(&rows);
+        let batch = loader.batch();
+        let options = deltalake::arrow::util::display::FormatOptions::default();
+        let shown =
+            deltalake::arrow::util::display::ArrayFormatter::try_new(batch.column(0), &options)
+                .unwrap();
+        let values = (0..batch.num_rows())
+            .map(|i| shown.value(i).to_string())
+            .collect();
+        (values, loader)
+    }
+
+    #[test]
+    fn decimals_land_exactly_and_too_wide_ones_are_quarantined_with_the_allowed_digits() {
+        let (values, loader) = loaded(
+            &money(18, 2),
+            &[
+                "1234.50",
+                "0.1",
+                "1,000",
+                "-0.20",
+                "12345678901234567",
+                "0.125",
+                "abc",
+            ],
+        );
+        assert_eq!(values, ["1234.50", "0.10", "1000.00", "-0.20"]);
+        let rules: Vec<(&str, &str)> = (loader.quarantine.iter())
+            .map(|q| {
+                (
+                    q.violations[0].rule.as_str(),
+                    q.violations[0].reason.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(rules[0].0, "precision");
+        assert_eq!(
+            rules[0].1,
+            "欠费金额（amount） '12345678901234567' does not fit decimal(18,2): at most 16 digits before the point and 2 after"
+        );
+        assert!(
+            rules[1].1.contains("'0.125' does not fit decimal(18,2)"),
+            "{rules:?}"
+        );
+        assert_eq!(rules[2], ("type", "'abc' is not a number"));
+    }
+
+    /// The canonical text of `unscaled` at `scale`: what Arrow prints, written by hand.
+    fn canonical(unscaled: i128, scale: u8) -> String {
+        let digits = unscaled.unsigned_abs().to_string();
+        let digits = format!(
+            "{}{digits}",
+            "0".repeat((scale as usize + 1).saturating_sub(digits.len()))
+        );
+        let (whole, places) = digits.split_at(digits.len() - scale as usize);
+        let sign = if unscaled < 0 { "-" } else { "" };
+        match scale {
+            0 => format!("{sign}{whole}"),
+            _ => format!("{sign}{whole}.{places}"),
+        }
+    }
+
+    fn within(precision: u8) -> impl proptest::strategy::Strategy<Value = i128> {
+        let limit = 10i128.pow(u32::from(precision));
+        -limit + 1..limit
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_decimal_within_its_field_round_trips_as_text(
+            (precision, scale, unscaled) in (1u8..=38)
+                .prop_flat_map(|p| (proptest::strategy::Just(p), 0..=p))
+                .prop_flat_map(|(p, s)| (proptest::strategy::Just(p), proptest::strategy::Just(s), within(p)))
+        ) {
+            let text = canonical(unscaled, scale);
+            let (values, loader) = loaded(&money(precision, scale), &[&text]);
+            proptest::prop_assert_eq!(values, vec![text]);
+            proptest::prop_assert!(loader.quarantine.is_empty());
+        }
+
+        #[test]
+        fn a_decimal_over_its_precision_is_refused(
+            (precision, scale) in (1u8..=37).prop_flat_map(|p| (proptest::strategy::Just(p), 0..=p)),
+            lead in 1u8..=9,
+        ) {
+            let too_wide = format!("{lead}{}", "0".repeat(usize::from(precision - scale)));
+            let (values, loader) = loaded(&money(precision, scale), &[&too_wide]);
+            proptest::prop_assert!(values.is_empty());
+            proptest::prop_assert_eq!(&loader.quarantine[0].violations[0].rule, "precision");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{DataType as DeltaType, StructField};
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, TableProperty};
 use tongchou_model::{DataType, Resource};
@@ -39,21 +40,25 @@ pub async fn open_or_create(dir: &Path, resource: &Resource) -> Result<DeltaTabl
     if table.version().is_some() {
         return Ok(table);
     }
-    let columns: Vec<StructField> = resource
+    let columns = resource
         .fields
         .iter()
         .map(|f| {
             let t = match f.data_type {
                 DataType::String => DeltaType::STRING,
                 DataType::Integer => DeltaType::LONG,
-                DataType::Decimal => DeltaType::DOUBLE,
+                DataType::Decimal => {
+                    let d = f.decimal_type();
+                    DeltaType::decimal(d.precision, d.scale)
+                        .map_err(|e| ExchangeError::Table(e.to_string()))?
+                }
                 DataType::Date => DeltaType::DATE,
                 DataType::Timestamp => DeltaType::TIMESTAMP_NTZ,
                 DataType::Boolean => DeltaType::BOOLEAN,
             };
-            StructField::new(f.name.clone(), t, true)
+            Ok(StructField::new(f.name.clone(), t, true))
         })
-        .collect();
+        .collect::<Result<Vec<_>, ExchangeError>>()?;
     Ok(table
         .create()
         .with_columns(columns)
@@ -61,6 +66,44 @@ pub async fn open_or_create(dir: &Path, resource: &Resource) -> Result<DeltaTabl
         .with_comment(resource.name.clone())
         .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
         .await?)
+}
+
+/// Refuses to add rows to a table that keeps a decimal field in another type than the
+/// catalog declares now (written as floating point before decimals were exact, or under
+/// another precision or scale): its rows would have to be rounded. A replace writes the
+/// new type as a new version instead; the versions before stay readable as they were.
+pub fn check_decimals(table: &DeltaTable, resource: &Resource) -> Result<(), ExchangeError> {
+    let kept = table.snapshot()?.snapshot().arrow_schema();
+    for field in resource
+        .fields
+        .iter()
+        .filter(|f| f.data_type == DataType::Decimal)
+    {
+        let declared = crate::load::arrow_type(field);
+        match kept.field_with_name(&field.name).map(|c| c.data_type()) {
+            Ok(was) if *was != declared => {
+                return Err(ExchangeError::Columns(format!(
+                    "the table of 「{}」 keeps {}（{}） as {}, the catalog now declares {}: load the whole file in replace mode, which writes a new version in the declared type (earlier versions stay readable as they were)",
+                    resource.name,
+                    field.label,
+                    field.name,
+                    shown_type(was),
+                    field.decimal_type()
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn shown_type(t: &deltalake::arrow::datatypes::DataType) -> String {
+    use deltalake::arrow::datatypes::DataType as Arrow;
+    match t {
+        Arrow::Float64 => "double (binary floating point)".into(),
+        Arrow::Decimal128(p, s) => format!("decimal({p},{s})"),
+        other => other.to_string(),
+    }
 }
 
 /// Opens an existing table, if the resource has one.
@@ -160,7 +203,8 @@ fn futures_stream(
     })
 }
 
-/// Writes the batches from `receiver` as one commit; `replace` overwrites the table.
+/// Writes the batches from `receiver` as one commit; `replace` overwrites the table, in
+/// the catalog's types of now (a decimal's new precision or scale included).
 pub async fn write(
     table: DeltaTable,
     schema: SchemaRef,
@@ -176,14 +220,20 @@ pub async fn write(
     let plan =
         LogicalPlanBuilder::scan("load", provider_as_source(Arc::new(provider)), None)?.build()?;
     let metadata = [("tongchou.load".to_string(), serde_json::json!(load_id))];
-    Ok(table
+    let write = table
         .write(Vec::new())
         .with_input_plan(plan)
         .with_save_mode(if replace {
             SaveMode::Overwrite
         } else {
             SaveMode::Append
-        })
+        });
+    let write = if replace {
+        write.with_schema_mode(SchemaMode::Overwrite)
+    } else {
+        write
+    };
+    Ok(write
         .with_commit_properties(CommitProperties::default().with_metadata(metadata))
         .await?)
 }

@@ -193,6 +193,37 @@ impl Mask {
         }
     }
 
+    /// Masks a decimal given as its unscaled digits at `scale`, exactly (no floating point):
+    /// the result is at [`Mask::decimal_scale`]. `None` for masks that do not keep numbers
+    /// numeric, and for a bucket width that is no whole number of the scale's units.
+    pub fn decimal(&self, unscaled: i128, scale: u8) -> Option<i128> {
+        match self {
+            Mask::Round { digits } => {
+                let step = 10i128.checked_pow((i32::from(scale) - digits).max(0) as u32)?;
+                let (quotient, rest) = (unscaled / step, unscaled % step);
+                let away = i128::from(rest.unsigned_abs() * 2 >= step.unsigned_abs());
+                let rounded = (quotient + away * unscaled.signum()).checked_mul(step)?;
+                Some(rounded / 10i128.pow(u32::from(scale - self.decimal_scale(scale))))
+            }
+            Mask::Bucket { width } => {
+                let width = width * 10f64.powi(i32::from(scale));
+                let units = width.round() as i128;
+                let whole = units > 0 && (width - units as f64).abs() < 1e-6 * width.max(1.0);
+                whole.then(|| unscaled.div_euclid(units) * units)
+            }
+            _ => None,
+        }
+    }
+
+    /// The scale of what [`Mask::decimal`] returns for a decimal at `scale`: rounding keeps
+    /// only the places it rounds to.
+    pub fn decimal_scale(&self, scale: u8) -> u8 {
+        match self {
+            Mask::Round { digits } => (*digits).clamp(0, i32::from(scale)) as u8,
+            _ => scale,
+        }
+    }
+
     /// Masks a date; `None` for masks that do not keep dates dates.
     pub fn date(&self, value: Date) -> Option<Date> {
         match self {

@@ -182,6 +182,19 @@ proptest! {
     }
 
     #[test]
+    fn decimals_round_and_bucket_exactly_as_their_text_would(v in -10i128.pow(17)..10i128.pow(17), digits in -3i32..5, width in 1u32..100_000) {
+        let at2 = |d: i128| Mask::Round { digits }.decimal(d, 2);
+        let r = at2(v).unwrap();
+        let kept = Mask::Round { digits }.decimal_scale(2);
+        let back = r * 10i128.pow(u32::from(2 - kept));
+        let step = 10i128.pow((2 - digits).max(0) as u32);
+        prop_assert_eq!(back % step, 0);
+        prop_assert!((back - v).abs() * 2 <= step);
+        let b = Mask::Bucket { width: f64::from(width) }.decimal(v, 2).unwrap();
+        prop_assert!(b <= v && v - b < i128::from(width) * 100);
+    }
+
+    #[test]
     fn buckets_and_rounding_stay_close_and_coarse(v in -1e9f64..1e9, width in 1u32..100_000) {
         let b = Mask::Bucket { width: width as f64 }.number(v).unwrap();
         prop_assert!(b <= v && v - b < width as f64);
@@ -189,6 +202,25 @@ proptest! {
         prop_assert!((r - v).abs() <= 50.0 + 1e-6);
         prop_assert_eq!(r % 100.0, 0.0);
     }
+}
+
+#[test]
+fn decimals_are_masked_without_binary_noise() {
+    let round = |digits, v, scale| Mask::Round { digits }.decimal(v, scale);
+    assert_eq!(round(0, 123_450, 2), Some(1235), "1234.50 → 1235");
+    assert_eq!(round(1, -123_449, 2), Some(-12_345), "-1234.49 → -1234.5");
+    assert_eq!(round(-3, 123_450, 2), Some(1000), "→ 1000");
+    assert_eq!(
+        round(4, 123_450, 2),
+        Some(123_450),
+        "more places than kept: as it is"
+    );
+    assert_eq!(Mask::Round { digits: 4 }.decimal_scale(2), 2);
+    let bucket = |width, v| Mask::Bucket { width }.decimal(v, 2);
+    assert_eq!(bucket(0.1, 123_456), Some(123_450), "1234.56 → 1234.50");
+    assert_eq!(bucket(1000.0, -50), Some(-100_000), "-0.50 → -1000.00");
+    assert_eq!(bucket(0.001, 5), None, "a width finer than a fen");
+    assert_eq!(Mask::Null.decimal(1, 2), None);
 }
 
 /// Pseudonyms are kept by consumers (exchanged files, saved results): the derivation must

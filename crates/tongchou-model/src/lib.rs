@@ -236,6 +236,63 @@ pub struct Field {
     pub default_mask: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_values: Vec<String>,
+    /// Decimal fields: digits in all (1–38); unset, [`DecimalType::DEFAULT`]'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<u8>,
+    /// Decimal fields: digits after the point (0–precision); unset, 0 when a precision is
+    /// given (as SQL's `DECIMAL(p)`), else [`DecimalType::DEFAULT`]'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<u8>,
+}
+
+impl Field {
+    /// The type as people read it: `decimal(18,2)` for decimals, else the type's name.
+    pub fn type_text(&self) -> String {
+        match self.data_type {
+            DataType::Decimal => self.decimal_type().to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The exact type a decimal field's values are kept in.
+    pub fn decimal_type(&self) -> DecimalType {
+        match (self.precision, self.scale) {
+            (None, None) => DecimalType::DEFAULT,
+            (precision, scale) => DecimalType {
+                precision: precision.unwrap_or(DecimalType::MAX_PRECISION),
+                scale: scale.unwrap_or(0),
+            },
+        }
+    }
+}
+
+/// A decimal field's digits in all and after the point (SQL's `DECIMAL(p, s)`), kept as
+/// Arrow's Decimal128: amounts keep their cents, sums are exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecimalType {
+    pub precision: u8,
+    pub scale: u8,
+}
+
+impl DecimalType {
+    pub const MAX_PRECISION: u8 = 38;
+    /// For fields that declare nothing: room for any amount, area or reading, and six
+    /// places — coordinates (经纬度) have six; money declares two.
+    pub const DEFAULT: DecimalType = DecimalType {
+        precision: 38,
+        scale: 6,
+    };
+
+    /// Digits allowed before the point.
+    pub fn integer_digits(self) -> u8 {
+        self.precision - self.scale
+    }
+}
+
+impl std::fmt::Display for DecimalType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "decimal({},{})", self.precision, self.scale)
+    }
 }
 
 fn default_sensitivity() -> Sensitivity {
@@ -305,6 +362,39 @@ mod tests {
         assert_eq!(r.fields[0].role, Some(Role::EnterpriseId));
         let typo = json.replace("\"abstract\"", "\"abstact\"");
         assert!(serde_json::from_str::<Resource>(&typo).is_err());
+    }
+
+    #[test]
+    fn a_decimal_field_keeps_its_declared_digits_or_the_default() {
+        let field = |extra: serde_json::Value| -> Field {
+            let mut v =
+                serde_json::json!({"name": "amount", "label": "欠费金额", "type": "decimal"});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(v).unwrap()
+        };
+        let money = field(serde_json::json!({"precision": 18, "scale": 2}));
+        assert_eq!(money.decimal_type().to_string(), "decimal(18,2)");
+        assert_eq!(money.decimal_type().integer_digits(), 16);
+        assert_eq!(
+            field(serde_json::json!({})).decimal_type(),
+            DecimalType::DEFAULT
+        );
+        assert_eq!(
+            field(serde_json::json!({"precision": 10}))
+                .decimal_type()
+                .to_string(),
+            "decimal(10,0)"
+        );
+        assert_eq!(
+            field(serde_json::json!({"scale": 3}))
+                .decimal_type()
+                .to_string(),
+            "decimal(38,3)"
+        );
+        let json = serde_json::to_value(field(serde_json::json!({}))).unwrap();
+        assert!(json.get("precision").is_none(), "{json}");
     }
 
     #[test]

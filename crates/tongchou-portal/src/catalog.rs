@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use tongchou_access::requests;
 use tongchou_catalog::{Record, SearchQuery};
-use tongchou_model::{OpenType, ShareType, UpdateCycle};
+use tongchou_model::{DataType, OpenType, ShareType, UpdateCycle};
 
 use crate::console::{GovernedRead, answer_table, granted_purpose};
 use crate::page::{Lang, frame, grouped, purpose_select, refused, respond, url_encode};
@@ -254,7 +254,7 @@ fn fields_table(lang: Lang, record: &Record) -> Markup {
                 th { (lang.t("敏感级别", "Sensitivity")) } th { (lang.t("默认脱敏", "Default mask")) }
             } }
             tbody { @for f in &record.resource.fields { tr {
-                td { code { (f.name) } } td { (f.label) } td { (f.data_type.label_zh()) }
+                td { code { (f.name) } } td { (f.label) } td { (f.data_type.label_zh()) @if f.data_type == DataType::Decimal { " " (f.decimal_type()) } }
                 td { span class={ "sens " (f.sensitivity.as_str()) } { (f.sensitivity.label_zh()) } }
                 td { (f.default_mask.clone().unwrap_or_else(|| "—".into())) }
             } } }

@@ -363,7 +363,13 @@ pub async fn sample(State(s): Shared, viewer: Viewer, form: Multipart) -> Respon
                     tr class=(if f.role.is_some() { "pii" } else { "" }) {
                         td { input name={ "f" (i) ".name" } value=(f.name) aria-label={ (lang.t("字段名 ", "Field name ")) (i + 1) } required; }
                         td { input name={ "f" (i) ".label" } value=(f.label) aria-label={ (lang.t("名称 ", "Label ")) (i + 1) } required; }
-                        td { (labelled_select(&format!("f{i}.type"), Some(format!("{}{}", lang.t("类型 ", "Type "), i + 1)), DataType::ALL, f.data_type, |v| (v.as_str(), v.label_zh()))) }
+                        td {
+                            (labelled_select(&format!("f{i}.type"), Some(format!("{}{}", lang.t("类型 ", "Type "), i + 1)), DataType::ALL, f.data_type, |v| (v.as_str(), v.label_zh())))
+                            @if let (Some(p), Some(s)) = (f.precision, f.scale) {
+                                input type="hidden" name={ "f" (i) ".precision" } value=(p);
+                                input type="hidden" name={ "f" (i) ".scale" } value=(s);
+                            }
+                        }
                         td {
                             select name={ "f" (i) ".role" } aria-label={ (lang.t("个人信息类别 ", "Personal data kind ")) (i + 1) } {
                                 option value="" { "—" }
@@ -423,6 +429,15 @@ fn draft(unit: &str, form: &[(String, String)]) -> serde_json::Value {
         let mask = get(&format!("f{i}.mask"));
         if !mask.is_empty() {
             field["default_mask"] = mask.into();
+        }
+        // The sample's digits hold only while the steward keeps the field a decimal.
+        if DataType::parse(&get(&format!("f{i}.type"))) == Some(DataType::Decimal) {
+            for key in ["precision", "scale"] {
+                let digits = get(&format!("f{i}.{key}"));
+                if !digits.is_empty() {
+                    field[key] = digits.into();
+                }
+            }
         }
         fields.push(field);
     }
@@ -770,6 +785,8 @@ mod tests {
             ("f1.role", ""),
             ("f1.sensitivity", "internal"),
             ("f1.mask", ""),
+            ("f1.precision", "18"),
+            ("f1.scale", "2"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -783,6 +800,10 @@ mod tests {
             Some("citizen_id")
         );
         assert_eq!(resource.fields[1].default_mask, None);
+        assert_eq!(
+            resource.fields[1].decimal_type().to_string(),
+            "decimal(18,2)"
+        );
         assert_eq!(resource.share_type, ShareType::Conditional);
         let mut broken = form.clone();
         broken.retain(|(k, _)| k != "share_condition");

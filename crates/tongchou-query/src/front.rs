@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, StringArray};
-use arrow::datatypes::DataType;
+use arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use arrow::datatypes::{DataType, Float64Type};
 use arrow::record_batch::RecordBatch;
 use tongchou_audit::{Audit, DENIED, Entry, FAILED};
 
@@ -112,10 +112,10 @@ fn neutral(text: &str) -> String {
     }
 }
 
-/// The answer as one worksheet: a header row of column names, numbers as numbers, every
-/// other value as its text (dates as ISO dates), nulls as empty cells.
+/// The answer as one worksheet: a header row of column names, numbers as numbers
+/// (decimals with their places), every other value as its text (dates as ISO dates),
+/// nulls as empty cells.
 fn workbook(answer: &Answer) -> Result<Vec<u8>, QueryError> {
-    use arrow::datatypes::DataType;
     use rust_xlsxwriter::{Format, Workbook};
     let failed = |e: rust_xlsxwriter::XlsxError| QueryError::Sql(format!("xlsx: {e}"));
     let mut book = Workbook::new();
@@ -129,38 +129,78 @@ fn workbook(answer: &Answer) -> Result<Vec<u8>, QueryError> {
     let mut row = 1u32;
     for batch in &answer.batches {
         for (c, column) in batch.columns().iter().enumerate() {
-            let numeric = column.data_type().is_numeric();
-            let target = if numeric {
-                DataType::Float64
-            } else {
-                DataType::Utf8
-            };
-            let values = arrow::compute::cast(column, &target)?;
-            for i in 0..batch.num_rows() {
-                if values.is_null(i) {
-                    continue;
-                }
+            let cell = Cell::of(column.data_type());
+            let values = arrow::compute::cast(column, &cell.read_as())?;
+            for i in (0..batch.num_rows()).filter(|i| !values.is_null(*i)) {
                 let (r, c) = (row + i as u32, c as u16);
-                if numeric {
-                    let v = values
-                        .as_any()
-                        .downcast_ref::<arrow::array::Float64Array>()
-                        .expect("cast to Float64")
-                        .value(i);
-                    sheet.write_number(r, c, v).map_err(failed)?;
-                } else {
-                    let v = values
-                        .as_any()
-                        .downcast_ref::<arrow::array::StringArray>()
-                        .expect("cast to Utf8")
-                        .value(i);
-                    sheet.write_string(r, c, v).map_err(failed)?;
+                match &cell {
+                    Cell::Number => {
+                        let v = values.as_primitive::<Float64Type>().value(i);
+                        sheet.write_number(r, c, v).map(|_| ())
+                    }
+                    Cell::Decimal(places) => {
+                        write_decimal(sheet, (r, c), values.as_string::<i32>().value(i), places)
+                    }
+                    Cell::Text => sheet
+                        .write_string(r, c, values.as_string::<i32>().value(i))
+                        .map(|_| ()),
                 }
+                .map_err(failed)?;
             }
         }
         row += batch.num_rows() as u32;
     }
     book.save_to_buffer().map_err(failed)
+}
+
+/// How a column's values become cells.
+enum Cell {
+    Number,
+    /// Read as their exact text; the number format showing their places.
+    Decimal(rust_xlsxwriter::Format),
+    Text,
+}
+
+impl Cell {
+    fn of(data_type: &DataType) -> Cell {
+        match data_type {
+            DataType::Decimal128(_, scale) => {
+                let places = "0".repeat((*scale).max(0) as usize);
+                let shown = if places.is_empty() {
+                    "0".into()
+                } else {
+                    format!("0.{places}")
+                };
+                Cell::Decimal(rust_xlsxwriter::Format::new().set_num_format(shown))
+            }
+            t if t.is_numeric() => Cell::Number,
+            _ => Cell::Text,
+        }
+    }
+
+    fn read_as(&self) -> DataType {
+        match self {
+            Cell::Number => DataType::Float64,
+            Cell::Decimal(_) | Cell::Text => DataType::Utf8,
+        }
+    }
+}
+
+/// A decimal as a number cell when Excel's numbers (doubles, 15 significant digits) keep
+/// every digit of it; otherwise as its exact text, which no spreadsheet rounds.
+fn write_decimal(
+    sheet: &mut rust_xlsxwriter::Worksheet,
+    (row, column): (u32, u16),
+    text: &str,
+    places: &rust_xlsxwriter::Format,
+) -> Result<(), rust_xlsxwriter::XlsxError> {
+    let digits = text.bytes().filter(u8::is_ascii_digit);
+    let significant = digits.skip_while(|d| *d == b'0').count();
+    match text.parse::<f64>() {
+        Ok(v) if significant <= 15 => sheet.write_number_with_format(row, column, v, places),
+        _ => sheet.write_string(row, column, text),
+    }
+    .map(|_| ())
 }
 
 /// The ledger entry of a statement that ran: what it read, how masked, what it returned
@@ -218,7 +258,9 @@ pub fn outcome_of(error: &QueryError) -> &'static str {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray};
+    use arrow::array::{
+        ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    };
     use calamine::{Data, Reader, Xlsx};
 
     use super::*;
@@ -287,5 +329,26 @@ mod tests {
         assert_eq!(rows[1][2], Data::String("2022-01-08".into()));
         assert_eq!(rows[2][0], Data::Empty);
         assert_eq!(rows[2][1], Data::Float(35.0));
+    }
+
+    #[test]
+    fn decimals_leave_as_their_exact_text_in_every_format() {
+        let sums = Decimal128Array::from(vec![123_480, 12_345_678_901_234_567_890])
+            .with_precision_and_scale(28, 2)
+            .unwrap();
+        let answer =
+            answer_of(RecordBatch::try_from_iter([("s", Arc::new(sums) as ArrayRef)]).unwrap());
+        let text = |format| String::from_utf8(render(&answer, format).unwrap()).unwrap();
+        assert_eq!(text("csv"), "s\n1234.80\n123456789012345678.90\n");
+        assert_eq!(
+            text("json"),
+            "[{\"s\":1234.80},{\"s\":123456789012345678.90}]\n"
+        );
+        let bytes = render(&answer, "xlsx").unwrap();
+        let mut book = Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+        let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+        let rows: Vec<Vec<Data>> = sheet.rows().map(|r| r.to_vec()).collect();
+        assert_eq!(rows[1][0], Data::Float(1234.8));
+        assert_eq!(rows[2][0], Data::String("123456789012345678.90".into()));
     }
 }

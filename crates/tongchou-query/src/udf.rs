@@ -6,11 +6,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, FixedSizeBinaryBuilder, Float64Array, Int64Array,
-    StringArray, new_null_array,
+    Array, ArrayRef, AsArray, Date32Array, Decimal128Array, FixedSizeBinaryBuilder, Float64Array,
+    Int64Array, StringArray, new_null_array,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
-use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type};
+use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Float64Type, Int64Type};
 use deltalake::datafusion::common::{DataFusionError, Result};
 use deltalake::datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -58,6 +58,12 @@ pub fn masked_type(mask: &Mask, input: &DataType) -> DataType {
         (Mask::DateYear | Mask::DateMonth, DataType::Date32) => DataType::Date32,
         (Mask::Round { .. } | Mask::Bucket { .. }, DataType::Float64) => DataType::Float64,
         (Mask::Round { .. } | Mask::Bucket { .. }, DataType::Int64) => DataType::Int64,
+        (Mask::Round { .. } | Mask::Bucket { .. }, DataType::Decimal128(p, s)) => {
+            // One more digit before the point: rounding up or flooring down may carry.
+            let scale = mask.decimal_scale(*s as u8);
+            let integer = p.saturating_sub(*s as u8) + 1;
+            DataType::Decimal128((integer + scale).min(38), scale as i8)
+        }
         (Mask::Null, t) => t.clone(),
         _ => DataType::Utf8,
     }
@@ -97,6 +103,14 @@ impl MaskUdf {
                     .iter()
                     .map(|v| v.and_then(|v| self.mask.number(v)))
                     .collect::<Float64Array>(),
+            ),
+            (DataType::Decimal128(p, s), DataType::Decimal128(_, scale)) => Arc::new(
+                input
+                    .as_primitive::<Decimal128Type>()
+                    .iter()
+                    .map(|v| v.and_then(|v| self.mask.decimal(v, *scale as u8)))
+                    .collect::<Decimal128Array>()
+                    .with_precision_and_scale(*p, *s)?,
             ),
             (DataType::Int64, DataType::Int64) => Arc::new(
                 input
@@ -293,6 +307,33 @@ mod tests {
         let money: ArrayRef = Arc::new(Float64Array::from(vec![12_345.6]));
         let out = udf("bucket(1000)").mask_array(&money).unwrap();
         assert_eq!(out.as_primitive::<Float64Type>().value(0), 12_000.0);
+
+        let arrears: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(123_450), None, Some(-99_999)])
+                .with_precision_and_scale(18, 2)
+                .unwrap(),
+        );
+        let shown = |spec: &str| {
+            let out = udf(spec).mask_array(&arrears).unwrap();
+            let text = (0..out.len())
+                .map(|i| arrow::util::display::array_value_to_string(&out, i).unwrap())
+                .collect::<Vec<_>>();
+            (out.data_type().clone(), text)
+        };
+        assert_eq!(
+            shown("round(0)"),
+            (
+                DataType::Decimal128(17, 0),
+                vec!["1235".into(), "".into(), "-1000".into()]
+            )
+        );
+        assert_eq!(
+            shown("bucket(1000)"),
+            (
+                DataType::Decimal128(19, 2),
+                vec!["1000.00".into(), "".into(), "-1000.00".into()]
+            )
+        );
 
         let ids: ArrayRef = Arc::new(StringArray::from(vec!["44060519800101123X"]));
         let out = udf("citizen_id").mask_array(&ids).unwrap();

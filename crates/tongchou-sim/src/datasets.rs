@@ -73,8 +73,16 @@ fn date(name: &str, label: &str) -> Field {
 fn int(name: &str, label: &str) -> Field {
     field(name, label, DataType::Integer)
 }
+/// Yuan to the fen, 万元 to the yuan, kWh and m² to two places, coordinates to six.
 fn dec(name: &str, label: &str) -> Field {
-    field(name, label, DataType::Decimal)
+    let scale = if label.contains("万元") {
+        4
+    } else if label.contains("经度") || label.contains("纬度") {
+        6
+    } else {
+        2
+    };
+    field(name, label, DataType::Decimal).digits(18, scale)
 }
 fn person_id(name: &str, label: &str) -> Field {
     text(name, label).role(Role::PersonId)

@@ -485,7 +485,12 @@ fn to_field(p: &PoolField, object: &str) -> Field {
     {
         f = f.allowed(values);
     }
-    f
+    match p.generate {
+        Gen::Money | Gen::Area => f.digits(18, 2),
+        Gen::Lon | Gen::Lat => f.digits(10, 6),
+        Gen::Score => f.digits(4, 1),
+        _ => f,
+    }
 }
 
 fn fill_fields(rng: &mut ChaCha8Rng, r: &mut FillerResource, count: usize) {

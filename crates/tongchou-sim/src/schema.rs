@@ -21,6 +21,8 @@ pub fn field(name: &str, label: &str, data_type: DataType) -> Field {
         sensitivity: Sensitivity::Internal,
         default_mask: None,
         allowed_values: Vec::new(),
+        precision: None,
+        scale: None,
     }
 }
 
@@ -35,6 +37,8 @@ pub trait FieldExt {
     fn unique(self) -> Self;
     fn sensitivity(self, s: Sensitivity) -> Self;
     fn allowed(self, values: &[&str]) -> Self;
+    /// A decimal field's digits in all and after the point.
+    fn digits(self, precision: u8, scale: u8) -> Self;
 }
 
 impl FieldExt for Field {
@@ -59,6 +63,11 @@ impl FieldExt for Field {
     }
     fn allowed(mut self, values: &[&str]) -> Self {
         self.allowed_values = values.iter().map(|v| v.to_string()).collect();
+        self
+    }
+    fn digits(mut self, precision: u8, scale: u8) -> Self {
+        self.precision = Some(precision);
+        self.scale = Some(scale);
         self
     }
 }

@@ -207,7 +207,7 @@ pub async fn run(data_dir: &Path, command: CatalogCommand) -> Result<()> {
                     "  - {} {} ({}) {}{}",
                     f.name,
                     f.label,
-                    f.data_type,
+                    f.type_text(),
                     f.sensitivity.label_zh(),
                     f.role
                         .map(|x| format!(" [{}]", x.label_zh()))

@@ -48,17 +48,7 @@ fn catalog_cli_registers_searches_and_reports() {
         "fields": [{"name": "credit_code", "label": "统一社会信用代码", "type": "string", "role": "enterprise_id", "required": true, "sensitivity": "public"},
                    {"name": "grade", "label": "信用等级", "type": "string", "required": true}]});
     std::fs::write(&file, resource.to_string()).unwrap();
-    let registered = ok_json(
-        &data,
-        &[
-            "catalog",
-            "register",
-            "--file",
-            file.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    let code = registered["code"].as_str().unwrap().to_string();
+    let code = common::register(&data, &file);
     let hits = ok_json(&data, &["catalog", "search", "纳税 信用", "--json"]);
     assert_eq!(hits[0]["code"], code.as_str());
     assert_eq!(

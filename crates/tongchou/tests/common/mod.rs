@@ -52,6 +52,19 @@ pub fn tiny_demo_saying(tmp: &Path) -> (std::path::PathBuf, String) {
     (data, text)
 }
 
+/// Registers the resources of a JSON file (`catalog register --file`); the first's code.
+pub fn register(data: &Path, file: &Path) -> String {
+    let args = [
+        "catalog",
+        "register",
+        "--file",
+        file.to_str().unwrap(),
+        "--json",
+    ];
+    let registered = ok_json(data, &args);
+    registered["code"].as_str().unwrap().to_string()
+}
+
 /// Runs a command that must succeed and print JSON.
 pub fn ok_json(data: &Path, args: &[&str]) -> Value {
     let out = tongchou_ok(data, args);
