@@ -176,10 +176,17 @@ fn proofs(dir: &Path, size: u64) -> Result<()> {
     Ok(())
 }
 
+/// Bytes of the files under `dir`, subdirectories included.
 pub(crate) fn dir_bytes(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for item in std::fs::read_dir(dir)? {
-        total += item?.metadata()?.len();
+        let item = item?;
+        let meta = item.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&item.path())?
+        } else {
+            meta.len()
+        };
     }
     Ok(total)
 }
