@@ -3,6 +3,7 @@
 //! of the same metadata, inference speed and accuracy on the `small` district).
 //! `-- access`: sign-in cost, token checks and access decisions with 100,000 grants.
 //! `-- exchange [ROWS] [WORK_DIR]`: ingest and pull beside DuckDB.
+//! `-- keys [ROWS] [WORK_DIR]`: an append's cost of checking keys against earlier versions.
 //! `-- wire-overhead [WORK_DIR] [ROUNDS]`: auditing's cost on point lookups over the
 //! PostgreSQL wire, against the same engine served with nothing recorded.
 //! `-- portal [WORK_DIR]`: every portal page's p50/p95 on the `small` demo beside its REST call.
@@ -304,6 +305,15 @@ fn main() -> Result<()> {
             println!("machine: {}; date: {}", machine(), jiff_today());
             exchange::run(rows, &work)
         }
+        Some("keys") => {
+            let rows = args
+                .get(2)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(10_000_000);
+            let work = work_dir(&args, 3, "tongchou-bench-keys");
+            println!("machine: {}; date: {}", machine(), jiff_today());
+            exchange::keys(rows, &work)
+        }
         Some("audit-overhead") => {
             let work = work_dir(&args, 2, "tongchou-bench-audit");
             println!("machine: {}; date: {}", machine(), jiff_today());
@@ -358,7 +368,7 @@ fn main() -> Result<()> {
             result
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | wire-overhead [WORK_DIR] [ROUNDS] | machine-costs [DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | keys [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | wire-overhead [WORK_DIR] [ROUNDS] | machine-costs [DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
         ),
     }
 }
