@@ -287,6 +287,16 @@ fn work_dir(args: &[String], position: usize, default: &str) -> std::path::PathB
         .unwrap_or_else(|| std::env::temp_dir().join(default))
 }
 
+/// `[ROWS] [WORK_DIR]` (10 M rows by default), once the machine and date are printed.
+fn rows_and_work(args: &[String], default: &str) -> (u64, std::path::PathBuf) {
+    println!("machine: {}; date: {}", machine(), jiff_today());
+    let rows = args
+        .get(2)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10_000_000);
+    (rows, work_dir(args, 3, default))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Runtime::new()?;
@@ -297,21 +307,11 @@ fn main() -> Result<()> {
             runtime.block_on(access::run())
         }
         Some("exchange") => {
-            let rows = args
-                .get(2)
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(10_000_000);
-            let work = work_dir(&args, 3, "tongchou-bench-exchange");
-            println!("machine: {}; date: {}", machine(), jiff_today());
+            let (rows, work) = rows_and_work(&args, "tongchou-bench-exchange");
             exchange::run(rows, &work)
         }
         Some("keys") => {
-            let rows = args
-                .get(2)
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(10_000_000);
-            let work = work_dir(&args, 3, "tongchou-bench-keys");
-            println!("machine: {}; date: {}", machine(), jiff_today());
+            let (rows, work) = rows_and_work(&args, "tongchou-bench-keys");
             exchange::keys(rows, &work)
         }
         Some("audit-overhead") => {

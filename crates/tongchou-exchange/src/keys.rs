@@ -99,7 +99,8 @@ struct Section {
     width: usize,
 }
 
-/// One immutable, checksummed file of sorted entries, mapped into memory.
+/// One immutable file of sorted entries, mapped into memory; it ends with the entries'
+/// checksum and the header's (which covers the entries' checksum).
 struct Segment {
     name: String,
     bytes: Mmap,
@@ -121,7 +122,7 @@ impl Segment {
         // the resource's lock keeps other loads from removing one while it is read.
         let bytes = unsafe { Mmap::map(&file) }.ok()?;
         let header = 16 + 16 * slots;
-        if bytes.len() < header + 8 || &bytes[..8] != MAGIC || word(&bytes, 8) != slots as u64 {
+        if bytes.len() < header + 16 || &bytes[..8] != MAGIC || word(&bytes, 8) != slots as u64 {
             return None;
         }
         let mut offset = header;
@@ -139,8 +140,8 @@ impl Segment {
             });
             offset = offset.checked_add(count.checked_mul(width)?)?;
         }
-        let whole = offset + 8 == bytes.len()
-            && checksum(&bytes[..header], &bytes[header..offset]) == word(&bytes, offset);
+        let whole = offset + 16 == bytes.len()
+            && checksum(&bytes[..header], word(&bytes, offset)) == word(&bytes, offset + 8);
         let name = path.file_name()?.to_string_lossy().into_owned();
         whole.then_some(Segment {
             name,
@@ -175,54 +176,53 @@ impl Segment {
         (0..section.count).map(move |i| self.entry_at(section, i))
     }
 
-    /// Finds `hash` in a slot: hashes are uniform, so its place is guessed from its value
-    /// and bracketed by galloping from there (a page or two per lookup, not a binary
-    /// search's twenty-odd).
+    /// Finds `hash` in a slot. Hashes are uniform, so a probe placed by interpolation
+    /// between the values at the ends of the range narrows it to about its square root:
+    /// a few probes, the later ones on the first one's page (a binary search would touch
+    /// two dozen pages). After a few, bisection bounds the worst case.
     fn find(&self, slot: usize, hash: u128) -> Option<Entry> {
         let section = &self.sections[slot];
-        let n = section.count;
-        if n == 0 {
-            return None;
-        }
         let at = |i: usize| self.hash_at(section, i);
-        let guess = (((hash >> 64) * n as u128) >> 64) as usize;
-        let (mut lo, mut hi) = if at(guess) < hash {
-            let (mut lo, mut step) = (guess + 1, 1);
-            while lo + step < n && at(lo + step) < hash {
-                lo += step + 1;
-                step *= 2;
+        let (mut lo, mut hi) = (0, section.count);
+        let (mut low, mut high) = (0u128, u128::MAX);
+        for probe in 0.. {
+            if lo >= hi {
+                return None;
             }
-            (lo, (lo + step).min(n))
-        } else {
-            let (mut hi, mut step) = (guess, 1);
-            let lo = loop {
-                let lo = hi.saturating_sub(step);
-                if lo == 0 {
-                    break 0;
-                }
-                if at(lo) < hash {
-                    break lo + 1;
-                }
-                (hi, step) = (lo, step * 2);
-            };
-            (lo, hi)
-        };
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if at(mid) < hash {
-                lo = mid + 1;
+            let mid = if probe < 4 {
+                let share = ((hash - low) >> 64) * (hi - lo) as u128 / (((high - low) >> 64) + 1);
+                lo + share as usize
             } else {
-                hi = mid;
+                lo + (hi - lo) / 2
+            };
+            let found = at(mid);
+            if found < hash {
+                (lo, low) = (mid + 1, found);
+            } else if found > hash {
+                (hi, high) = (mid, found);
+            } else {
+                return Some(self.entry_at(section, mid));
             }
         }
-        (lo < n && at(lo) == hash).then(|| self.entry_at(section, lo))
+        None
+    }
+
+    /// Whether the entries are as written (read whole only when merged: checking them at
+    /// every load would read the whole index).
+    fn body_intact(&self) -> bool {
+        let end = self.bytes.len() - 16;
+        data_hash(&self.bytes[16 + 16 * self.sections.len()..end]) == word(&self.bytes, end)
     }
 }
 
-fn checksum(header: &[u8], data: &[u8]) -> u64 {
+fn data_hash(data: &[u8]) -> u64 {
     let mut h = twox_hash::XxHash3_64::new();
     h.write(data);
-    let data = h.finish();
+    h.finish()
+}
+
+/// The header's checksum, which covers the entries' through `data`.
+fn checksum(header: &[u8], data: u64) -> u64 {
     let mut h = twox_hash::XxHash3_64::new();
     h.write(header);
     h.write(&data.to_le_bytes());
@@ -282,10 +282,10 @@ impl SegmentWriter {
     }
 
     fn finish(mut self, dir: &Path, name: &str) -> std::io::Result<()> {
-        let mut h = twox_hash::XxHash3_64::new();
-        h.write(&self.header);
-        h.write(&self.data.finish().to_le_bytes());
-        self.out.write_all(&h.finish().to_le_bytes())?;
+        let data = self.data.finish();
+        self.out.write_all(&data.to_le_bytes())?;
+        self.out
+            .write_all(&checksum(&self.header, data).to_le_bytes())?;
         let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&self.header)?;
@@ -433,6 +433,9 @@ impl KeyIndex {
         let newer = self.segments.pop().expect("two segments");
         let older = self.segments.pop().expect("two segments");
         let oldest = self.segments.is_empty();
+        if !older.body_intact() || !newer.body_intact() {
+            return Err(io(std::io::Error::other("a segment's entries are damaged")));
+        }
         let mut writer = SegmentWriter::new(&self.dir, self.slots.len()).map_err(io)?;
         for slot in 0..self.slots.len() {
             let merged =
@@ -741,9 +744,20 @@ mod tests {
         assert!(KeyIndex::open(tmp.path(), &["key:b".into()], true).is_none());
         let segment = index.dir.join(&index.segments[0].name);
         drop(index);
-        let mut bytes = std::fs::read(&segment).unwrap();
-        bytes[100] ^= 1;
-        std::fs::write(&segment, &bytes).unwrap();
+        let bytes = std::fs::read(&segment).unwrap();
+        let mut header = bytes.clone();
+        header[20] ^= 1;
+        std::fs::write(&segment, &header).unwrap();
         assert!(KeyIndex::open(tmp.path(), &names(), true).is_none());
+        std::fs::write(&segment, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(KeyIndex::open(tmp.path(), &names(), true).is_none());
+        let mut entries = bytes.clone();
+        entries[100] ^= 1;
+        std::fs::write(&segment, &entries).unwrap();
+        let opened = KeyIndex::open(tmp.path(), &names(), true).unwrap();
+        assert!(
+            !opened.segments[0].body_intact(),
+            "found when the segment is merged"
+        );
     }
 }

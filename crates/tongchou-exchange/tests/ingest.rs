@@ -185,6 +185,11 @@ fn people(tmp: &Path, name: &str, rows: &[(&str, &str, &str)]) -> std::path::Pat
     path
 }
 
+/// Asserts that the `i`th reason says `text`.
+fn says(reasons: &[(u64, String, String)], i: usize, text: &str) {
+    assert!(reasons[i].2.contains(text), "{reasons:?}");
+}
+
 /// Issue 26, item 2: the key and unique fields hold across versions, by mode; the key
 /// index, deleted or damaged, is rebuilt from the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,19 +228,13 @@ async fn keys_and_unique_values_hold_across_versions() {
     .await;
     assert_eq!(accepted, 1);
     assert_eq!((reasons[0].0, reasons[0].1.as_str()), (3, "duplicate_key"));
-    assert!(
-        reasons[0]
-            .2
-            .contains("key P1 is already in version 1, line 2 of a.csv; this is line 3"),
-        "{reasons:?}"
+    says(
+        &reasons,
+        0,
+        "key P1 is already in version 1, line 2 of a.csv; this is line 3",
     );
     assert_eq!((reasons[1].0, reasons[1].1.as_str()), (4, "unique"));
-    assert!(
-        reasons[1]
-            .2
-            .contains("'C2' is already in version 1, line 3 of a.csv"),
-        "{reasons:?}"
-    );
+    says(&reasons, 1, "'C2' is already in version 1, line 3 of a.csv");
 
     // An upsert replaces P1 (freeing C1), deletes P3 (freeing C3), and may not take C2 from P2.
     let (accepted, reasons) = step(
@@ -253,12 +252,7 @@ async fn keys_and_unique_values_hold_across_versions() {
     )
     .await;
     assert_eq!(accepted, 2, "{reasons:?}");
-    assert!(
-        reasons[0]
-            .2
-            .contains("'C9' is already in version 3, line 2 of u.csv"),
-        "{reasons:?}"
-    );
+    says(&reasons, 0, "'C9' is already in version 3, line 2 of u.csv");
 
     // Deleted, then damaged: rebuilt from the table, it still knows every key, not its line.
     let index = tongchou_exchange::table::table_dir(&dir.tables_dir(), &code).join("_keys");
@@ -270,11 +264,10 @@ async fn keys_and_unique_values_hold_across_versions() {
     )
     .await;
     assert_eq!(accepted, 2, "{reasons:?}");
-    assert!(
-        reasons[0]
-            .2
-            .contains("key P1 is already in version 4 (its line is not known"),
-        "{reasons:?}"
+    says(
+        &reasons,
+        0,
+        "key P1 is already in version 4 (its line is not known",
     );
     for segment in std::fs::read_dir(&index).unwrap().flatten() {
         if segment.file_name().to_string_lossy().ends_with(".seg") {
@@ -295,7 +288,7 @@ async fn keys_and_unique_values_hold_across_versions() {
     let (accepted, reasons) =
         step("g.csv", Mode::Append, &[("P2", "C2", ""), ("P1", "C5", "")]).await;
     assert_eq!(accepted, 1);
-    assert!(reasons[0].2.contains("line 2 of f.csv"), "{reasons:?}");
+    says(&reasons, 0, "line 2 of f.csv");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
