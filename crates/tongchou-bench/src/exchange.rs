@@ -144,6 +144,23 @@ fn tongchou_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Runs `tongchou` on `data` with `env` set: its standard output.
+fn tongchou(bin: &Path, data: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
+    let out = Command::new(bin)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "tongchou {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn duckdb_copy(csv: &Path, parquet: &Path) -> Command {
     let mut c = Command::new("python3");
     c.arg("-c").arg(format!(
@@ -174,20 +191,7 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
     );
     let data = work.join("data");
     let _ = std::fs::remove_dir_all(&data);
-    let tc = |args: &[&str]| -> Result<String> {
-        let out = Command::new(&bin)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "tongchou {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let tc = |args: &[&str]| tongchou(&bin, &data, args, &[]);
     tc(&["init"])?;
     let register = |file: &Path| -> Result<serde_json::Value> {
         Ok(serde_json::from_str(&tc(&[
@@ -308,5 +312,137 @@ pub fn run(rows: u64, work: &Path) -> Result<()> {
         pulled["rows"],
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Writes a two-column file (record number, amount), one row per key.
+fn write_keyed(path: &Path, rows: impl Iterator<Item = String>) -> Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?);
+    out.write_all("记录编号,金额\n".as_bytes())?;
+    for (i, key) in rows.enumerate() {
+        writeln!(out, "{key},{}", i % 10_000)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn base_key(n: u64) -> String {
+    format!("B{n:010}")
+}
+
+/// `tongchou-bench keys [ROWS] [WORK_DIR]`: an append of 100,000 new keys to a table of
+/// `rows` keyed rows, with the key index and without it (`TONGCHOU_KEY_INDEX=off`, as
+/// before it existed), each from the same copy of the data directory; then an append
+/// where 1,000 of the 100,000 keys are already in the table.
+pub fn keys(rows: u64, work: &Path) -> Result<()> {
+    let bin = tongchou_bin()?;
+    std::fs::create_dir_all(work)?;
+    let (base, fresh, colliding) = (
+        work.join("base.csv"),
+        work.join("fresh.csv"),
+        work.join("colliding.csv"),
+    );
+    write_keyed(&base, (0..rows).map(base_key))?;
+    write_keyed(&fresh, (0..100_000).map(|n| format!("N{n:010}")))?;
+    let step = (rows / 1_000).max(1);
+    let repeated = (0..1_000).map(|n| base_key(n * step % rows));
+    write_keyed(
+        &colliding,
+        (0..99_000).map(|n| format!("C{n:010}")).chain(repeated),
+    )?;
+    let (data, copy) = (work.join("data"), work.join("data-base"));
+    let _ = std::fs::remove_dir_all(&data);
+    let tc = |args: &[&str], env: &[(&str, &str)]| tongchou(&bin, &data, args, env);
+    tc(&["init"], &[])?;
+    let units = tongchou_sim::units();
+    let resource = serde_json::json!([{"unit": units[11].code, "name": "键值登记", "share_type": "unconditional", "open_type": "none", "update_cycle": "daily",
+        "key": ["record_no"],
+        "fields": [{"name": "record_no", "label": "记录编号", "type": "string", "required": true},
+                   {"name": "amount", "label": "金额", "type": "integer"}]}]);
+    let catalog = work.join("keys-catalog.json");
+    std::fs::write(
+        &catalog,
+        serde_json::json!({"units": units, "resources": resource}).to_string(),
+    )?;
+    let registered: serde_json::Value = serde_json::from_str(&tc(
+        &[
+            "catalog",
+            "register",
+            "--file",
+            catalog.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    )?)?;
+    let code = registered["codes"][0].as_str().unwrap().to_string();
+    let started = Instant::now();
+    tc(&["ingest", &code, base.to_str().unwrap()], &[])?;
+    println!(
+        "base load of {rows} keyed rows (key index written): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let index: u64 = std::fs::read_dir(
+        data.join("tables")
+            .join(code.replace('/', "_"))
+            .join("_keys"),
+    )?
+    .flatten()
+    .filter_map(|f| f.metadata().ok())
+    .map(|m| m.len())
+    .sum();
+    println!("key index: {:.0} MB", index as f64 / 1e6);
+    copy_dir(&data, &copy)?;
+    let append = |file: &Path, env: &[(&str, &str)]| -> Result<(f64, serde_json::Value)> {
+        std::fs::remove_dir_all(&data)?;
+        copy_dir(&copy, &data)?;
+        let started = Instant::now();
+        let out = tc(&["ingest", &code, file.to_str().unwrap(), "--json"], env)?;
+        Ok((started.elapsed().as_secs_f64(), serde_json::from_str(&out)?))
+    };
+    let off = [("TONGCHOU_KEY_INDEX", "off")];
+    let (mut with, mut without, mut colliding_times) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        with.push(append(&fresh, &[])?.0);
+        without.push(append(&fresh, &off)?.0);
+        let (t, report) = append(&colliding, &[])?;
+        if report["by_rule"]["duplicate_key"] != 1_000 {
+            bail!("expected 1,000 duplicate keys: {report}");
+        }
+        colliding_times.push(t);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (on, off, collide) = (
+        median(&mut with),
+        median(&mut without),
+        median(&mut colliding_times),
+    );
+    println!(
+        "append of 100,000 new keys to {rows} rows, median of 5: key index {on:.3} s, without it {off:.3} s: ratio {:.2} (target ≤ 1.3)",
+        on / off
+    );
+    println!(
+        "append of 100,000 keys of which 1,000 are in the table: {collide:.3} s (1,000 quarantined, duplicate_key)"
+    );
+    for path in [&data, &copy] {
+        std::fs::remove_dir_all(path)?;
+    }
+    for path in [&base, &fresh, &colliding, &catalog] {
+        std::fs::remove_file(path)?;
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    let status = Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(from)
+        .arg(to)
+        .status()?;
+    if !status.success() {
+        bail!("cp {} {} failed", from.display(), to.display());
+    }
     Ok(())
 }

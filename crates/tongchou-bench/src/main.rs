@@ -3,6 +3,7 @@
 //! of the same metadata, inference speed and accuracy on the `small` district).
 //! `-- access`: sign-in cost, token checks and access decisions with 100,000 grants.
 //! `-- exchange [ROWS] [WORK_DIR]`: ingest and pull beside DuckDB.
+//! `-- keys [ROWS] [WORK_DIR]`: an append's cost of checking keys against earlier versions.
 //! `-- wire-overhead [WORK_DIR] [ROUNDS]`: auditing's cost on point lookups over the
 //! PostgreSQL wire, against the same engine served with nothing recorded.
 //! `-- portal [WORK_DIR]`: every portal page's p50/p95 on the `small` demo beside its REST call.
@@ -294,6 +295,16 @@ fn work_dir(args: &[String], position: usize, default: &str) -> std::path::PathB
         .unwrap_or_else(|| std::env::temp_dir().join(default))
 }
 
+/// `[ROWS] [WORK_DIR]` (10 M rows by default), once the machine and date are printed.
+fn rows_and_work(args: &[String], default: &str) -> (u64, std::path::PathBuf) {
+    println!("machine: {}; date: {}", machine(), jiff_today());
+    let rows = args
+        .get(2)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10_000_000);
+    (rows, work_dir(args, 3, default))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Runtime::new()?;
@@ -304,13 +315,12 @@ fn main() -> Result<()> {
             runtime.block_on(access::run())
         }
         Some("exchange") => {
-            let rows = args
-                .get(2)
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(10_000_000);
-            let work = work_dir(&args, 3, "tongchou-bench-exchange");
-            println!("machine: {}; date: {}", machine(), jiff_today());
+            let (rows, work) = rows_and_work(&args, "tongchou-bench-exchange");
             exchange::run(rows, &work)
+        }
+        Some("keys") => {
+            let (rows, work) = rows_and_work(&args, "tongchou-bench-keys");
+            exchange::keys(rows, &work)
         }
         Some("audit-overhead") => {
             let work = work_dir(&args, 2, "tongchou-bench-audit");
@@ -375,7 +385,7 @@ fn main() -> Result<()> {
             runtime.block_on(ledger_growth::run(&work, entries))
         }
         _ => bail!(
-            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | ledger-growth [ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | wire-overhead [WORK_DIR] [ROUNDS] | machine-costs [DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
+            "usage: tongchou-bench catalog | access | exchange [ROWS] [WORK_DIR] | keys [ROWS] [WORK_DIR] | ledger [TREE_SIZE] [VERIFY_ENTRIES] [WORK_DIR] | ledger-growth [ENTRIES] [WORK_DIR] | audit-overhead [WORK_DIR] [CLIENTS] [plain|yielded|built|queued|audited] | pg-lookup [WORK_DIR] | wire-overhead [WORK_DIR] [ROUNDS] | machine-costs [DIR] | portal [WORK_DIR] | scenarios [NANHAI_DATA_DIR] [SCENARIO]"
         ),
     }
 }

@@ -6,6 +6,7 @@
 //! - Loads, their per-rule tallies and the quarantine are kept in the metadata database.
 
 pub mod changes;
+pub mod keys;
 mod lines;
 pub mod load;
 pub mod reader;
@@ -242,10 +243,18 @@ pub async fn ingest(
         loader.expect_rows(rows.min(MAX_EXPECTED_ROWS));
     }
     let schema = loader.schema();
-    let table =
-        table::open_or_create(&table::table_dir(&dir.tables_dir(), code), &resource).await?;
+    let table_dir = table::table_dir(&dir.tables_dir(), code);
+    let _serialised = keys::lock(&table_dir).await?;
+    let table = table::open_or_create(&table_dir, &resource).await?;
     if mode != Mode::Replace {
         table::check_decimals(&table, &resource)?;
+    }
+    let indexed = !keys::slots(&resource).is_empty() && key_index_on();
+    if indexed && mode != Mode::Replace {
+        loader.prior = Some(load::Prior {
+            index: keys::current(&table_dir, &table, &resource).await?,
+            files: version_files(dir, code).await?,
+        });
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<
         Result<deltalake::arrow::record_batch::RecordBatch, DataFusionError>,
@@ -317,7 +326,7 @@ pub async fn ingest(
                 .unwrap_or_else(|| ExchangeError::Table("the load was not committed".into())));
         }
     };
-    let (table, loader) = table;
+    let (table, mut loader) = table;
     let version = table.version().unwrap_or(0) as i64;
     let rows = match mode {
         Mode::Replace => loader.tally.accepted as i64,
@@ -325,6 +334,17 @@ pub async fn ingest(
         Mode::Upsert => table::count_rows(&table).await?,
     };
     settle(dir, code, &load_id, version, rows).await?;
+    if indexed {
+        let index = match loader.prior.take() {
+            Some(prior) => prior.index,
+            None => keys::fresh(&table_dir, &resource),
+        };
+        if index.version != version as u64 {
+            let landed = loader.landed();
+            // The load has landed either way: an index left behind is rebuilt by the next.
+            let _ = index.record(version as u64, mode == Mode::Replace, landed);
+        }
+    }
     let tally = &loader.tally;
     Ok(LoadReport {
         resource: code.to_string(),
@@ -340,6 +360,30 @@ pub async fn ingest(
         encoding,
         header_row,
     })
+}
+
+/// Set to `off` (benchmarks only), loads neither check keys against earlier versions nor
+/// keep the key index, as before it existed.
+const KEY_INDEX_ENV: &str = "TONGCHOU_KEY_INDEX";
+
+fn key_index_on() -> bool {
+    std::env::var(KEY_INDEX_ENV).map_or(true, |v| v != "off")
+}
+
+/// The file each committed version's load read, by version.
+async fn version_files(
+    dir: &DataDir,
+    code: &str,
+) -> Result<std::collections::HashMap<u64, String>, ExchangeError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT version, file FROM loads WHERE resource = ? AND status = 'committed'",
+    )
+    .bind(code)
+    .fetch_all(dir.metadata())
+    .await?;
+    Ok((rows.into_iter())
+        .map(|(version, file)| (version as u64, file_name(file)))
+        .collect())
 }
 
 /// What the parsing thread needs to put a load on record as pending.
@@ -444,7 +488,12 @@ pub async fn reconcile(dir: &DataDir, code: &str) -> Result<(), ExchangeError> {
     if pending.is_empty() {
         return Ok(());
     }
-    let table = table::open(&table::table_dir(&dir.tables_dir(), code)).await?;
+    let table_dir = table::table_dir(&dir.tables_dir(), code);
+    // A load holding the lock is running, not crashed: it settles its own record.
+    let Some(_serialised) = keys::try_lock(&table_dir)? else {
+        return Ok(());
+    };
+    let table = table::open(&table_dir).await?;
     let committed = match &table {
         Some(t) => table::committed_loads(t).await?,
         None => std::collections::HashMap::new(),

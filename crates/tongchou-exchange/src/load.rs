@@ -21,6 +21,7 @@ use tongchou_ids::{citizen_id, credit_code};
 use tongchou_model::{DataType, Field, Resource, Role};
 
 use crate::ExchangeError;
+use crate::keys::{self, KeyIndex, Slot};
 use crate::reader::{Row, lossy};
 
 /// The Arrow schema of a resource's table, from its catalog fields.
@@ -77,7 +78,7 @@ enum Column {
 
 /// A checked value; text borrows from the row it was read from.
 #[derive(Clone, Copy)]
-enum Value<'a> {
+pub(crate) enum Value<'a> {
     Null,
     Text(&'a str),
     Integer(i64),
@@ -263,9 +264,15 @@ pub struct Loader {
     labels: Vec<String>,
     columns: Vec<Column>,
     schema: SchemaRef,
-    /// The values no two rows of a file may share, each with the field it is reported on:
-    /// every unique field, or for an upsert the key.
-    unique: Vec<(usize, Seen)>,
+    /// The values no two rows may share: the key's and each other unique field's.
+    slots: Vec<Slot>,
+    /// The values of each slot this load has claimed, with the line claiming them.
+    seen: Vec<Seen>,
+    /// The lines of the rows claiming values, with their key, in file order (when there
+    /// are unique fields beside a key: the index keeps each value's row key).
+    owners: Vec<(u64, KeyHash)>,
+    /// What earlier versions hold, unless the load replaces them.
+    pub prior: Option<Prior>,
     pending: usize,
     /// Upserts: the key fields, the column marking deletes, and the delete flags built.
     upsert: Option<Upsert>,
@@ -323,8 +330,63 @@ impl Seen {
 }
 
 /// A value's 128-bit hash as two words, so that the map's entries take 24 bytes, not 32.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-struct KeyHash(u64, u64);
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub(crate) struct KeyHash(u64, u64);
+
+impl KeyHash {
+    /// No value: a deleting row's unique fields, which it neither claims nor checks.
+    const ABSENT: KeyHash = KeyHash(0, 0);
+
+    pub(crate) fn wide(self) -> u128 {
+        (u128::from(self.1) << 64) | u128::from(self.0)
+    }
+}
+
+/// Marks a claimed line as a row an upsert deletes (lines stay far below).
+const DELETED: u64 = 1 << 63;
+
+/// What a row's value repeats: a row earlier in the file, or a row of an earlier version.
+#[derive(Clone, Copy)]
+enum Earlier {
+    Line(u64),
+    Version(keys::Entry),
+}
+
+/// What earlier versions hold, and the files their loads read (to name a row's place).
+pub struct Prior {
+    pub index: KeyIndex,
+    pub files: HashMap<u64, String>,
+}
+
+impl Prior {
+    /// The row of an earlier version that `hash` in `slot` collides with. An upsert
+    /// replaces the row of its key, so its key collides with nothing, nor its unique
+    /// values with the row it replaces.
+    fn earlier(
+        &self,
+        slot: usize,
+        upsert: bool,
+        hash: KeyHash,
+        owner: KeyHash,
+    ) -> Option<keys::Entry> {
+        if upsert && slot == 0 && self.index.has_key() {
+            return None;
+        }
+        let found = self.index.holds(slot, hash)?;
+        (!(upsert && found.owner == owner.wide())).then_some(found)
+    }
+
+    fn place(&self, e: &keys::Entry) -> String {
+        match (e.line, self.files.get(&e.version)) {
+            (0, _) => format!(
+                "in version {} (its line is not known: the key index was rebuilt from the table)",
+                e.version
+            ),
+            (line, Some(file)) => format!("in version {}, line {line} of {file}", e.version),
+            (line, None) => format!("in version {}, line {line}", e.version),
+        }
+    }
+}
 
 impl std::hash::Hash for KeyHash {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -373,8 +435,50 @@ fn is_delete(text: &str) -> bool {
 pub const DELETE_FLAG: &str = "_delete";
 
 fn key_hash(value: &str) -> KeyHash {
-    let hash = twox_hash::XxHash3_128::oneshot(value.as_bytes());
+    split(twox_hash::XxHash3_128::oneshot(value.as_bytes()))
+}
+
+fn split(hash: u128) -> KeyHash {
     KeyHash(hash as u64, (hash >> 64) as u64)
+}
+
+impl Value<'_> {
+    /// Feeds the value to a hash, typed: the same value read from the file or from the
+    /// table (when the key index is rebuilt) hashes the same.
+    fn feed(self, h: &mut twox_hash::XxHash3_128) {
+        let (tag, bytes): (u8, [u8; 8]) = match self {
+            Value::Null => (0, [0; 8]),
+            Value::Text(t) => {
+                h.write(&[1]);
+                h.write(&(t.len() as u64).to_le_bytes());
+                return h.write(t.as_bytes());
+            }
+            Value::Integer(n) => (2, n.to_le_bytes()),
+            Value::Decimal(n) => {
+                h.write(&[3]);
+                return h.write(&n.to_le_bytes());
+            }
+            Value::Date(n) => (4, i64::from(n).to_le_bytes()),
+            Value::Timestamp(n) => (5, n.to_le_bytes()),
+            Value::Boolean(b) => (6, u64::from(b).to_le_bytes()),
+        };
+        h.write(&[tag]);
+        h.write(&bytes);
+    }
+}
+
+/// The hash of a row's values in a slot's fields (one text field: the text's own hash).
+pub(crate) fn slot_hash(values: &[Value<'_>], fields: &[usize]) -> KeyHash {
+    if let [field] = fields
+        && let Value::Text(text) = values[*field]
+    {
+        return key_hash(text);
+    }
+    let mut h = twox_hash::XxHash3_128::new();
+    for field in fields {
+        values[*field].feed(&mut h);
+    }
+    split(h.finish_128())
 }
 
 impl Loader {
@@ -407,14 +511,22 @@ impl Loader {
                 resource.name
             )));
         }
-        let unique = resource
-            .fields
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.unique)
-            .map(|(i, _)| (i, Seen::new()))
-            .collect();
+        let slots = keys::slots(resource);
+        let unmapped = (slots.iter().filter(|s| s.is_key))
+            .flat_map(|s| s.fields.iter())
+            .find(|f| mapping[**f].is_none());
+        if let Some(f) = unmapped {
+            let field = &resource.fields[*f];
+            return Err(ExchangeError::Columns(format!(
+                "the file has no column for the key field {}（{}）",
+                field.label, field.name
+            )));
+        }
         Ok(Loader {
+            seen: slots.iter().map(|_| Seen::new()).collect(),
+            slots,
+            owners: Vec::new(),
+            prior: None,
             fields: resource.fields.clone(),
             mapping,
             labels: labels.to_vec(),
@@ -425,7 +537,6 @@ impl Loader {
                 .collect(),
             scratch: Vec::new(),
             schema: arrow_schema(resource),
-            unique,
             pending: 0,
             upsert: None,
             tally: Tally::default(),
@@ -440,7 +551,7 @@ impl Loader {
     /// Sizes the uniqueness index for about `rows` rows at once: growing it by doubling
     /// would rehash it a dozen times and have the kernel zero twice its final memory.
     pub fn expect_rows(&mut self, rows: usize) {
-        for (_, seen) in &mut self.unique {
+        for seen in &mut self.seen {
             seen.reserve(rows);
         }
     }
@@ -453,23 +564,13 @@ impl Loader {
     /// Prepares an upsert by the resource's key: rows with the same key replace the
     /// table's row; rows marked D (or 删除) in an `_op` column delete it.
     pub fn for_upsert(mut self, resource: &Resource) -> Result<Loader, ExchangeError> {
-        if resource.key.is_empty() {
+        if !self.slots.first().is_some_and(|s| s.is_key) {
             return Err(ExchangeError::Columns(format!(
                 "「{}」 has no key fields in the catalog; set `key` (e.g. [\"credit_code\"]) to upsert",
                 resource.name
             )));
         }
-        let key: Vec<usize> = resource
-            .key
-            .iter()
-            .filter_map(|k| self.fields.iter().position(|f| &f.name == k))
-            .collect();
-        if let Some(i) = key.iter().find(|i| self.mapping[**i].is_none()) {
-            return Err(ExchangeError::Columns(format!(
-                "the file has no column for the key field {}（{}）",
-                self.fields[*i].label, self.fields[*i].name
-            )));
-        }
+        let key = self.slots[0].fields.clone();
         let op_column = self
             .labels
             .iter()
@@ -482,7 +583,6 @@ impl Loader {
             .collect();
         fields.push(ArrowField::new(DELETE_FLAG, ArrowType::Boolean, false));
         self.schema = Arc::new(Schema::new(fields));
-        self.unique = vec![(key[0], Seen::new())];
         self.upsert = Some(Upsert {
             key,
             op_column,
@@ -500,23 +600,21 @@ impl Loader {
             .map_or("", str::trim)
     }
 
-    fn upsert_key(&self, u: &Upsert, row: &Row) -> String {
-        u.key
-            .iter()
-            .map(|i| self.cell(row, *i))
+    /// A slot's values in a row as the file has them, for a person to find.
+    fn shown(&self, row: &Row, slot: &Slot) -> String {
+        (slot.fields.iter())
+            .map(|f| self.cell(row, *f))
             .collect::<Vec<_>>()
-            .join("\u{1f}")
+            .join("/")
     }
 
-    fn hash_keys(&self, row: &Row, keys: &mut [KeyHash]) {
-        match &self.upsert {
-            Some(u) if u.key.len() == 1 => keys[0] = key_hash(self.cell(row, u.key[0])),
-            Some(u) => keys[0] = key_hash(&self.upsert_key(u, row)),
-            None => {
-                for (slot, (field, _)) in keys.iter_mut().zip(&self.unique) {
-                    *slot = key_hash(self.cell(row, *field));
-                }
-            }
+    fn hash_keys(&self, values: &[Value<'_>], delete: bool, keys: &mut [KeyHash]) {
+        for (slot, key) in self.slots.iter().zip(keys) {
+            *key = if delete && !slot.is_key {
+                KeyHash::ABSENT
+            } else {
+                slot_hash(values, &slot.fields)
+            };
         }
     }
 
@@ -569,7 +667,7 @@ impl Loader {
             }
         }
         if violations.is_empty() {
-            self.hash_keys(row, keys);
+            self.hash_keys(values, delete, keys);
         }
         Outcome { violations, delete }
     }
@@ -578,7 +676,7 @@ impl Loader {
     /// in file order, then builds the accepted rows' columns on every core.
     pub fn push_chunk(&mut self, rows: &[(u64, Row)]) {
         let width = self.fields.len().max(1);
-        let stride = self.unique.len().max(1);
+        let stride = self.slots.len().max(1);
         let mut values = recycle(std::mem::take(&mut self.scratch));
         values.resize(rows.len() * width, Value::Null);
         let mut keys = vec![KeyHash::default(); rows.len() * stride];
@@ -613,46 +711,74 @@ impl Loader {
     }
 
     /// Settles uniqueness for the rows that passed their checks, in file order: for each
-    /// row, the unique values (index in `unique`, line first seen) it repeats; a row that
-    /// repeats none has claimed its values.
+    /// row, the values (slot, where first seen) it repeats — in this file or in an earlier
+    /// version; a row that repeats none has claimed its values.
     fn claim(
         &mut self,
         rows: &[(u64, Row)],
         outcomes: &[Outcome],
         keys: &[KeyHash],
-    ) -> Vec<Vec<(usize, u64)>> {
+    ) -> Vec<Vec<(usize, Earlier)>> {
         let mut repeats = vec![Vec::new(); rows.len()];
-        let stride = self.unique.len();
+        let stride = self.slots.len();
         let passed = (0..rows.len()).filter(|i| outcomes[*i].violations.is_empty());
+        let (prior, upsert) = (self.prior.as_ref(), self.upsert.is_some());
+        let mark = |i: usize| rows[i].0 | if outcomes[i].delete { DELETED } else { 0 };
         if stride == 1 {
             let mut by_shard = vec![Vec::new(); SHARDS];
             passed.for_each(|i| by_shard[Seen::shard(&keys[i])].push(i));
-            let found: Vec<(usize, u64)> = (self.unique[0].1.0.par_iter_mut())
+            let found: Vec<(usize, Earlier)> = (self.seen[0].0.par_iter_mut())
                 .zip(by_shard)
                 .flat_map_iter(|(shard, taking)| {
                     taking
                         .into_iter()
                         .filter_map(move |i| match shard.entry(keys[i]) {
-                            Entry::Occupied(first) => Some((i, *first.get())),
+                            Entry::Occupied(first) => {
+                                Some((i, Earlier::Line(*first.get() & !DELETED)))
+                            }
                             Entry::Vacant(free) => {
-                                free.insert(rows[i].0);
-                                None
+                                let earlier =
+                                    prior.and_then(|p| p.earlier(0, upsert, keys[i], keys[i]));
+                                if earlier.is_none() {
+                                    free.insert(mark(i));
+                                }
+                                earlier.map(|e| (i, Earlier::Version(e)))
                             }
                         })
                 })
                 .collect();
-            for (i, first) in found {
-                repeats[i].push((0, first));
+            for (i, earlier) in found {
+                repeats[i].push((0, earlier));
             }
         } else {
+            let has_key = self.slots.first().is_some_and(|s| s.is_key);
             for i in passed {
                 let row_keys = &keys[i * stride..(i + 1) * stride];
-                let found: Vec<(usize, u64)> = (self.unique.iter().zip(row_keys).enumerate())
-                    .filter_map(|(u, ((_, seen), key))| seen.get(key).map(|first| (u, first)))
+                let owner = if has_key {
+                    row_keys[0]
+                } else {
+                    KeyHash::ABSENT
+                };
+                let found: Vec<(usize, Earlier)> = (row_keys.iter().enumerate())
+                    .filter(|(_, key)| **key != KeyHash::ABSENT)
+                    .filter_map(|(s, key)| {
+                        let line = self.seen[s].get(key).map(|l| Earlier::Line(l & !DELETED));
+                        line.or_else(|| {
+                            prior
+                                .and_then(|p| p.earlier(s, upsert, *key, owner))
+                                .map(Earlier::Version)
+                        })
+                        .map(|earlier| (s, earlier))
+                    })
                     .collect();
                 if found.is_empty() {
-                    for ((_, seen), key) in self.unique.iter_mut().zip(row_keys) {
-                        seen.insert(*key, rows[i].0);
+                    for (seen, key) in self.seen.iter_mut().zip(row_keys) {
+                        if *key != KeyHash::ABSENT {
+                            seen.insert(*key, mark(i));
+                        }
+                    }
+                    if has_key {
+                        self.owners.push((rows[i].0, owner));
                     }
                 }
                 repeats[i] = found;
@@ -668,7 +794,7 @@ impl Loader {
         line: u64,
         row: &Row,
         outcome: Outcome,
-        repeats: Vec<(usize, u64)>,
+        repeats: Vec<(usize, Earlier)>,
     ) -> bool {
         let Outcome {
             mut violations,
@@ -678,7 +804,7 @@ impl Loader {
         violations.extend(
             repeats
                 .into_iter()
-                .map(|(index, first)| self.repeated(row, index, first)),
+                .map(|(slot, earlier)| self.repeated(row, line, slot, earlier)),
         );
         if !violations.is_empty() {
             for v in &violations {
@@ -705,25 +831,66 @@ impl Loader {
         true
     }
 
-    /// Why a row repeating the value of `unique[index]` first seen on line `first` is kept out.
-    fn repeated(&self, row: &Row, index: usize, first: u64) -> Violation {
-        let field = self.unique[index].0;
-        let reason = match &self.upsert {
-            Some(u) => format!(
-                "key {} is already on line {first}; an upsert file names each key once",
-                self.upsert_key(u, row).replace('\u{1f}', "/")
-            ),
-            None => format!(
-                "'{}' is already on line {first}; {} must be unique",
-                self.cell(row, field),
-                self.fields[field].label
-            ),
+    /// Why the row on `line`, repeating its value of `slot` found `earlier`, is kept out;
+    /// both rows named.
+    fn repeated(&self, row: &Row, line: u64, slot: usize, earlier: Earlier) -> Violation {
+        let slot = &self.slots[slot];
+        let shown = self.shown(row, slot);
+        let (place, this) = match (earlier, &self.prior) {
+            (Earlier::Line(first), _) => (format!("on line {first}"), String::new()),
+            (Earlier::Version(e), Some(prior)) => {
+                (prior.place(&e), format!("; this is line {line}"))
+            }
+            (Earlier::Version(e), None) => (format!("in version {}", e.version), String::new()),
+        };
+        let field = &self.fields[slot.fields[0]];
+        let (rule, reason) = if slot.is_key {
+            let why = match (earlier, &self.upsert) {
+                (Earlier::Line(_), Some(_)) => "; an upsert file names each key once",
+                (Earlier::Line(_), None) => "; a key names one row",
+                _ => "",
+            };
+            (
+                "duplicate_key",
+                format!("key {shown} is already {place}{why}{this}"),
+            )
+        } else {
+            let why = format!("{} must be unique", field.label);
+            (
+                "unique",
+                format!("'{shown}' is already {place}; {why}{this}"),
+            )
         };
         Violation {
-            field: self.fields[field].name.clone(),
-            rule: "unique".into(),
+            field: field.name.clone(),
+            rule: rule.into(),
             reason,
         }
+    }
+
+    /// The values this load's accepted rows claimed, per slot, for the key index (the
+    /// loader forgets them).
+    pub fn landed(&mut self) -> Vec<Vec<keys::Entry>> {
+        let owners = std::mem::take(&mut self.owners);
+        let has_key = self.slots.first().is_some_and(|s| s.is_key);
+        let owner = |slot: usize, line: u64| match has_key && slot > 0 {
+            true => owners[owners.partition_point(|(l, _)| *l < line)].1.wide(),
+            false => 0,
+        };
+        (self.seen.iter_mut().enumerate())
+            .map(|(slot, seen)| {
+                let claimed = seen.0.iter_mut().flat_map(|shard| shard.drain());
+                claimed
+                    .map(|(hash, mark)| keys::Entry {
+                        hash: hash.wide(),
+                        owner: owner(slot, mark & !DELETED),
+                        version: 0,
+                        line: mark & !DELETED,
+                        gone: mark & DELETED != 0,
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// The rows built so far as one batch.
