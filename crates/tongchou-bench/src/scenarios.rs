@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use deltalake::datafusion::catalog::{
-    CatalogProvider, MemTable, MemoryCatalogProvider, MemorySchemaProvider,
+    CatalogProvider, MemTable, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use sqlx::Row;
@@ -138,6 +138,16 @@ async fn table_of(dir: &DataDir, unit: &str, name: &str) -> Result<std::path::Pa
     ))
 }
 
+/// The catalog's schema named after `unit`, made on first use.
+fn unit_schema(catalog: &MemoryCatalogProvider, unit: &str) -> Result<Arc<dyn SchemaProvider>> {
+    if let Some(schema) = catalog.schema(unit) {
+        return Ok(schema);
+    }
+    let schema = Arc::new(MemorySchemaProvider::new());
+    catalog.register_schema(unit, schema.clone())?;
+    Ok(schema)
+}
+
 /// A plain DataFusion session with the scenario's Delta tables under the same names, with
 /// DataFusion's default settings or those the governed engine reads Delta tables with.
 async fn raw_session(dir: &DataDir, scenario: &Scenario, engines: bool) -> Result<SessionContext> {
@@ -151,14 +161,7 @@ async fn raw_session(dir: &DataDir, scenario: &Scenario, engines: bool) -> Resul
     );
     let catalog = Arc::new(MemoryCatalogProvider::new());
     for (unit, name) in scenario.tables {
-        let schema = match catalog.schema(unit) {
-            Some(schema) => schema,
-            None => {
-                let schema = Arc::new(MemorySchemaProvider::new());
-                catalog.register_schema(unit, schema.clone())?;
-                schema
-            }
-        };
+        let schema = unit_schema(&catalog, unit)?;
         let table = tongchou_exchange::table::open(&table_of(dir, unit, name).await?)
             .await?
             .context("the table has no data: run the demo first")?;
@@ -178,14 +181,7 @@ async fn memory_session(dir: &DataDir, scenario: &Scenario) -> Result<SessionCon
     let catalog = Arc::new(MemoryCatalogProvider::new());
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     for (unit, name) in scenario.tables {
-        let schema = match catalog.schema(unit) {
-            Some(schema) => schema,
-            None => {
-                let schema = Arc::new(MemorySchemaProvider::new());
-                catalog.register_schema(unit, schema.clone())?;
-                schema
-            }
-        };
+        let schema = unit_schema(&catalog, unit)?;
         let frame = files
             .table(format!("{}.{}", quoted(unit), quoted(name)))
             .await?;

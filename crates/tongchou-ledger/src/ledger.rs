@@ -571,18 +571,19 @@ fn load_or_create_subject_key(config: &Path) -> Result<SubjectKey> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn ledger_with_checkpoints(n: usize) -> (tempfile::TempDir, Ledger) {
+    /// A new ledger in a temporary directory, as the tests of this crate open it.
+    pub(crate) fn test_ledger() -> (tempfile::TempDir, Ledger) {
         let tmp = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(
-            &tmp.path().join("ledger"),
-            &tmp.path().join("config"),
-            "test/ledger",
-        )
-        .unwrap();
+        let ledger = reopen(&tmp).unwrap();
+        (tmp, ledger)
+    }
+
+    fn ledger_with_checkpoints(n: usize) -> (tempfile::TempDir, Ledger) {
+        let (tmp, mut ledger) = test_ledger();
         for _ in 0..n {
             ledger
                 .append(&[Entry::new("statement", "rest", ALLOWED).to_bytes()])

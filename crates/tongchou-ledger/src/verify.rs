@@ -430,13 +430,7 @@ mod tests {
     use crate::ledger::Ledger;
 
     fn ledger_with(n: usize) -> (tempfile::TempDir, Ledger) {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(
-            &tmp.path().join("ledger"),
-            &tmp.path().join("config"),
-            "test/ledger",
-        )
-        .unwrap();
+        let (tmp, mut ledger) = crate::ledger::tests::test_ledger();
         let entries: Vec<Vec<u8>> = (0..n)
             .map(|i| {
                 let mut e = Entry::new("statement", "rest", ALLOWED);
