@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use utoipa::ToSchema;
 
-use tongchou_ledger::entry::china_moment;
+use tongchou_access::clock::{china, parse_date, start_of_day};
 
 use crate::{Audit, AuditError, DENIED, Entry, SUBJECT_BYTES};
 
@@ -52,6 +52,23 @@ pub async fn catch_up(audit: &Audit) -> Result<u64, AuditError> {
         next = to as i64;
     }
     Ok(len - start.min(len))
+}
+
+/// A moment as people write it for the ledger: RFC 3339, a day (`2026-11-27`,
+/// `2026年11月27日`: its start) or a time of day in China (`2026-11-27 18:00`).
+pub fn china_moment(text: &str) -> Option<jiff::Timestamp> {
+    let text = text.trim();
+    if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        return Some(at);
+    }
+    if let Ok(day) = parse_date(text) {
+        return Some(start_of_day(day));
+    }
+    let civil = text
+        .replacen(' ', "T", 1)
+        .parse::<jiff::civil::DateTime>()
+        .ok()?;
+    civil.to_zoned(china()).ok().map(|z| z.timestamp())
 }
 
 /// An entry's time in milliseconds since 1970, the order of the index; 0 when unreadable.
@@ -816,6 +833,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn moments_are_read_in_china_time_and_a_day_is_its_start() {
+        let ms = |t: &str| china_moment(t).map(|at| at.as_millisecond());
+        let start = ms("2026-11-27T00:00:00+08:00").unwrap();
+        assert_eq!(ms("2026-11-27"), Some(start));
+        assert_eq!(ms("2026-11-26T16:00:00Z"), Some(start));
+        assert_eq!(ms("2026-11-27 18:00"), Some(start + 18 * 3_600_000));
+        assert_eq!(
+            ms("2026-11-27T18:00:00.5"),
+            Some(start + 18 * 3_600_000 + 500)
+        );
+        assert_eq!(
+            ms(&tongchou_ledger::entry::china_time(
+                jiff::Timestamp::from_millisecond(start + 7).unwrap()
+            )),
+            Some(start + 7)
+        );
+        assert_eq!(ms("2026年11月27日"), Some(start));
+        assert_eq!(ms("yesterday"), None);
+        assert_eq!(ms("2026-13-01"), None);
     }
 
     #[test]

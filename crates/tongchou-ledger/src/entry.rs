@@ -108,22 +108,6 @@ pub fn china_time(at: jiff::Timestamp) -> String {
         .to_string()
 }
 
-/// A moment as people write it for the ledger: RFC 3339, or a day or a time of day in
-/// China (`2026-11-27`, `2026-11-27 18:00`, `2026-11-27T18:00:00`); a day is its start.
-pub fn china_moment(text: &str) -> Option<jiff::Timestamp> {
-    let text = text.trim();
-    if let Ok(at) = text.parse::<jiff::Timestamp>() {
-        return Some(at);
-    }
-    // A civil datetime reads a day alone as its midnight.
-    let civil = text
-        .replacen(' ', "T", 1)
-        .parse::<jiff::civil::DateTime>()
-        .ok()?;
-    let china = jiff::tz::TimeZone::fixed(jiff::tz::offset(8));
-    civil.to_zoned(china).ok().map(|z| z.timestamp())
-}
-
 /// The most bytes [`numbered`] adds to an entry.
 pub const MOST_NUMBERING_ADDS: usize = r#""seq":18446744073709551615,"#.len();
 
@@ -201,27 +185,6 @@ impl SubjectKey {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn moments_are_read_in_china_time_and_a_day_is_its_start() {
-        let ms = |t: &str| china_moment(t).map(|at| at.as_millisecond());
-        let start = ms("2026-11-27T00:00:00+08:00").unwrap();
-        assert_eq!(ms("2026-11-27"), Some(start));
-        assert_eq!(ms("2026-11-26T16:00:00Z"), Some(start));
-        assert_eq!(ms("2026-11-27 18:00"), Some(start + 18 * 3_600_000));
-        assert_eq!(
-            ms("2026-11-27T18:00:00.5"),
-            Some(start + 18 * 3_600_000 + 500)
-        );
-        assert_eq!(
-            ms(&china_time(
-                jiff::Timestamp::from_millisecond(start + 7).unwrap()
-            )),
-            Some(start + 7)
-        );
-        assert_eq!(ms("yesterday"), None);
-        assert_eq!(ms("2026-13-01"), None);
-    }
 
     #[test]
     fn the_ledger_number_comes_first_and_reads_back() {
