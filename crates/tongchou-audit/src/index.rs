@@ -200,18 +200,7 @@ fn moment(name: &str, text: &Option<String>) -> Result<Option<i64>, AuditError> 
 async fn bounds(audit: &Audit, f: &Filter) -> Result<Bounds, AuditError> {
     let after = match f.before {
         None => None,
-        Some(seq) => Some(
-            sqlx::query_scalar::<_, i64>("SELECT at FROM ledger_entries WHERE seq = ?")
-                .bind(seq)
-                .fetch_optional(audit.dir().metadata())
-                .await?
-                .map(|at| (at, seq))
-                .ok_or_else(|| {
-                    AuditError::Filter(format!(
-                        "before {seq}: the ledger has no entry {seq} to go on from"
-                    ))
-                })?,
-        ),
+        Some(seq) => Some((cursor_at(audit, f, seq).await?, seq)),
     };
     Ok(Bounds {
         since: moment("since", &f.since)?,
@@ -247,6 +236,29 @@ fn order_of(f: &Filter) -> &'static str {
         Driver::Entries => "e",
         Driver::Resource | Driver::Provider => "d",
     }
+}
+
+/// The time of the entry a page goes on after, looked up among the entries the filter
+/// selects: a steward cannot place a page by another unit's entry, nor learn from the
+/// answer whether an entry they may not see exists.
+async fn cursor_at(audit: &Audit, f: &Filter, seq: i64) -> Result<i64, AuditError> {
+    let order = order_of(f);
+    let unbounded = Bounds {
+        since: None,
+        until: None,
+        after: None,
+    };
+    let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT {order}.at FROM "));
+    push_selection(&mut q, f, &unbounded);
+    q.push(format_args!(" AND {order}.seq = ")).push_bind(seq);
+    q.build_query_scalar::<i64>()
+        .fetch_optional(audit.dir().metadata())
+        .await?
+        .ok_or_else(|| {
+            AuditError::Filter(format!(
+                "before {seq}: there is no entry {seq} in this listing to go on from"
+            ))
+        })
 }
 
 /// The entries a filter selects, joined in the order of the index that leads (see
@@ -753,6 +765,21 @@ mod tests {
         .await
         .unwrap_err();
         assert!(err.to_string().contains("no entry 10000"), "{err}");
+        // An entry of another providing unit cannot place a U2 page, and is answered as
+        // one that does not exist.
+        let r1_only = entries
+            .iter()
+            .find(|(_, e)| e.resources == ["R1"])
+            .unwrap()
+            .0;
+        let other = Filter {
+            provider: day("U2"),
+            before: Some(r1_only),
+            ..Filter::default()
+        };
+        let err = search(&audit, &other).await.unwrap_err();
+        let said = format!("no entry {r1_only} in this listing");
+        assert!(err.to_string().contains(&said), "{err}");
     }
 
     /// No page reads the whole index: every filter is served by an index in the order of
