@@ -4,8 +4,11 @@
 //! version it covers: a missing, damaged or stale index is rebuilt from the table.
 //!
 //! Layout (`<table>/_keys/`): `current`, a manifest naming the version covered and the
-//! segments, oldest first; each segment holds, per slot, entries sorted by hash. A load adds
-//! one segment; a newer entry for a hash hides older ones (a deleted row's is a tombstone).
+//! segments, oldest first; each segment holds, per slot, entries sorted by hash and a Bloom
+//! filter of them. A load adds one segment; a newer entry for a hash hides older ones (a
+//! deleted row's is a tombstone).
+
+mod filter;
 
 use std::fs::File;
 use std::hash::Hasher as _;
@@ -85,22 +88,35 @@ pub struct Entry {
     pub gone: bool,
 }
 
-const MAGIC: &[u8; 8] = b"TCKEYS01";
+const MAGIC: &[u8; 8] = b"TCKEYS02";
 const GONE: u64 = 1 << 63;
 
 fn width(has_owner: bool) -> usize {
     if has_owner { 48 } else { 32 }
 }
 
-/// Where one slot's entries lie in a segment.
+/// Where one slot's entries and filter lie in a segment.
 struct Section {
     offset: usize,
     count: usize,
     width: usize,
+    filter: std::ops::Range<usize>,
 }
 
-/// One immutable file of sorted entries, mapped into memory; it ends with the entries'
-/// checksum and the header's (which covers the entries' checksum).
+/// Bytes a slot takes in a segment's header: its entries' count and width, its filter's blocks.
+const SLOT_HEADER: usize = 24;
+
+fn header_len(slots: usize) -> usize {
+    16 + SLOT_HEADER * slots
+}
+
+/// Filters start on a cache line, so that a block is never split across two.
+fn filters_start(entries_end: usize) -> usize {
+    entries_end.next_multiple_of(64)
+}
+
+/// One immutable file of sorted entries and their filters, mapped into memory; it ends
+/// with the body's checksum and the header's (which covers the body's checksum).
 struct Segment {
     name: String,
     bytes: Mmap,
@@ -121,15 +137,15 @@ impl Segment {
         // Safety: segments are never changed in place (written whole, then renamed), and
         // the resource's lock keeps other loads from removing one while it is read.
         let bytes = unsafe { Mmap::map(&file) }.ok()?;
-        let header = 16 + 16 * slots;
+        let header = header_len(slots);
         if bytes.len() < header + 16 || &bytes[..8] != MAGIC || word(&bytes, 8) != slots as u64 {
             return None;
         }
         let mut offset = header;
         let mut sections = Vec::with_capacity(slots);
         for s in 0..slots {
-            let count = word(&bytes, 16 + 16 * s) as usize;
-            let width = word(&bytes, 24 + 16 * s) as usize;
+            let at = 16 + SLOT_HEADER * s;
+            let (count, width) = (word(&bytes, at) as usize, word(&bytes, at + 8) as usize);
             if width != 32 && width != 48 {
                 return None;
             }
@@ -137,8 +153,16 @@ impl Segment {
                 offset,
                 count,
                 width,
+                filter: 0..0,
             });
             offset = offset.checked_add(count.checked_mul(width)?)?;
+        }
+        offset = filters_start(offset);
+        for (s, section) in sections.iter_mut().enumerate() {
+            let blocks = word(&bytes, 32 + SLOT_HEADER * s) as usize;
+            let end = offset.checked_add(blocks.checked_mul(filter::BLOCK)?)?;
+            section.filter = offset..end;
+            offset = end;
         }
         let whole = offset + 16 == bytes.len()
             && checksum(&bytes[..header], word(&bytes, offset)) == word(&bytes, offset + 8);
@@ -182,6 +206,9 @@ impl Segment {
     /// two dozen pages). After a few, bisection bounds the worst case.
     fn find(&self, slot: usize, hash: u128) -> Option<Entry> {
         let section = &self.sections[slot];
+        if !filter::may_hold(&self.bytes[section.filter.clone()], hash) {
+            return None;
+        }
         let at = |i: usize| self.hash_at(section, i);
         let (mut lo, mut hi) = (0, section.count);
         let (mut low, mut high) = (0u128, u128::MAX);
@@ -190,8 +217,8 @@ impl Segment {
                 return None;
             }
             let mid = if probe < 4 {
-                let share = ((hash - low) >> 64) * (hi - lo) as u128 / (((high - low) >> 64) + 1);
-                lo + share as usize
+                let share = ((hash - low) >> 64) as f64 / (((high - low) >> 64) as f64 + 1.0);
+                (lo + (share * (hi - lo) as f64) as usize).min(hi - 1)
             } else {
                 lo + (hi - lo) / 2
             };
@@ -207,11 +234,11 @@ impl Segment {
         None
     }
 
-    /// Whether the entries are as written (read whole only when merged: checking them at
-    /// every load would read the whole index).
+    /// Whether the entries and filters are as written (read whole only when merged:
+    /// checking them at every load would read the whole index).
     fn body_intact(&self) -> bool {
         let end = self.bytes.len() - 16;
-        data_hash(&self.bytes[16 + 16 * self.sections.len()..end]) == word(&self.bytes, end)
+        data_hash(&self.bytes[header_len(self.sections.len())..end]) == word(&self.bytes, end)
     }
 }
 
@@ -221,7 +248,7 @@ fn data_hash(data: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The header's checksum, which covers the entries' through `data`.
+/// The header's checksum, which covers the body's through `data`.
 fn checksum(header: &[u8], data: u64) -> u64 {
     let mut h = twox_hash::XxHash3_64::new();
     h.write(header);
@@ -230,37 +257,47 @@ fn checksum(header: &[u8], data: u64) -> u64 {
 }
 
 /// Writes a segment slot by slot, entries in hash order, to a temporary file that becomes
-/// the segment (durably) only when whole.
+/// the segment (durably) only when whole; the slots' filters follow their entries.
 struct SegmentWriter {
     temp: PathBuf,
     out: BufWriter<File>,
     data: twox_hash::XxHash3_64,
-    header: Vec<u8>,
+    written: usize,
+    /// Per slot written: its entries' count and width, and its filter.
+    slots: Vec<(u64, usize, filter::Builder)>,
 }
 
 impl SegmentWriter {
     fn new(dir: &Path, slots: usize) -> std::io::Result<SegmentWriter> {
         let temp = dir.join(format!("tmp-{}-{}", std::process::id(), stamp()));
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&temp)?);
-        let mut header = Vec::with_capacity(16 + 16 * slots);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&(slots as u64).to_le_bytes());
-        out.write_all(&vec![0; 16 + 16 * slots])?;
+        out.write_all(&vec![0; header_len(slots)])?;
         Ok(SegmentWriter {
             temp,
             out,
             data: twox_hash::XxHash3_64::new(),
-            header,
+            written: header_len(slots),
+            slots: Vec::with_capacity(slots),
         })
     }
 
+    fn body(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.data.write(bytes);
+        self.written += bytes.len();
+        Ok(())
+    }
+
+    /// Writes a slot's entries; `expected` (at least their number) sizes its filter.
     fn slot(
         &mut self,
         has_owner: bool,
+        expected: usize,
         entries: impl Iterator<Item = Entry>,
     ) -> std::io::Result<()> {
         let mut count = 0u64;
         let mut buf = [0u8; 48];
+        let mut filter = filter::Builder::new(expected);
         for e in entries {
             let mut at = 16;
             buf[..16].copy_from_slice(&e.hash.to_le_bytes());
@@ -271,24 +308,34 @@ impl SegmentWriter {
             let version = e.version | if e.gone { GONE } else { 0 };
             buf[at..at + 8].copy_from_slice(&version.to_le_bytes());
             buf[at + 8..at + 16].copy_from_slice(&e.line.to_le_bytes());
-            self.out.write_all(&buf[..at + 16])?;
-            self.data.write(&buf[..at + 16]);
+            self.body(&buf[..at + 16])?;
+            filter.insert(e.hash);
             count += 1;
         }
-        self.header.extend_from_slice(&count.to_le_bytes());
-        self.header
-            .extend_from_slice(&(width(has_owner) as u64).to_le_bytes());
+        self.slots.push((count, width(has_owner), filter));
         Ok(())
     }
 
     fn finish(mut self, dir: &Path, name: &str) -> std::io::Result<()> {
+        let slots = std::mem::take(&mut self.slots);
+        let mut header = Vec::with_capacity(header_len(slots.len()));
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&(slots.len() as u64).to_le_bytes());
+        for (count, width, filter) in &slots {
+            for n in [*count, *width as u64, filter.blocks() as u64] {
+                header.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        self.body(&vec![0; filters_start(self.written) - self.written])?;
+        for (_, _, filter) in &slots {
+            self.body(&filter.to_bytes())?;
+        }
         let data = self.data.finish();
         self.out.write_all(&data.to_le_bytes())?;
-        self.out
-            .write_all(&checksum(&self.header, data).to_le_bytes())?;
+        self.out.write_all(&checksum(&header, data).to_le_bytes())?;
         let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(0))?;
-        file.write_all(&self.header)?;
+        file.write_all(&header)?;
         file.sync_all()?;
         std::fs::rename(&self.temp, dir.join(name))
     }
@@ -403,7 +450,8 @@ impl KeyIndex {
                 for e in entries.iter_mut() {
                     e.version = version;
                 }
-                (writer.slot(self.has_owner(slot), entries.iter().copied())).map_err(io)?;
+                let owner = self.has_owner(slot);
+                (writer.slot(owner, entries.len(), entries.iter().copied())).map_err(io)?;
             }
             drop(landed);
             self.add(writer, version)?;
@@ -440,7 +488,8 @@ impl KeyIndex {
         for slot in 0..self.slots.len() {
             let merged =
                 merge(older.entries(slot), newer.entries(slot)).filter(|e| !(oldest && e.gone));
-            writer.slot(self.has_owner(slot), merged).map_err(io)?;
+            let expected = older.sections[slot].count + newer.sections[slot].count;
+            writer.slot(self.has_owner(slot), expected, merged).map_err(io)?;
         }
         self.add(writer, version)
     }
