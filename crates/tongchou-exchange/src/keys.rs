@@ -24,7 +24,7 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
-use memmap2::Mmap;
+use memmap2::{Advice, Mmap};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tongchou_model::{DataType, Field, Resource};
@@ -167,6 +167,9 @@ impl Segment {
         let whole = offset + 16 == bytes.len()
             && checksum(&bytes[..header], word(&bytes, offset)) == word(&bytes, offset + 8);
         let name = path.file_name()?.to_string_lossy().into_owned();
+        // A lookup reads a few entries far apart: the pages around them would only be
+        // mapped in and out again.
+        let _ = bytes.advise(Advice::Random);
         whole.then_some(Segment {
             name,
             bytes,
@@ -234,12 +237,30 @@ impl Segment {
         None
     }
 
+    /// Asks the CPU to fetch the filter block that answers for `hash`, so that the
+    /// lookups of many values wait for memory together rather than one after another.
+    fn prefetch(&self, slot: usize, hash: u128) {
+        let section = &self.sections[slot];
+        prefetch(filter::block(&self.bytes[section.filter.clone()], hash));
+    }
+
     /// Whether the entries and filters are as written (read whole only when merged:
     /// checking them at every load would read the whole index).
     fn body_intact(&self) -> bool {
         let end = self.bytes.len() - 16;
         data_hash(&self.bytes[header_len(self.sections.len())..end]) == word(&self.bytes, end)
     }
+}
+
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // Safety: a prefetch is a hint: it reads nothing and never faults.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 fn data_hash(data: &[u8]) -> u64 {
@@ -316,7 +337,8 @@ impl SegmentWriter {
         Ok(())
     }
 
-    fn finish(mut self, dir: &Path, name: &str) -> std::io::Result<()> {
+    /// Completes the segment durably under its temporary name.
+    fn finish(mut self) -> std::io::Result<Prepared> {
         let slots = std::mem::take(&mut self.slots);
         let mut header = Vec::with_capacity(header_len(slots.len()));
         header.extend_from_slice(MAGIC);
@@ -337,7 +359,26 @@ impl SegmentWriter {
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&header)?;
         file.sync_all()?;
-        std::fs::rename(&self.temp, dir.join(name))
+        Ok(Prepared {
+            temp: std::mem::take(&mut self.temp),
+            version: 0,
+        })
+    }
+}
+
+/// A whole segment not yet in the index: a load's entries, written while its version
+/// commits (so that the commit does not wait for them), with the version they expect.
+/// Removed if never added.
+pub struct Prepared {
+    temp: PathBuf,
+    version: u64,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
     }
 }
 
@@ -417,6 +458,26 @@ impl KeyIndex {
         self.has_key
     }
 
+    /// Maps the filters in whole ahead of `lookups` lookups when they would touch most of
+    /// their pages anyway: one call instead of a page fault per page.
+    pub fn expect_lookups(&self, lookups: usize) {
+        for segment in &self.segments {
+            for section in &segment.sections {
+                if lookups >= section.filter.len() / 4096 {
+                    let (start, len) = (section.filter.start, section.filter.len());
+                    let _ = segment.bytes.advise_range(Advice::PopulateRead, start, len);
+                }
+            }
+        }
+    }
+
+    /// Prepares the lookup of `hash` in `slot` (see `Segment::prefetch`).
+    pub(crate) fn prefetch(&self, slot: usize, hash: KeyHash) {
+        for segment in &self.segments {
+            segment.prefetch(slot, hash.wide());
+        }
+    }
+
     /// The row of the table holding `hash` in `slot`, if any.
     pub(crate) fn holds(&self, slot: usize, hash: KeyHash) -> Option<Entry> {
         let found = self.newest(slot, hash.wide())?;
@@ -430,31 +491,55 @@ impl KeyIndex {
         self.has_key && slot > 0
     }
 
-    /// Adds what a load landed as `version` (replacing everything when `replace`), then
+    /// Adds what a load landed as `version` (replacing everything when `replace`).
+    pub fn record(
+        self,
+        version: u64,
+        replace: bool,
+        landed: Vec<Vec<Entry>>,
+    ) -> Result<KeyIndex, ExchangeError> {
+        let prepared = self.prepare(version, landed)?;
+        self.commit(version, replace, prepared)
+    }
+
+    /// Writes what a load landed as the segment of `version`, the version its commit is
+    /// expected to make; nothing when it landed nothing.
+    pub fn prepare(
+        &self,
+        version: u64,
+        mut landed: Vec<Vec<Entry>>,
+    ) -> Result<Option<Prepared>, ExchangeError> {
+        if landed.iter().all(|l| l.is_empty()) {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let mut writer = SegmentWriter::new(&self.dir, self.slots.len()).map_err(io)?;
+        for (slot, entries) in landed.iter_mut().enumerate() {
+            entries.par_sort_unstable_by_key(|e| e.hash);
+            let owner = self.has_owner(slot);
+            let stamped = entries.iter().map(|e| Entry { version, ..*e });
+            (writer.slot(owner, entries.len(), stamped)).map_err(io)?;
+        }
+        let mut prepared = writer.finish().map_err(io)?;
+        prepared.version = version;
+        Ok(Some(prepared))
+    }
+
+    /// Adds a prepared segment as `version` (replacing everything when `replace`), then
     /// merges the newest segments while the newer is at least half the older, so that a
     /// lookup visits few segments and the large oldest one is seldom rewritten.
-    pub fn record(
+    pub fn commit(
         mut self,
         version: u64,
         replace: bool,
-        mut landed: Vec<Vec<Entry>>,
+        prepared: Option<Prepared>,
     ) -> Result<KeyIndex, ExchangeError> {
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         if replace {
             self.segments.clear();
         }
-        if landed.iter().any(|l| !l.is_empty()) {
-            let mut writer = SegmentWriter::new(&self.dir, self.slots.len()).map_err(io)?;
-            for (slot, entries) in landed.iter_mut().enumerate() {
-                entries.par_sort_unstable_by_key(|e| e.hash);
-                for e in entries.iter_mut() {
-                    e.version = version;
-                }
-                let owner = self.has_owner(slot);
-                (writer.slot(owner, entries.len(), entries.iter().copied())).map_err(io)?;
-            }
-            drop(landed);
-            self.add(writer, version)?;
+        if let Some(prepared) = prepared {
+            self.add(self.restamped(prepared, version)?, version)?;
         }
         while let [.., older, newer] = &self.segments[..]
             && older.bytes.len() <= 2 * newer.bytes.len()
@@ -466,9 +551,26 @@ impl KeyIndex {
         Ok(self)
     }
 
-    fn add(&mut self, writer: SegmentWriter, version: u64) -> Result<(), ExchangeError> {
+    /// The prepared segment with its entries' version as committed (another write may
+    /// have committed the version it expected).
+    fn restamped(&self, prepared: Prepared, version: u64) -> Result<Prepared, ExchangeError> {
+        if prepared.version == version {
+            return Ok(prepared);
+        }
+        let damaged = || io(std::io::Error::other("a prepared segment is not whole"));
+        let segment = Segment::open(&prepared.temp, self.slots.len()).ok_or_else(damaged)?;
+        let mut writer = SegmentWriter::new(&self.dir, self.slots.len()).map_err(io)?;
+        for (slot, section) in segment.sections.iter().enumerate() {
+            let stamped = segment.entries(slot).map(|e| Entry { version, ..e });
+            (writer.slot(self.has_owner(slot), section.count, stamped)).map_err(io)?;
+        }
+        writer.finish().map_err(io)
+    }
+
+    fn add(&mut self, mut prepared: Prepared, version: u64) -> Result<(), ExchangeError> {
         let name = format!("{version:020}-{}.seg", stamp());
-        writer.finish(&self.dir, &name).map_err(io)?;
+        std::fs::rename(&prepared.temp, self.dir.join(&name)).map_err(io)?;
+        prepared.temp = PathBuf::new();
         let segment = Segment::open(&self.dir.join(&name), self.slots.len())
             .ok_or_else(|| io(std::io::Error::other("a segment just written is not whole")))?;
         self.segments.push(segment);
@@ -481,6 +583,9 @@ impl KeyIndex {
         let newer = self.segments.pop().expect("two segments");
         let older = self.segments.pop().expect("two segments");
         let oldest = self.segments.is_empty();
+        for segment in [&older, &newer] {
+            let _ = segment.bytes.advise(Advice::Sequential);
+        }
         if !older.body_intact() || !newer.body_intact() {
             return Err(io(std::io::Error::other("a segment's entries are damaged")));
         }
@@ -489,9 +594,11 @@ impl KeyIndex {
             let merged =
                 merge(older.entries(slot), newer.entries(slot)).filter(|e| !(oldest && e.gone));
             let expected = older.sections[slot].count + newer.sections[slot].count;
-            writer.slot(self.has_owner(slot), expected, merged).map_err(io)?;
+            writer
+                .slot(self.has_owner(slot), expected, merged)
+                .map_err(io)?;
         }
-        self.add(writer, version)
+        self.add(writer.finish().map_err(io)?, version)
     }
 
     /// Puts the manifest in place durably, then removes the files it no longer names.
@@ -781,6 +888,23 @@ mod tests {
         for h in [3u128, u128::MAX - 2, (1 << 127) + 1] {
             assert_eq!(index.newest(0, h), None);
         }
+    }
+
+    #[test]
+    fn a_segment_prepared_for_one_version_lands_as_the_version_committed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = KeyIndex::empty(tmp.path(), names(), true, 1);
+        let landed = || vec![(1..50).map(|h| entry(h << 90, 0, false)).collect()];
+        let prepared = index.prepare(2, landed()).unwrap().unwrap();
+        let index = index.commit(3, false, Some(prepared)).unwrap();
+        assert_eq!(index.newest(0, 7 << 90).map(|e| e.version), Some(3));
+        let reopened = KeyIndex::open(tmp.path(), &names(), true).unwrap();
+        assert_eq!(reopened.version, 3);
+        assert_eq!(reopened.newest(0, 49 << 90).map(|e| e.version), Some(3));
+        let files = || std::fs::read_dir(&reopened.dir).unwrap().count();
+        let before = files();
+        drop(reopened.prepare(4, landed()).unwrap());
+        assert_eq!(files(), before, "a prepared segment never added is removed");
     }
 
     #[test]

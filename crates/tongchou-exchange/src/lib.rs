@@ -249,13 +249,19 @@ pub async fn ingest(
     if mode != Mode::Replace {
         table::check_decimals(&table, &resource)?;
     }
-    let indexed = !keys::slots(&resource).is_empty() && key_index_on();
+    let indexed = !keys::slots(&resource).is_empty();
     if indexed && mode != Mode::Replace {
+        let index = keys::current(&table_dir, &table, &resource).await?;
+        index.expect_lookups(source.rows_estimate.unwrap_or(0));
         loader.prior = Some(load::Prior {
-            index: keys::current(&table_dir, &table, &resource).await?,
+            index,
             files: version_files(dir, code).await?,
         });
     }
+    // The version the load's commit makes, unless another write commits first.
+    let expected_version = table.version().map_or(0, |v| v + 1);
+    let fresh_index =
+        (indexed && mode == Mode::Replace).then(|| keys::fresh(&table_dir, &resource));
     let (sender, receiver) = tokio::sync::mpsc::channel::<
         Result<deltalake::arrow::record_batch::RecordBatch, DataFusionError>,
     >(2);
@@ -270,7 +276,8 @@ pub async fn ingest(
         actor: actor.to_string(),
         started: started.clone(),
     };
-    let parser = tokio::task::spawn_blocking(move || -> Result<load::Loader, ExchangeError> {
+    type Parsed = (load::Loader, Option<keys::KeyIndex>, Option<keys::Prepared>);
+    let parser = tokio::task::spawn_blocking(move || -> Result<Parsed, ExchangeError> {
         let fail = |sender: &tokio::sync::mpsc::Sender<_>, e: &ExchangeError| {
             let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(
                 std::io::Error::other(e.to_string()),
@@ -307,7 +314,14 @@ pub async fn ingest(
             fail(&sender, &e);
             return Err(e);
         }
-        Ok(loader)
+        // The stream ends here and the table commits while the key index's new segment
+        // is written; a segment that fails is rebuilt by the next load.
+        drop(sender);
+        let landed = indexed.then(|| loader.landed());
+        let index = (loader.prior.as_ref().map(|p| &p.index)).or(fresh_index.as_ref());
+        let prepared = (index.zip(landed))
+            .and_then(|(index, landed)| index.prepare(expected_version, landed).ok().flatten());
+        Ok((loader, fresh_index, prepared))
     });
     let written = match mode {
         Mode::Upsert => table::upsert(table, receiver, &resource, &load_id).await,
@@ -317,7 +331,7 @@ pub async fn ingest(
         .await
         .map_err(|e| ExchangeError::Table(e.to_string()))?;
     let table = match (written, parsed) {
-        (Ok(table), Ok(loader)) => (table, loader),
+        (Ok(table), Ok(parsed)) => (table, parsed),
         (written, parsed) => {
             forget_load(dir, &load_id).await?;
             parsed?;
@@ -326,7 +340,7 @@ pub async fn ingest(
                 .unwrap_or_else(|| ExchangeError::Table("the load was not committed".into())));
         }
     };
-    let (table, mut loader) = table;
+    let (table, (mut loader, fresh_index, prepared)) = table;
     let version = table.version().unwrap_or(0) as i64;
     let rows = match mode {
         Mode::Replace => loader.tally.accepted as i64,
@@ -334,16 +348,12 @@ pub async fn ingest(
         Mode::Upsert => table::count_rows(&table).await?,
     };
     settle(dir, code, &load_id, version, rows).await?;
-    if indexed {
-        let index = match loader.prior.take() {
-            Some(prior) => prior.index,
-            None => keys::fresh(&table_dir, &resource),
-        };
-        if index.version != version as u64 {
-            let landed = loader.landed();
-            // The load has landed either way: an index left behind is rebuilt by the next.
-            let _ = index.record(version as u64, mode == Mode::Replace, landed);
-        }
+    let index = (loader.prior.take().map(|prior| prior.index)).or(fresh_index);
+    if let Some(index) = index
+        && index.version != version as u64
+    {
+        // The load has landed either way: an index left behind is rebuilt by the next.
+        let _ = index.commit(version as u64, mode == Mode::Replace, prepared);
     }
     let tally = &loader.tally;
     Ok(LoadReport {
@@ -360,14 +370,6 @@ pub async fn ingest(
         encoding,
         header_row,
     })
-}
-
-/// Set to `off` (benchmarks only), loads neither check keys against earlier versions nor
-/// keep the key index, as before it existed.
-const KEY_INDEX_ENV: &str = "TONGCHOU_KEY_INDEX";
-
-fn key_index_on() -> bool {
-    std::env::var(KEY_INDEX_ENV).map_or(true, |v| v != "off")
 }
 
 /// The file each committed version's load read, by version.

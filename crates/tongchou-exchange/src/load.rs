@@ -358,22 +358,39 @@ pub struct Prior {
     pub files: HashMap<u64, String>,
 }
 
+/// How far ahead of its lookup a value's filter block is fetched: enough lookups in
+/// flight to hide memory's latency.
+const PREFETCH_AHEAD: usize = 16;
+
 impl Prior {
-    /// The row of an earlier version that `hash` in `slot` collides with. An upsert
-    /// replaces the row of its key, so its key collides with nothing, nor its unique
-    /// values with the row it replaces.
-    fn earlier(
-        &self,
-        slot: usize,
-        upsert: bool,
-        hash: KeyHash,
-        owner: KeyHash,
-    ) -> Option<keys::Entry> {
-        if upsert && slot == 0 && self.index.has_key() {
-            return None;
-        }
-        let found = self.index.holds(slot, hash)?;
-        (!(upsert && found.owner == owner.wide())).then_some(found)
+    /// For each of a chunk's values (`stride` slots a row), the row of an earlier version
+    /// that holds it. An upsert replaces the row of its key, so its key collides with
+    /// nothing, nor its unique values with the row it replaces.
+    fn holders(&self, keys: &[KeyHash], stride: usize, upsert: bool) -> Vec<Option<keys::Entry>> {
+        let skip_key = upsert && self.index.has_key();
+        let wanted =
+            |j: usize| keys[j] != KeyHash::ABSENT && !(skip_key && j.is_multiple_of(stride));
+        let mut found = vec![None; keys.len()];
+        found
+            .par_chunks_mut(1024)
+            .enumerate()
+            .for_each(|(c, found)| {
+                let start = c * 1024;
+                for (k, place) in found.iter_mut().enumerate() {
+                    let ahead = start + k + PREFETCH_AHEAD;
+                    if ahead < keys.len() && wanted(ahead) {
+                        self.index.prefetch(ahead % stride, keys[ahead]);
+                    }
+                    let j = start + k;
+                    if !wanted(j) {
+                        continue;
+                    }
+                    let owner = keys[j - j % stride].wide();
+                    *place = (self.index.holds(j % stride, keys[j]))
+                        .filter(|e| !(upsert && e.owner == owner));
+                }
+            });
+        found
     }
 
     fn place(&self, e: &keys::Entry) -> String {
@@ -722,7 +739,9 @@ impl Loader {
         let mut repeats = vec![Vec::new(); rows.len()];
         let stride = self.slots.len();
         let passed = (0..rows.len()).filter(|i| outcomes[*i].violations.is_empty());
-        let (prior, upsert) = (self.prior.as_ref(), self.upsert.is_some());
+        let upsert = self.upsert.is_some();
+        let holders = (self.prior.as_ref()).map(|p| p.holders(keys, stride.max(1), upsert));
+        let holder = |j: usize| holders.as_ref().and_then(|h| h[j]);
         let mark = |i: usize| rows[i].0 | if outcomes[i].delete { DELETED } else { 0 };
         if stride == 1 {
             let mut by_shard = vec![Vec::new(); SHARDS];
@@ -737,8 +756,7 @@ impl Loader {
                                 Some((i, Earlier::Line(*first.get() & !DELETED)))
                             }
                             Entry::Vacant(free) => {
-                                let earlier =
-                                    prior.and_then(|p| p.earlier(0, upsert, keys[i], keys[i]));
+                                let earlier = holder(i);
                                 if earlier.is_none() {
                                     free.insert(mark(i));
                                 }
@@ -754,21 +772,12 @@ impl Loader {
             let has_key = self.slots.first().is_some_and(|s| s.is_key);
             for i in passed {
                 let row_keys = &keys[i * stride..(i + 1) * stride];
-                let owner = if has_key {
-                    row_keys[0]
-                } else {
-                    KeyHash::ABSENT
-                };
                 let found: Vec<(usize, Earlier)> = (row_keys.iter().enumerate())
                     .filter(|(_, key)| **key != KeyHash::ABSENT)
                     .filter_map(|(s, key)| {
                         let line = self.seen[s].get(key).map(|l| Earlier::Line(l & !DELETED));
-                        line.or_else(|| {
-                            prior
-                                .and_then(|p| p.earlier(s, upsert, *key, owner))
-                                .map(Earlier::Version)
-                        })
-                        .map(|earlier| (s, earlier))
+                        line.or_else(|| holder(i * stride + s).map(Earlier::Version))
+                            .map(|earlier| (s, earlier))
                     })
                     .collect();
                 if found.is_empty() {
@@ -778,7 +787,7 @@ impl Loader {
                         }
                     }
                     if has_key {
-                        self.owners.push((rows[i].0, owner));
+                        self.owners.push((rows[i].0, row_keys[0]));
                     }
                 }
                 repeats[i] = found;
@@ -879,16 +888,16 @@ impl Loader {
         };
         (self.seen.iter_mut().enumerate())
             .map(|(slot, seen)| {
+                let mut entries = Vec::with_capacity(seen.0.iter().map(HashMap::len).sum());
                 let claimed = seen.0.iter_mut().flat_map(|shard| shard.drain());
-                claimed
-                    .map(|(hash, mark)| keys::Entry {
-                        hash: hash.wide(),
-                        owner: owner(slot, mark & !DELETED),
-                        version: 0,
-                        line: mark & !DELETED,
-                        gone: mark & DELETED != 0,
-                    })
-                    .collect()
+                entries.extend(claimed.map(|(hash, mark)| keys::Entry {
+                    hash: hash.wide(),
+                    owner: owner(slot, mark & !DELETED),
+                    version: 0,
+                    line: mark & !DELETED,
+                    gone: mark & DELETED != 0,
+                }));
+                entries
             })
             .collect()
     }

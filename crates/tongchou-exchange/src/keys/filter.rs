@@ -5,8 +5,9 @@
 
 /// Bytes in a block: eight 32-bit words, one bit set in each per value.
 pub const BLOCK: usize = 32;
-/// About 1% false positives.
-const BITS_PER_VALUE: usize = 10;
+/// About one false positive in a thousand lookups: each costs a search of the entries, a
+/// few pages mapped in at random.
+const BITS_PER_VALUE: usize = 16;
 const SALT: [u32; 8] = [
     0x47b6_137b,
     0x4497_4d91,
@@ -62,11 +63,15 @@ impl Builder {
     }
 }
 
+/// The block of the filter's bytes that answers for `hash`.
+pub fn block(filter: &[u8], hash: u128) -> &[u8] {
+    let start = block_of(hash, filter.len() / BLOCK) * BLOCK;
+    &filter[start..start + BLOCK]
+}
+
 /// Whether the filter's bytes may hold `hash` (false: surely not).
 pub fn may_hold(filter: &[u8], hash: u128) -> bool {
-    let start = block_of(hash, filter.len() / BLOCK) * BLOCK;
-    let block = &filter[start..start + BLOCK];
-    (bits(hash).iter().zip(block.chunks_exact(4)))
+    (bits(hash).iter().zip(block(filter, hash).chunks_exact(4)))
         .all(|(bit, word)| u32::from_le_bytes(word.try_into().expect("4 bytes")) & bit != 0)
 }
 
@@ -96,8 +101,13 @@ mod tests {
     fn few_values_not_put_in_pass() {
         let spread = |i: u128| twox_hash::XxHash3_128::oneshot(&i.to_le_bytes());
         let filter = filled(&(0..100_000).map(spread).collect::<Vec<_>>());
-        let passed = (100_000..200_000).filter(|i| may_hold(&filter, spread(*i))).count();
-        assert!(passed < 2_000, "{passed} of 100,000 absent values passed");
-        assert!(!may_hold(&filled(&[]), spread(1)), "an empty filter holds nothing");
+        let passed = (100_000..200_000)
+            .filter(|i| may_hold(&filter, spread(*i)))
+            .count();
+        assert!(passed < 300, "{passed} of 100,000 absent values passed");
+        assert!(
+            !may_hold(&filled(&[]), spread(1)),
+            "an empty filter holds nothing"
+        );
     }
 }
