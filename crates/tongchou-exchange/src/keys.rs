@@ -111,8 +111,8 @@ fn header_len(slots: usize) -> usize {
 }
 
 /// Filters start on a cache line, so that a block is never split across two.
-fn filters_start(entries_end: usize) -> usize {
-    entries_end.next_multiple_of(64)
+fn filters_start(entries_end: usize) -> Option<usize> {
+    entries_end.checked_next_multiple_of(64)
 }
 
 /// One immutable file of sorted entries and their filters, mapped into memory; it ends
@@ -157,14 +157,14 @@ impl Segment {
             });
             offset = offset.checked_add(count.checked_mul(width)?)?;
         }
-        offset = filters_start(offset);
+        offset = filters_start(offset)?;
         for (s, section) in sections.iter_mut().enumerate() {
             let blocks = word(&bytes, 32 + SLOT_HEADER * s) as usize;
             let end = offset.checked_add(blocks.checked_mul(filter::BLOCK)?)?;
             section.filter = offset..end;
             offset = end;
         }
-        let whole = offset + 16 == bytes.len()
+        let whole = offset.checked_add(16) == Some(bytes.len())
             && checksum(&bytes[..header], word(&bytes, offset)) == word(&bytes, offset + 8);
         let name = path.file_name()?.to_string_lossy().into_owned();
         // A lookup reads a few entries far apart: the pages around them would only be
@@ -280,7 +280,7 @@ fn checksum(header: &[u8], data: u64) -> u64 {
 /// Writes a segment slot by slot, entries in hash order, to a temporary file that becomes
 /// the segment (durably) only when whole; the slots' filters follow their entries.
 struct SegmentWriter {
-    temp: PathBuf,
+    temp: Temporary,
     out: BufWriter<File>,
     data: twox_hash::XxHash3_64,
     written: usize,
@@ -292,6 +292,7 @@ impl SegmentWriter {
     fn new(dir: &Path, slots: usize) -> std::io::Result<SegmentWriter> {
         let temp = dir.join(format!("tmp-{}-{}", std::process::id(), stamp()));
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&temp)?);
+        let temp = Temporary(temp);
         out.write_all(&vec![0; header_len(slots)])?;
         Ok(SegmentWriter {
             temp,
@@ -348,7 +349,8 @@ impl SegmentWriter {
                 header.extend_from_slice(&n.to_le_bytes());
             }
         }
-        self.body(&vec![0; filters_start(self.written) - self.written])?;
+        let padding = filters_start(self.written).expect("a file's length") - self.written;
+        self.body(&vec![0; padding])?;
         for (_, _, filter) in &slots {
             self.body(&filter.to_bytes())?;
         }
@@ -360,24 +362,34 @@ impl SegmentWriter {
         file.write_all(&header)?;
         file.sync_all()?;
         Ok(Prepared {
-            temp: std::mem::take(&mut self.temp),
+            temp: self.temp,
             version: 0,
         })
     }
 }
 
 /// A whole segment not yet in the index: a load's entries, written while its version
-/// commits (so that the commit does not wait for them), with the version they expect.
-/// Removed if never added.
+/// commits (so that the commit does not wait for them), stamped with the version they
+/// expect. Removed if never added.
 pub struct Prepared {
-    temp: PathBuf,
+    temp: Temporary,
     version: u64,
 }
 
-impl Drop for Prepared {
+/// A file being written, removed when dropped unless kept: nothing half-written or never
+/// used stays to fill the disk (a load that failed for want of space must leave it).
+struct Temporary(PathBuf);
+
+impl Temporary {
+    fn keep(mut self) -> PathBuf {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Temporary {
     fn drop(&mut self) {
-        if !self.temp.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.temp);
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0);
         }
     }
 }
@@ -527,19 +539,29 @@ impl KeyIndex {
 
     /// Adds a prepared segment as `version` (replacing everything when `replace`), then
     /// merges the newest segments while the newer is at least half the older, so that a
-    /// lookup visits few segments and the large oldest one is seldom rewritten.
+    /// lookup visits few segments and the large oldest one is seldom rewritten. Refused,
+    /// leaving the index as it was (stale, so the next load rebuilds it), when the version
+    /// is not the one the segment was prepared for or, appending, not the next after the
+    /// index's: another write committed in between, and its values are not in the index.
     pub fn commit(
         mut self,
         version: u64,
         replace: bool,
         prepared: Option<Prepared>,
     ) -> Result<KeyIndex, ExchangeError> {
+        let next = replace || version == self.version + 1;
+        if !next || prepared.as_ref().is_some_and(|p| p.version != version) {
+            return Err(io(std::io::Error::other(format!(
+                "version {version} does not follow the index's {}",
+                self.version
+            ))));
+        }
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         if replace {
             self.segments.clear();
         }
         if let Some(prepared) = prepared {
-            self.add(self.restamped(prepared, version)?, version)?;
+            self.add(prepared, version)?;
         }
         while let [.., older, newer] = &self.segments[..]
             && older.bytes.len() <= 2 * newer.bytes.len()
@@ -551,26 +573,10 @@ impl KeyIndex {
         Ok(self)
     }
 
-    /// The prepared segment with its entries' version as committed (another write may
-    /// have committed the version it expected).
-    fn restamped(&self, prepared: Prepared, version: u64) -> Result<Prepared, ExchangeError> {
-        if prepared.version == version {
-            return Ok(prepared);
-        }
-        let damaged = || io(std::io::Error::other("a prepared segment is not whole"));
-        let segment = Segment::open(&prepared.temp, self.slots.len()).ok_or_else(damaged)?;
-        let mut writer = SegmentWriter::new(&self.dir, self.slots.len()).map_err(io)?;
-        for (slot, section) in segment.sections.iter().enumerate() {
-            let stamped = segment.entries(slot).map(|e| Entry { version, ..e });
-            (writer.slot(self.has_owner(slot), section.count, stamped)).map_err(io)?;
-        }
-        writer.finish().map_err(io)
-    }
-
-    fn add(&mut self, mut prepared: Prepared, version: u64) -> Result<(), ExchangeError> {
+    fn add(&mut self, prepared: Prepared, version: u64) -> Result<(), ExchangeError> {
         let name = format!("{version:020}-{}.seg", stamp());
-        std::fs::rename(&prepared.temp, self.dir.join(&name)).map_err(io)?;
-        prepared.temp = PathBuf::new();
+        std::fs::rename(&prepared.temp.0, self.dir.join(&name)).map_err(io)?;
+        prepared.temp.keep();
         let segment = Segment::open(&self.dir.join(&name), self.slots.len())
             .ok_or_else(|| io(std::io::Error::other("a segment just written is not whole")))?;
         self.segments.push(segment);
@@ -891,20 +897,33 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_prepared_for_one_version_lands_as_the_version_committed() {
+    fn a_prepared_segment_lands_only_as_the_next_version() {
         let tmp = tempfile::tempdir().unwrap();
-        let index = KeyIndex::empty(tmp.path(), names(), true, 1);
         let landed = || vec![(1..50).map(|h| entry(h << 90, 0, false)).collect()];
-        let prepared = index.prepare(2, landed()).unwrap().unwrap();
-        let index = index.commit(3, false, Some(prepared)).unwrap();
-        assert_eq!(index.newest(0, 7 << 90).map(|e| e.version), Some(3));
-        let reopened = KeyIndex::open(tmp.path(), &names(), true).unwrap();
-        assert_eq!(reopened.version, 3);
-        assert_eq!(reopened.newest(0, 49 << 90).map(|e| e.version), Some(3));
-        let files = || std::fs::read_dir(&reopened.dir).unwrap().count();
+        let index = KeyIndex::empty(tmp.path(), names(), true, 0)
+            .record(1, true, landed())
+            .unwrap();
+        let files = || std::fs::read_dir(tmp.path().join("_keys")).unwrap().count();
         let before = files();
-        drop(reopened.prepare(4, landed()).unwrap());
-        assert_eq!(files(), before, "a prepared segment never added is removed");
+        let prepared = index.prepare(2, landed()).unwrap();
+        assert!(
+            index.commit(3, false, prepared).is_err(),
+            "version 2 was another write's"
+        );
+        let reopened = KeyIndex::open(tmp.path(), &names(), true).unwrap();
+        assert_eq!(reopened.version, 1, "left stale, to be rebuilt");
+        assert_eq!(files(), before, "the prepared segment is removed");
+        assert!(
+            reopened.commit(3, false, None).is_err(),
+            "a gap with nothing landed too"
+        );
+        let reopened = KeyIndex::open(tmp.path(), &names(), true).unwrap();
+        let prepared = reopened.prepare(2, landed()).unwrap();
+        let index = reopened.commit(2, false, prepared).unwrap();
+        assert_eq!(index.newest(0, 7 << 90).map(|e| e.version), Some(2));
+        let after = files();
+        drop(index.prepare(3, landed()).unwrap());
+        assert_eq!(files(), after, "a prepared segment never added is removed");
     }
 
     #[test]

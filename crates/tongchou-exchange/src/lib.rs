@@ -276,7 +276,11 @@ pub async fn ingest(
         actor: actor.to_string(),
         started: started.clone(),
     };
-    type Parsed = (load::Loader, Option<keys::KeyIndex>, Option<keys::Prepared>);
+    type Parsed = (
+        load::Loader,
+        Option<keys::KeyIndex>,
+        Result<Option<keys::Prepared>, ExchangeError>,
+    );
     let parser = tokio::task::spawn_blocking(move || -> Result<Parsed, ExchangeError> {
         let fail = |sender: &tokio::sync::mpsc::Sender<_>, e: &ExchangeError| {
             let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(
@@ -315,12 +319,14 @@ pub async fn ingest(
             return Err(e);
         }
         // The stream ends here and the table commits while the key index's new segment
-        // is written; a segment that fails is rebuilt by the next load.
+        // is written; if it cannot be, the index is left stale and the next load rebuilds it.
         drop(sender);
         let landed = indexed.then(|| loader.landed());
         let index = (loader.prior.as_ref().map(|p| &p.index)).or(fresh_index.as_ref());
-        let prepared = (index.zip(landed))
-            .and_then(|(index, landed)| index.prepare(expected_version, landed).ok().flatten());
+        let prepared = match index.zip(landed) {
+            Some((index, landed)) => index.prepare(expected_version, landed),
+            None => Ok(None),
+        };
         Ok((loader, fresh_index, prepared))
     });
     let written = match mode {
@@ -334,7 +340,7 @@ pub async fn ingest(
         (Ok(table), Ok(parsed)) => (table, parsed),
         (written, parsed) => {
             forget_load(dir, &load_id).await?;
-            parsed?;
+            drop(parsed?);
             return Err(written
                 .err()
                 .unwrap_or_else(|| ExchangeError::Table("the load was not committed".into())));
@@ -351,6 +357,7 @@ pub async fn ingest(
     let index = (loader.prior.take().map(|prior| prior.index)).or(fresh_index);
     if let Some(index) = index
         && index.version != version as u64
+        && let Ok(prepared) = prepared
     {
         // The load has landed either way: an index left behind is rebuilt by the next.
         let _ = index.commit(version as u64, mode == Mode::Replace, prepared);

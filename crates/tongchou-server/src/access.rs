@@ -5,11 +5,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post, put};
 use serde::{Deserialize, Serialize};
 use tongchou_access::credentials::{self, CredentialKind, Issued, Lockout, TokenInfo};
 use tongchou_access::events::{self, Event};
@@ -17,36 +15,34 @@ use tongchou_access::requests::{self, Approval, Grant, NewRequest, Purpose, Requ
 use tongchou_access::users::UserChange;
 use tongchou_access::{Access, Door, Scope, Scopes, User};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::{Caller, ClientAddress, SESSION_COOKIE};
 use crate::{ApiError, ApiResult, AppState, Shared};
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/auth/sign-in", post(sign_in))
-        .route("/api/auth/sign-out", post(sign_out))
-        .route("/api/me", get(me))
-        .route("/api/tokens", get(list_tokens).post(create_token))
-        .route("/api/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/api/users", get(list_users).post(add_user))
-        .route("/api/users/{name}", patch(change_user))
-        .route("/api/users/{name}/password", post(change_password))
-        .route("/api/users/locked", get(lockouts))
-        .route("/api/users/{name}/unlock", post(unlock))
-        .route("/api/access/purposes", get(purposes).post(add_purpose))
-        .route(
-            "/api/access/requests",
-            get(list_requests).post(file_request),
-        )
-        .route("/api/access/requests/{id}", get(get_request))
-        .route("/api/access/requests/{id}/approve", post(approve))
-        .route("/api/access/requests/{id}/refuse", post(refuse))
-        .route("/api/access/requests/{id}/withdraw", post(withdraw))
-        .route("/api/access/grants", get(list_grants))
-        .route("/api/access/grants/{id}/revoke", post(revoke))
-        .route("/api/access/policy", put(set_policy))
-        .route("/api/access/decide", get(decide))
-        .route("/api/access/events", get(recent_events))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_in))
+        .routes(routes!(sign_out))
+        .routes(routes!(me))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_users, add_user))
+        .routes(routes!(change_user))
+        .routes(routes!(change_password))
+        .routes(routes!(lockouts))
+        .routes(routes!(unlock))
+        .routes(routes!(purposes, add_purpose))
+        .routes(routes!(list_requests, file_request))
+        .routes(routes!(get_request))
+        .routes(routes!(approve))
+        .routes(routes!(refuse))
+        .routes(routes!(withdraw))
+        .routes(routes!(list_grants))
+        .routes(routes!(revoke))
+        .routes(routes!(set_policy))
+        .routes(routes!(decide))
+        .routes(routes!(recent_events))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Multipart, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use tongchou_access::Scope;
@@ -16,6 +14,7 @@ use tongchou_exchange::changes::{self, OutputFormat};
 use tongchou_exchange::{Encoding, Mode, ReadOptions};
 use tongchou_query::deliver;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::audit::Traced;
 use crate::query::status_of;
@@ -35,14 +34,14 @@ async fn require_provider(s: &AppState, caller: &Caller, code: &str) -> Result<(
     }
 }
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/exchange/ingest", post(ingest))
-        .route("/api/exchange/quarantine", get(quarantine))
-        .route("/api/exchange/loads", get(loads))
-        .route("/api/exchange/subscriptions", post(subscribe))
-        .route("/api/exchange/pull", get(pull))
-        .route("/api/exchange/volume", get(volume))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(ingest))
+        .routes(routes!(quarantine))
+        .routes(routes!(loads))
+        .routes(routes!(subscribe))
+        .routes(routes!(pull))
+        .routes(routes!(volume))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -8,29 +8,29 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use tongchou_access::Scope;
 use tongchou_audit::index::{self, Filter, Listed, Unusual, Usage};
 use tongchou_audit::{ALLOWED, AuditError, Entry};
 use tongchou_model::UserRole;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::audit::Traced;
 use crate::{ApiError, AppState, Caller};
 
 type Shared = State<Arc<AppState>>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/ledger/subject", get(subject))
-        .route("/api/ledger/entries", get(entries))
-        .route("/api/ledger/usage", get(usage))
-        .route("/api/ledger/unusual", get(unusual))
-        .route("/api/ledger/tail", get(tail))
-        .route("/api/ledger/proof/{seq}", get(proof))
-        .route("/api/ledger/checkpoint", get(checkpoint))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(subject))
+        .routes(routes!(entries))
+        .routes(routes!(usage))
+        .routes(routes!(unusual))
+        .routes(routes!(tail))
+        .routes(routes!(proof))
+        .routes(routes!(checkpoint))
 }
 
 fn failed(e: impl Into<AuditError>) -> ApiError {

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use tongchou_access::Scope;
 use tongchou_catalog::infer::Inference;
@@ -22,6 +22,7 @@ use tongchou_catalog::{
 };
 use tongchou_model::{OpenType, Resource, ShareType, Unit, UpdateCycle};
 use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 mod access;
 mod audit;
@@ -233,47 +234,6 @@ pub struct UnitsAdded {
         title = "统筹 Tongchou API",
         description = "Register, find, share, exchange and query government data without giving up control of it."
     ),
-    paths(
-        healthz,
-        list_units,
-        add_units,
-        list_resources,
-        register,
-        get_resource,
-        update_resource,
-        history,
-        diff,
-        search,
-        stats,
-        template,
-        register_workbook,
-        infer,
-        access::sign_in,
-        access::sign_out,
-        access::me,
-        access::create_token,
-        access::list_tokens,
-        access::revoke_token,
-        access::list_users,
-        access::add_user,
-        access::change_user,
-        access::change_password,
-        access::lockouts,
-        access::unlock,
-        access::purposes,
-        access::add_purpose,
-        access::file_request,
-        access::list_requests,
-        access::get_request,
-        access::approve,
-        access::refuse,
-        access::withdraw,
-        access::list_grants,
-        access::revoke,
-        access::set_policy,
-        access::decide,
-        access::recent_events
-    ),
     components(schemas(
         ApiError,
         Registered,
@@ -297,29 +257,37 @@ pub fn router(state: Arc<AppState>) -> Router {
     router_with(state, Router::new())
 }
 
-/// The REST API with `pages` (the portal) beside it, all behind the ledger's middleware.
-pub fn router_with(state: Arc<AppState>, pages: Router<Arc<AppState>>) -> Router {
-    Router::new()
-        .merge(pages)
-        .route("/healthz", get(healthz))
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
-        .route("/api/catalog/units", get(list_units).post(add_units))
-        .route("/api/catalog/resources", get(list_resources).post(register))
-        .route(
-            "/api/catalog/resource",
-            get(get_resource).put(update_resource),
-        )
-        .route("/api/catalog/history", get(history))
-        .route("/api/catalog/diff", get(diff))
-        .route("/api/catalog/search", get(search))
-        .route("/api/catalog/stats", get(stats))
-        .route("/api/catalog/template.xlsx", get(template))
-        .route("/api/catalog/workbook", post(register_workbook))
-        .route("/api/catalog/infer", post(infer))
+/// The REST API and its OpenAPI document. Every route is registered with the path its
+/// handler declares (`routes!`), so the document cannot leave one out.
+pub fn api() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(list_units, add_units))
+        .routes(routes!(list_resources, register))
+        .routes(routes!(get_resource, update_resource))
+        .routes(routes!(history))
+        .routes(routes!(diff))
+        .routes(routes!(search))
+        .routes(routes!(stats))
+        .routes(routes!(template))
+        .routes(routes!(register_workbook))
+        .routes(routes!(infer))
         .merge(exchange::routes())
         .merge(access::routes())
         .merge(ledger::routes())
-        .route("/api/query", post(query::query))
+        .routes(routes!(query::query))
+}
+
+/// The REST API with `pages` (the portal) beside it, all behind the ledger's middleware.
+pub fn router_with(state: Arc<AppState>, pages: Router<Arc<AppState>>) -> Router {
+    let (api, document) = api().split_for_parts();
+    let document = serde_json::to_string(&document).expect("the OpenAPI document serialises");
+    let openapi =
+        get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) });
+    Router::new()
+        .merge(pages)
+        .merge(api)
+        .route("/openapi.json", openapi)
         // Bodies are bounded by route in `limits::bound_body`.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
@@ -602,4 +570,22 @@ async fn infer(caller: Caller, Query(p): Query<InferParams>, body: Bytes) -> Api
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok(Json(tongchou_catalog::infer::infer(&sample)))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `/api` route is registered through `routes!`, which documents it: a plain
+    /// `Router::route` would serve a path the OpenAPI document does not list.
+    #[test]
+    fn no_api_route_is_registered_outside_the_document() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for file in std::fs::read_dir(src).unwrap().flatten() {
+            let text = std::fs::read_to_string(file.path()).unwrap();
+            assert!(
+                !text.contains(".route(\"/api"),
+                "{} registers an /api route without its OpenAPI path",
+                file.path().display()
+            );
+        }
+    }
 }
