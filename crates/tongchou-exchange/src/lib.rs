@@ -120,8 +120,9 @@ pub struct QuarantineEntry {
 
 const BATCH_ROWS: usize = 65_536;
 
-/// Told the number of rows read so far, now and then during a load.
-pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+/// Told the rows read since it was last told (`tongchou_model::Progress::advance`), now and
+/// then during a load; the load never calls `start`, which is its caller's.
+pub type Progress = std::sync::Arc<dyn tongchou_model::Progress>;
 
 fn now() -> String {
     jiff::Timestamp::now()
@@ -289,6 +290,9 @@ pub async fn ingest(
         };
         let (chunks, spent) = read_ahead(source.rows);
         let mut pending_bytes = 0;
+        let mut reported = 0;
+        let mut report =
+            |read: u64| progress.advance(read - std::mem::replace(&mut reported, read));
         for chunk in chunks {
             let rows = match chunk {
                 Ok(rows) => rows,
@@ -302,7 +306,7 @@ pub async fn ingest(
             let _ = spent.send(rows);
             if loader.pending() >= BATCH_ROWS || pending_bytes >= BATCH_BYTES {
                 pending_bytes = 0;
-                progress(loader.tally.rows_read);
+                report(loader.tally.rows_read);
                 if sender.blocking_send(Ok(loader.batch())).is_err() {
                     return Err(ExchangeError::Table("the table writer stopped".into()));
                 }
@@ -311,7 +315,7 @@ pub async fn ingest(
         if loader.pending() > 0 {
             let _ = sender.blocking_send(Ok(loader.batch()));
         }
-        progress(loader.tally.rows_read);
+        report(loader.tally.rows_read);
         // The load and its quarantine are on record before the stream ends and the table
         // commits: a crash after the commit cannot lose the quarantined rows.
         if let Err(e) = pending.record(&loader) {

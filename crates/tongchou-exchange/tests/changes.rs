@@ -61,7 +61,7 @@ async fn upserts_need_a_key_and_subscriptions_a_known_unit() {
             read: &options(),
             actor: "t",
         },
-        Arc::new(|_| {}),
+        Arc::new(()),
     )
     .await
     .unwrap_err();

@@ -50,7 +50,7 @@ async fn load(
         read: &read,
         actor: "test",
     };
-    tongchou_exchange::ingest(dir, catalog, &load, Arc::new(|_| {})).await
+    tongchou_exchange::ingest(dir, catalog, &load, Arc::new(())).await
 }
 
 /// The type of `amount` and the sum of it at a version of the table, as text.

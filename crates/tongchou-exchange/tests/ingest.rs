@@ -29,7 +29,7 @@ fn options() -> ReadOptions {
 }
 
 fn quiet() -> tongchou_exchange::Progress {
-    Arc::new(|_| {})
+    Arc::new(())
 }
 
 async fn exit_entry_code(catalog: &Catalog) -> String {

@@ -337,6 +337,22 @@ pub struct Resource {
     pub fields: Vec<Field>,
 }
 
+/// Receives a long job's progress: a terminal bar, or nothing (`()`). Called from whichever
+/// thread does the work, between batches, so it must be cheap and must not block. `start`
+/// is called once, by whoever runs the whole job, with the rows it expects (the job may run
+/// past them); `advance` with the rows done since the previous call — a delta, never a
+/// running total — by the job or by any part of it (one export of a district's generation,
+/// one file's load among many), so that parts add up on one bar.
+pub trait Progress: Send + Sync {
+    fn start(&self, estimated_rows: u64);
+    fn advance(&self, rows: u64);
+}
+
+impl Progress for () {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -527,7 +527,7 @@ async fn ingest(
             read: &options,
             actor: viewer.name(),
         },
-        std::sync::Arc::new(|_| {}),
+        std::sync::Arc::new(()),
     )
     .await
     .map_err(|e| e.to_string())

@@ -103,7 +103,7 @@ impl World {
                 read: &options,
                 actor: "test",
             },
-            Arc::new(|_| {}),
+            Arc::new(()),
         )
         .await
         .unwrap();

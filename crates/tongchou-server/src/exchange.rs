@@ -122,7 +122,7 @@ pub async fn ingest(
             read: &options,
             actor: &caller.0.user.name,
         },
-        Arc::new(|_| {}),
+        Arc::new(()),
     )
     .await;
     // The report names the file as the steward sent it, not where the server kept it.

@@ -82,16 +82,7 @@ impl SimError {
     }
 }
 
-/// Receives progress while exports are written (a terminal progress bar, or nothing).
-pub trait Progress: Sync {
-    fn start(&self, estimated_rows: u64);
-    fn advance(&self, rows: u64);
-}
-
-impl Progress for () {
-    fn start(&self, _: u64) {}
-    fn advance(&self, _: u64) {}
-}
+pub use tongchou_model::Progress;
 
 /// What a generation produced.
 #[derive(Debug, Clone, Serialize)]

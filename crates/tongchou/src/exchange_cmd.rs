@@ -155,7 +155,6 @@ pub async fn ingest(data_dir: &Path, args: IngestArgs) -> Result<()> {
         header_row: args.header_row,
     };
     let bar = Arc::new(Bar::rows("汇入 loading"));
-    let progress_bar = bar.clone();
     let report = tongchou_exchange::ingest(
         &dir,
         &catalog,
@@ -166,7 +165,7 @@ pub async fn ingest(data_dir: &Path, args: IngestArgs) -> Result<()> {
             read: &options,
             actor: &actor,
         },
-        Arc::new(move |rows| progress_bar.set_position(rows)),
+        bar.clone(),
     )
     .await;
     bar.finish();
@@ -401,7 +400,7 @@ pub async fn load_district(dir: &DataDir, catalog: &Catalog, district: &Path) ->
     let bar = Arc::new(Bar::rows("汇入 loading"));
     bar.set_length(total);
     let started = std::time::Instant::now();
-    let (mut accepted, mut quarantined, mut done) = (0u64, 0u64, 0u64);
+    let (mut accepted, mut quarantined) = (0u64, 0u64);
     for e in pending {
         let code = e["resource_code"].as_str().unwrap_or_default();
         let options = ReadOptions {
@@ -409,8 +408,6 @@ pub async fn load_district(dir: &DataDir, catalog: &Catalog, district: &Path) ->
             sheet: e["sheet"].as_str().map(str::to_string),
             header_row: e["header_row"].as_u64().filter(|h| *h > 0),
         };
-        let base = done;
-        let progress_bar = bar.clone();
         let report = tongchou_exchange::ingest(
             dir,
             catalog,
@@ -421,10 +418,9 @@ pub async fn load_district(dir: &DataDir, catalog: &Catalog, district: &Path) ->
                 read: &options,
                 actor: "demo",
             },
-            Arc::new(move |rows| progress_bar.set_position(base + rows)),
+            bar.clone(),
         )
         .await?;
-        done += report.rows_read;
         accepted += report.accepted;
         quarantined += report.quarantined;
     }

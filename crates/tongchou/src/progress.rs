@@ -19,16 +19,12 @@ impl Bar {
         self.0.finish_and_clear();
     }
 
-    pub fn set_position(&self, rows: u64) {
-        self.0.set_position(rows);
-    }
-
     pub fn set_length(&self, rows: u64) {
         self.0.set_length(rows);
     }
 }
 
-impl tongchou_sim::Progress for Bar {
+impl tongchou_model::Progress for Bar {
     fn start(&self, estimated_rows: u64) {
         self.0.set_length(estimated_rows);
     }
