@@ -245,8 +245,8 @@ fn inference_from_a_department_export() {
 }
 
 /// Asks the server, signed out, for every path and method the OpenAPI document lists: each
-/// is routed (refused as unauthorised or malformed), none unknown (404) or of another
-/// method (405), as a path the document does not list is.
+/// is routed, none unknown (404) or of another method (405), as a path the document does
+/// not list is; and every one but health and signing in and out refuses the caller (401).
 fn every_documented_route_is_served(http: &ureq::Agent, base: &str, openapi: &Value) {
     let unknown = http
         .get(format!("{base}/api/no-such-route"))
@@ -280,6 +280,9 @@ fn every_documented_route_is_served(http: &ureq::Agent, base: &str, openapi: &Va
                 status != 404 && status != 405,
                 "{method} {path} documented but answered {status}"
             );
+            if !["/healthz", "/api/auth/sign-in", "/api/auth/sign-out"].contains(&path.as_str()) {
+                assert_eq!(status, 401, "{method} {path} answered a signed-out caller");
+            }
         }
     }
 }
